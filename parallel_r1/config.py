@@ -1,0 +1,179 @@
+"""Pipeline configuration: one pydantic model per stage, loaded from YAML and overridable from the CLI.
+
+Unknown or ill-typed fields are errors that name the field (`ConfigError`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ConfigError(ValueError):
+    """A configuration the user wrote (or overrode) is invalid; the message names the field."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class RayConfig(_Section):
+    address: str | None = Field(None, description="Ray cluster address; None: RAY_ADDRESS or a local Ray.")
+    num_cpus: int | None = Field(None, ge=1, description="CPUs of a locally started Ray (None: all).")
+    include_dashboard: bool = Field(False, description="Start the dashboard with a local Ray.")
+
+
+class OpenAIEndpointConfig(_Section):
+    base_url: str = Field("https://api.openai.com/v1", description="Any OpenAI-compatible endpoint.")
+    model: str = Field("gpt-4o-mini", description="Model name sent with each request.")
+    api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable holding the API key.")
+    timeout_s: float = Field(30.0, gt=0, description="Per-request timeout.")
+    max_retries: int = Field(5, ge=0, description="Retries on 429, 5xx, timeouts and connection errors.")
+    backoff_s: float = Field(0.5, ge=0, description="First backoff; doubles each retry, with jitter.")
+    max_backoff_s: float = Field(20.0, ge=0, description="Upper bound of one backoff.")
+    temperature: float = Field(0.8, ge=0, le=2)
+    max_tokens: int = Field(300, ge=1)
+
+
+class DiscoverConfig(_Section):
+    n: int = Field(600, ge=0, description="Discovery iterations (dialogues) to reach in total.")
+    include_special: bool = Field(True, description="Add the four special cards and trait-heavy profiles.")
+    backend: Literal["procedural", "openai"] = Field("procedural", description="Chat backend.")
+    seed: int = Field(0, description="Seed of the discovery plan and the procedural backend.")
+    num_actors: int = Field(2, ge=1, description="Ray actors in the discovery pool.")
+    max_in_flight: int = Field(16, ge=1, description="Dialogues in flight per actor (async).")
+    actor_num_cpus: float = Field(0.5, ge=0, description="CPUs reserved per discovery actor.")
+    dialogue_attempts: int = Field(2, ge=1, description="Attempts per dialogue before it is a failure.")
+    max_actor_restarts: int = Field(10, ge=0, description="Crashed actors replaced before giving up.")
+    flush_every: int = Field(50, ge=1, description="Append finished dialogues to Parquet every N.")
+    grade: bool = Field(True, description="Grade each dialogue as it is discovered.")
+    openai: OpenAIEndpointConfig = Field(default_factory=OpenAIEndpointConfig)
+
+
+class GradeConfig(_Section):
+    grader: Literal["heuristic", "llm", "combined"] = Field("heuristic", description="Which grader.")
+    judge: OpenAIEndpointConfig = Field(default_factory=OpenAIEndpointConfig, description="LLM judge.")
+    llm_weight: float = Field(0.5, ge=0, le=1, description="Weight of the LLM judge when combined.")
+
+
+class BatchSpec(_Section):
+    name: str
+    size: int = Field(ge=1)
+    description: str = ""
+    lengths: list[Literal["short", "medium", "long"]] | None = Field(None, description="None: any length.")
+    question_types: list[Literal["original", "koan"]] | None = Field(None, description="None: any.")
+    confidence: Literal["high", "medium", "any"] = "any"
+    profile_kinds: list[str] | None = Field(None, description="None: any student profile.")
+    stratify_by: list[str] = Field(
+        default_factory=lambda: ["profile_kind", "scenario_id"],
+        description="Columns whose values are balanced inside the batch.",
+    )
+    diverse_patterns: bool = Field(False, description="Prefer dialogues with distinct teacher openers.")
+
+
+def _default_batches() -> list[BatchSpec]:
+    return [
+        BatchSpec(name="short_original_high", size=40, lengths=["short"], question_types=["original"],
+                  confidence="high", description="Short, direct questions, high grader confidence"),
+        BatchSpec(name="medium_koan_high", size=35, lengths=["medium"], question_types=["koan"],
+                  confidence="high", description="Medium-length koans, high grader confidence"),
+        BatchSpec(name="long_mixed_medium", size=35, lengths=["long"], confidence="medium",
+                  description="Long dialogues, mixed question types, medium confidence"),
+        BatchSpec(name="varied_original_diverse", size=40, question_types=["original"],
+                  diverse_patterns=True, stratify_by=["length_bucket", "profile_kind", "scenario_id"],
+                  description="Varied length, direct questions, diverse teacher patterns"),
+        BatchSpec(name="neurodivergent", size=30,
+                  profile_kinds=["neurodivergent", "rejects_metaphor", "executive_function_gap", "hyperfocus"],
+                  description="Neurodivergent-optimised"),
+        BatchSpec(name="prior_trauma_recovery", size=30, profile_kinds=["bad_prior_teacher"],
+                  description="Recovery from a bad prior teacher"),
+    ]
+
+
+class BatchConfig(_Section):
+    high_confidence: float = Field(0.7, ge=0, le=1, description="Confidence >= this is 'high'.")
+    medium_confidence: float = Field(0.5, ge=0, le=1, description="'medium' is [this, high_confidence).")
+    quality_floor: float = Field(0.6, ge=0, le=1, description="Only dialogues scoring >= this are used.")
+    max_stock_phrase_density: float = Field(
+        0.05, ge=0, description="Cap on a batch's mean stock-phrase density (stock phrases per teacher turn)."
+    )
+    allow_overlap: bool = Field(False, description="Allow one dialogue in several batches.")
+    strict: bool = Field(False, description="Fail (exit 2) when a batch cannot be filled.")
+    seed: int = 0
+    batches: list[BatchSpec] = Field(default_factory=_default_batches)
+
+    @model_validator(mode="after")
+    def _check(self) -> BatchConfig:
+        if self.medium_confidence > self.high_confidence:
+            raise ValueError("medium_confidence must be <= high_confidence")
+        names = [b.name for b in self.batches]
+        if len(set(names)) != len(names):
+            raise ValueError(f"batch names must be unique: {names}")
+        return self
+
+
+class PipelineConfig(_Section):
+    workdir: Path = Field(Path("data"), description="Run directory every stage reads and writes.")
+    ray: RayConfig = Field(default_factory=RayConfig)
+    discover: DiscoverConfig = Field(default_factory=DiscoverConfig)
+    grade: GradeConfig = Field(default_factory=GradeConfig)
+    batch: BatchConfig = Field(default_factory=BatchConfig)
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration ({source}):"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "<root>"
+        msg = "unknown field" if e["type"] == "extra_forbidden" else e["msg"]
+        lines.append(f"  {loc}: {msg}")
+    return "\n".join(lines)
+
+
+def _set_dotted(data: dict, dotted: str, value) -> None:
+    keys = dotted.split(".")
+    node = data
+    for k in keys[:-1]:
+        node = node.setdefault(k, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {dotted!r}: {k!r} is not a section")
+    node[keys[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, object]:
+    """`discover.num_actors=4` -> ("discover.num_actors", 4); the value is parsed as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like section.field=value")
+    key, raw = text.split("=", 1)
+    return key.strip(), yaml.safe_load(raw)
+
+
+def load_config(path: Path | str | None = None, overrides: dict | list[str] | None = None) -> PipelineConfig:
+    """Load YAML (or the embedded defaults when path is None) and apply dotted overrides."""
+    data: dict = {}
+    source = "defaults"
+    if path is not None:
+        path = Path(path)
+        if not path.exists():
+            raise ConfigError(f"config file {path} not found")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {path} must hold a mapping at the top level")
+        source = str(path)
+    items = overrides.items() if isinstance(overrides, dict) else (parse_override(o) for o in overrides or [])
+    for key, value in items:
+        if value is not None:
+            _set_dotted(data, key, value)
+    try:
+        return PipelineConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format_validation_error(e, source)) from None
+
+
+def dump_config(cfg: PipelineConfig) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

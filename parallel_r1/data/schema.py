@@ -1,0 +1,140 @@
+"""Dialogue and turn records, their explicit Arrow schema, and Parquet IO with atomic writes."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from parallel_r1.data.io import atomic_write_table
+
+LENGTH_BUCKETS = ("short", "medium", "long")
+ROLES = ("student", "teacher")
+
+
+def length_bucket(n_turns: int) -> str:
+    """short: 2–4 turns, medium: 5–8, long: 9+ (a turn is one message)."""
+    if n_turns <= 4:
+        return "short"
+    return "medium" if n_turns <= 8 else "long"
+
+
+@dataclass
+class Turn:
+    role: str  # "student" | "teacher"
+    content: str
+
+
+@dataclass
+class Dialogue:
+    dialogue_id: str
+    iteration: int
+    scenario_id: str
+    topic: str
+    domain: str
+    question_type: str
+    difficulty: str
+    is_special: bool
+    profile_kind: str
+    persona: dict
+    turns: list[Turn]
+    backend: str
+    model: str
+    seed: int
+    behaviours: list[str] = field(default_factory=list)  # teacher behaviours the simulator intended
+    created_at: str = ""
+    duration_s: float = 0.0
+    score: float | None = None
+    confidence: float | None = None
+    criteria: dict[str, float] = field(default_factory=dict)
+    grader: str | None = None
+    stock_phrase_density: float | None = None
+
+    @property
+    def n_turns(self) -> int:
+        return len(self.turns)
+
+    @property
+    def length_bucket(self) -> str:
+        return length_bucket(self.n_turns)
+
+    @property
+    def traits(self) -> list[str]:
+        return list(self.persona.get("traits") or [])
+
+    def messages(self, system: str | None = None) -> list[dict]:
+        """The dialogue in the chat `messages` format: the teacher is the assistant."""
+        msgs = [{"role": "system", "content": system}] if system else []
+        role = {"student": "user", "teacher": "assistant"}
+        return msgs + [{"role": role[t.role], "content": t.content} for t in self.turns]
+
+    def to_row(self) -> dict:
+        row = asdict(self)
+        row["n_turns"] = self.n_turns
+        row["length_bucket"] = self.length_bucket
+        row["criteria"] = list(self.criteria.items())
+        return row
+
+    @classmethod
+    def from_row(cls, row: dict) -> Dialogue:
+        row = dict(row)
+        row.pop("n_turns", None)
+        row.pop("length_bucket", None)
+        row["turns"] = [Turn(**t) for t in row["turns"]]
+        row["criteria"] = dict(row.get("criteria") or [])
+        row["persona"] = {**row["persona"], "traits": list(row["persona"].get("traits") or [])}
+        return cls(**row)
+
+
+PERSONA_TYPE = pa.struct([
+    ("name", pa.string()), ("age", pa.int32()), ("level", pa.string()), ("background", pa.string()),
+    ("voice", pa.string()), ("struggles", pa.string()), ("kind", pa.string()),
+    ("traits", pa.list_(pa.string())),
+])
+TURN_TYPE = pa.struct([("role", pa.string()), ("content", pa.string())])
+
+DIALOGUE_SCHEMA = pa.schema([
+    pa.field("dialogue_id", pa.string(), nullable=False),
+    pa.field("iteration", pa.int64(), nullable=False),
+    ("scenario_id", pa.string()), ("topic", pa.string()), ("domain", pa.string()),
+    ("question_type", pa.string()), ("difficulty", pa.string()), ("is_special", pa.bool_()),
+    ("profile_kind", pa.string()), ("persona", PERSONA_TYPE),
+    ("turns", pa.list_(TURN_TYPE)), ("n_turns", pa.int32()), ("length_bucket", pa.string()),
+    ("backend", pa.string()), ("model", pa.string()), ("seed", pa.int64()),
+    ("behaviours", pa.list_(pa.string())), ("created_at", pa.string()), ("duration_s", pa.float64()),
+    ("score", pa.float64()), ("confidence", pa.float64()),
+    ("criteria", pa.map_(pa.string(), pa.float64())), ("grader", pa.string()),
+    ("stock_phrase_density", pa.float64()),
+])
+
+
+def dialogues_to_table(dialogues: list[Dialogue]) -> pa.Table:
+    return pa.Table.from_pylist([d.to_row() for d in dialogues], schema=DIALOGUE_SCHEMA)
+
+
+def table_to_dialogues(table: pa.Table) -> list[Dialogue]:
+    return [Dialogue.from_row(r) for r in table.to_pylist()]
+
+
+def read_dialogues(path: Path) -> list[Dialogue]:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: run `parallel-r1 discover` first")
+    return table_to_dialogues(pq.read_table(path, schema=DIALOGUE_SCHEMA))
+
+
+def write_dialogues(path: Path, dialogues: list[Dialogue]) -> Path:
+    return atomic_write_table(path, dialogues_to_table(dialogues))
+
+
+def append_dialogues(path: Path, new: list[Dialogue]) -> int:
+    """Append to the Parquet file atomically, skipping ids already present; returns rows written."""
+    path = Path(path)
+    existing = read_dialogues(path) if path.exists() else []
+    seen = {d.dialogue_id for d in existing}
+    fresh = [d for d in new if d.dialogue_id not in seen and not seen.add(d.dialogue_id)]
+    if fresh or not path.exists():
+        write_dialogues(path, existing + fresh)
+    return len(fresh)
