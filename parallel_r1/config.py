@@ -11,8 +11,10 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from parallel_r1.errors import UserFacingError
 
-class ConfigError(ValueError):
+
+class ConfigError(UserFacingError, ValueError):
     """A configuration the user wrote (or overrode) is invalid; the message names the field."""
 
 

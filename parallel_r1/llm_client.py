@@ -1,7 +1,9 @@
 """An async chat client for any OpenAI-compatible endpoint, with timeouts and retries with backoff.
 
-Shared by the discovery backend and the LLM judge. Retries 429, 5xx, timeouts and connection errors;
-other errors (4xx: a bad request, a wrong key) are raised at once.
+Shared by the discovery backend and the LLM judge. Retries 408, 409, 429, 5xx, timeouts and connection
+errors with bounded, jittered exponential backoff (honouring `Retry-After`); any other failure (a bad
+request, a wrong key, an unreadable response) raises `EndpointError` at once. Every attempt has a hard
+deadline, so one call takes at most about (max_retries + 1) * (timeout_s + max_backoff_s).
 """
 
 from __future__ import annotations
@@ -13,16 +15,49 @@ import random
 import openai
 
 from parallel_r1.config import OpenAIEndpointConfig
+from parallel_r1.errors import UserFacingError
 
-RETRYABLE = (openai.RateLimitError, openai.InternalServerError, openai.APITimeoutError,
-             openai.APIConnectionError)
+RETRYABLE_STATUS = frozenset({408, 409, 429})  # and every 5xx
 
 
-class EndpointError(RuntimeError):
+class EndpointError(UserFacingError, RuntimeError):
     """A request failed for good: not retryable, or out of retries."""
 
 
+def _retryable(err: Exception) -> bool:
+    if isinstance(err, (openai.APIConnectionError, TimeoutError)):  # APITimeoutError is a connection error
+        return True
+    return isinstance(err, openai.APIStatusError) and (
+        err.status_code in RETRYABLE_STATUS or err.status_code >= 500
+    )
+
+
+def _retry_after_s(err: Exception) -> float | None:
+    """The server's requested wait (`retry-after-ms` or `retry-after` in seconds), if any."""
+    if not isinstance(err, openai.APIStatusError):
+        return None
+    headers = err.response.headers
+    for name, scale in (("retry-after-ms", 1e-3), ("retry-after", 1.0)):
+        try:
+            return max(0.0, float(headers[name]) * scale)
+        except (KeyError, ValueError):
+            continue
+    return None
+
+
+def backoff_delay(attempt: int, base_s: float, cap_s: float, rng: random.Random,
+                  retry_after_s: float | None = None) -> float:
+    """Seconds to wait before retry number `attempt + 1`: base * 2**attempt with jitter in [1/2, 1],
+    at least the server's Retry-After, and never more than `cap_s`."""
+    delay = base_s * 2 ** min(attempt, 32) * (0.5 + 0.5 * rng.random())
+    if retry_after_s is not None:
+        delay = max(delay, retry_after_s)
+    return min(cap_s, delay)
+
+
 class OpenAIChatClient:
+    """One `AsyncOpenAI` connection pool; use it from one event loop (create it anywhere)."""
+
     def __init__(self, cfg: OpenAIEndpointConfig, *, seed: int | None = None):
         self.cfg = cfg
         api_key = os.environ.get(cfg.api_key_env) or "EMPTY"
@@ -31,32 +66,50 @@ class OpenAIChatClient:
         self._rng = random.Random(seed)
         self.retries = 0  # retries made so far, for reporting
 
+    def _error(self, err: Exception, attempts: int) -> EndpointError:
+        cfg = self.cfg
+        where = f"{cfg.base_url} (model {cfg.model!r})"
+        if _retryable(err):
+            return EndpointError(f"{where}: gave up after {attempts} attempts: {type(err).__name__}: {err}")
+        if isinstance(err, openai.APIStatusError):
+            hint = ""
+            if err.status_code in (401, 403):
+                hint = f" (check the API key in ${cfg.api_key_env})"
+            elif err.status_code == 404:
+                hint = " (check base_url and model)"
+            return EndpointError(f"{where}: HTTP {err.status_code}: {err.message}{hint}")
+        return EndpointError(f"{where}: {type(err).__name__}: {err}")
+
     async def complete(self, messages: list[dict], *, temperature: float | None = None,
                        max_tokens: int | None = None) -> str:
-        """The assistant's reply text to `messages`."""
+        """The assistant's reply text to `messages`; raises `EndpointError` when it cannot get one."""
         cfg = self.cfg
         for attempt in range(cfg.max_retries + 1):
             try:
-                resp = await self._client.chat.completions.create(
-                    model=cfg.model, messages=messages,
-                    temperature=cfg.temperature if temperature is None else temperature,
-                    max_tokens=max_tokens or cfg.max_tokens,
-                )
-                text = (resp.choices[0].message.content or "").strip() if resp.choices else ""
-                if not text:
-                    raise EndpointError(f"{cfg.base_url}: empty completion from model {cfg.model!r}")
-                return text
-            except RETRYABLE as e:
-                if attempt == cfg.max_retries:
-                    raise EndpointError(
-                        f"{cfg.base_url}: gave up after {attempt + 1} attempts: {type(e).__name__}: {e}"
-                    ) from e
+                async with asyncio.timeout(cfg.timeout_s):  # httpx's timeouts are per phase, not total
+                    resp = await self._client.chat.completions.create(
+                        model=cfg.model, messages=messages,
+                        temperature=cfg.temperature if temperature is None else temperature,
+                        max_tokens=max_tokens or cfg.max_tokens,
+                    )
+            except (openai.OpenAIError, TimeoutError) as e:
+                if attempt == cfg.max_retries or not _retryable(e):
+                    raise self._error(e, attempt + 1) from e
                 self.retries += 1
-                delay = min(cfg.max_backoff_s, cfg.backoff_s * 2**attempt)
-                await asyncio.sleep(delay * (0.5 + self._rng.random()))
-            except openai.APIStatusError as e:
-                raise EndpointError(f"{cfg.base_url}: HTTP {e.status_code}: {e.message}") from e
+                await asyncio.sleep(backoff_delay(attempt, cfg.backoff_s, cfg.max_backoff_s, self._rng,
+                                                  _retry_after_s(e)))
+                continue
+            text = (resp.choices[0].message.content or "").strip() if resp.choices else ""
+            if not text:
+                raise EndpointError(f"{cfg.base_url}: empty completion from model {cfg.model!r}")
+            return text
         raise AssertionError("unreachable")
 
     async def close(self) -> None:
         await self._client.close()
+
+    async def __aenter__(self) -> OpenAIChatClient:
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()

@@ -20,6 +20,7 @@ STANDARD_MIX = {"standard": 0.5, "neurodivergent": 0.1, "bad_prior_teacher": 0.1
 TRAIT_HEAVY_MIX = {"standard": 0.2, "neurodivergent": 0.16, "bad_prior_teacher": 0.16,
                    "rejects_metaphor": 0.16, "executive_function_gap": 0.16, "hyperfocus": 0.16}
 LENGTH_MIX = {"short": 0.35, "medium": 0.35, "long": 0.3}
+PLAN_BLOCK = 60  # profile kinds and lengths are balanced within each block of 60 iterations
 
 
 @dataclass(frozen=True)
@@ -51,27 +52,33 @@ def _weighted_cycle(weights: dict[str, float], n: int, rng: random.Random) -> li
     return rng.sample(labels, len(labels)) + rest
 
 
+def _blocked(weights: dict[str, float], i: int, block: int, seed: str) -> str:
+    """The i-th label of an endless sequence built block by block, so every prefix is stable."""
+    b, k = divmod(i, block)
+    return _weighted_cycle(weights, block, random.Random(f"{seed}:{b}"))[k]
+
+
 def discovery_plan(n: int, include_special: bool = False, seed: int = 0,
                    profile_mix: dict[str, float] | None = None) -> list[DialogueTask]:
-    """N tasks spread so that every card and every profile kind appears once N covers them."""
+    """N tasks spread so that every card and every profile kind appears once N covers them.
+
+    Task i depends only on (i, seed, include_special, mix): growing N never changes earlier tasks,
+    which is what lets `discover` resume to a larger N.
+    """
     if n < 0:
         raise ValueError("the number of dialogues must be >= 0")
-    rng = random.Random(seed)
     mix = profile_mix or (TRAIT_HEAVY_MIX if include_special else STANDARD_MIX)
     unknown = set(mix) - set(PROFILE_KINDS)
     if unknown:
         raise ValueError(f"unknown profile kinds in profile_mix: {sorted(unknown)}")
     deck = list(cards(include_special))
-    kinds = _weighted_cycle(mix, n, rng)
-    lengths = _weighted_cycle(LENGTH_MIX, n, rng)
     tasks = []
-    order: list = []
     for i in range(n):
-        if not order:
-            order = rng.sample(deck, len(deck))
-        card = order.pop()
-        kind = card.special or kinds[i]
-        lo, hi = TURN_RANGES[lengths[i]]
+        rnd, k = divmod(i, len(deck))
+        card = random.Random(f"{seed}:cards:{rnd}").sample(deck, len(deck))[k]
+        kind = card.special or _blocked(mix, i, PLAN_BLOCK, f"{seed}:kinds")
+        lo, hi = TURN_RANGES[_blocked(LENGTH_MIX, i, PLAN_BLOCK, f"{seed}:lengths")]
+        rng = random.Random(f"{seed}:task:{i}")
         tasks.append(DialogueTask(
             iteration=i, dialogue_id=f"d{seed:04d}-{i:06d}", card_id=card.id, profile_kind=kind,
             target_turns=rng.randint(lo, hi), seed=rng.getrandbits(31),

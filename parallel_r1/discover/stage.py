@@ -1,0 +1,166 @@
+"""The discover stage: plan N dialogues, skip those already on disk, run the rest on the actor pool.
+
+Run it with `parallel-r1 discover N [--include-special] [--backend procedural|openai]`, or as a Ray
+job (`jobs/discover.yaml`). Running it again continues to N without duplicates and retries the
+dialogues recorded in `discover_failures.jsonl`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from parallel_r1.config import ConfigError, PipelineConfig, dump_config
+from parallel_r1.console import console, progress_bar, summary_table
+from parallel_r1.data import Dialogue, DialogueTask, append_dialogues, discovery_plan, read_dialogues
+from parallel_r1.data.io import atomic_write_json, atomic_write_jsonl, atomic_write_text, read_jsonl
+from parallel_r1.paths import RunPaths
+
+
+@dataclass
+class DiscoverResult:
+    planned: int
+    already_done: int
+    completed: int
+    failed: int
+    actor_restarts: int
+    elapsed_s: float
+    total_on_disk: int
+    failures: list[dict] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        return self.completed / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+class DiscoverStage:
+    """setup() → run() → cleanup() over one PipelineConfig."""
+
+    def __init__(self, cfg: PipelineConfig, *, show_progress: bool = True):
+        self.cfg = cfg
+        self.paths = RunPaths(cfg.workdir)
+        self.show_progress = show_progress
+        self.pool = None
+        self.pending: list[DialogueTask] = []
+        self.plan: list[DialogueTask] = []
+        self.failures: dict[str, dict] = {}
+        self._buffer: list[Dialogue] = []
+
+    def setup(self) -> None:
+        from parallel_r1.discover.pool import DiscoveryPool
+        from parallel_r1.ray_runtime import ensure_ray
+
+        d = self.cfg.discover
+        self.paths.workdir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.paths.config_resolved, dump_config(self.cfg))
+        self._check_same_plan()
+        self.plan = discovery_plan(d.n, include_special=d.include_special, seed=d.seed)
+        done = {x.dialogue_id for x in read_dialogues(self.paths.dialogues)} if self.paths.dialogues.exists() \
+            else set()
+        self.pending = [t for t in self.plan if t.dialogue_id not in done]
+        self.failures = {f["dialogue_id"]: f for f in read_jsonl(self.paths.discover_failures)
+                         if f["dialogue_id"] not in done}
+        if self.pending:
+            console.print(ensure_ray(self.cfg.ray))
+            self.pool = DiscoveryPool(d, self.cfg.grade if d.grade else None)
+
+    def _check_same_plan(self) -> None:
+        """Resuming is only meaningful with the plan the existing dialogues came from."""
+        d = self.cfg.discover
+        signature = {"seed": d.seed, "include_special": d.include_special, "backend": d.backend}
+        path = self.paths.workdir / "discover_plan.json"
+        if path.exists() and self.paths.dialogues.exists():
+            previous = json.loads(path.read_text())
+            changed = {k: (previous.get(k), v) for k, v in signature.items() if previous.get(k) != v}
+            if changed:
+                detail = ", ".join(f"discover.{k}: {a!r} on disk, {b!r} now" for k, (a, b) in changed.items())
+                raise ConfigError(f"{self.paths.dialogues} was discovered with another plan ({detail}); "
+                                  "use the same settings to continue, or another workdir")
+        atomic_write_json(path, signature)
+
+    def _flush(self) -> None:
+        if self._buffer:
+            append_dialogues(self.paths.dialogues, self._buffer)
+            self._buffer = []
+        atomic_write_jsonl(self.paths.discover_failures, sorted(self.failures.values(),
+                                                                 key=lambda f: f["iteration"]))
+
+    def _on_result(self, task: DialogueTask, result: dict) -> None:
+        from parallel_r1.discover.pool import dialogue_from_result
+
+        if "error" in result:
+            self.failures[task.dialogue_id] = {
+                **task.to_dict(), "error": result["error"], "attempts": result["attempts"],
+                "traceback": result.get("traceback", ""),
+                "at": datetime.now(UTC).isoformat(timespec="seconds"),
+            }
+        else:
+            self.failures.pop(task.dialogue_id, None)
+            self._buffer.append(dialogue_from_result(result))
+        if len(self._buffer) >= self.cfg.discover.flush_every:
+            self._flush()
+
+    def run(self) -> DiscoverResult:
+        already = len(self.plan) - len(self.pending)
+        if not self.pending:
+            console.print(f"discover: all {len(self.plan)} dialogues already in {self.paths.dialogues}")
+            return self._result(already, 0, 0, 0, 0.0)
+        stats = None
+        try:
+            with progress_bar() as progress:
+                bar = progress.add_task("discover", total=len(self.pending), status="",
+                                        visible=self.show_progress)
+
+                def hook(pool) -> None:
+                    s = pool.stats
+                    progress.update(bar, completed=s.completed + s.failed,
+                                    status=f"failed {s.failed} · actor restarts {s.actor_restarts}")
+
+                self.pool.progress_hook = hook
+                stats = self.pool.run(self.pending, self._on_result)
+        finally:
+            self._flush()
+        return self._result(already, stats.completed, stats.failed, stats.actor_restarts, stats.elapsed_s)
+
+    def _result(self, already, completed, failed, restarts, elapsed) -> DiscoverResult:
+        total = len(read_dialogues(self.paths.dialogues)) if self.paths.dialogues.exists() else 0
+        return DiscoverResult(planned=len(self.plan), already_done=already, completed=completed, failed=failed,
+                              actor_restarts=restarts, elapsed_s=elapsed, total_on_disk=total,
+                              failures=list(self.failures.values()))
+
+    def cleanup(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
+            self.pool = None
+
+
+def print_discover_summary(result: DiscoverResult, dialogues: list[Dialogue]) -> None:
+    rows = [
+        ("planned (N)", result.planned), ("already on disk", result.already_done),
+        ("completed now", result.completed), ("failed (see discover_failures.jsonl)", result.failed),
+        ("actor restarts", result.actor_restarts), ("elapsed s", result.elapsed_s),
+        ("dialogues / s", result.rate), ("total in dialogues.parquet", result.total_on_disk),
+    ]
+    console.print(summary_table("discover", ["", "value"], rows))
+    if not dialogues:
+        return
+    by = Counter((d.profile_kind, d.length_bucket) for d in dialogues)
+    kinds = sorted({k for k, _ in by})
+    table_rows = []
+    for k in kinds:
+        scores = [d.score for d in dialogues if d.profile_kind == k and d.score is not None]
+        table_rows.append((k, by[(k, "short")], by[(k, "medium")], by[(k, "long")],
+                           sum(scores) / len(scores) if scores else None))
+    console.print(summary_table("dialogues by profile", ["profile", "short", "medium", "long", "mean score"],
+                                table_rows))
+
+
+def run_discover(cfg: PipelineConfig, *, show_progress: bool = True) -> DiscoverResult:
+    stage = DiscoverStage(cfg, show_progress=show_progress)
+    try:
+        stage.setup()
+        return stage.run()
+    finally:
+        stage.cleanup()

@@ -1,0 +1,44 @@
+"""Where each artifact lives in the run directory; stages talk only through these files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    workdir: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "workdir", Path(self.workdir).resolve())
+
+    @property
+    def config_resolved(self) -> Path:
+        return self.workdir / "config.resolved.yaml"
+
+    @property
+    def dialogues(self) -> Path:
+        return self.workdir / "dialogues.parquet"
+
+    @property
+    def discover_failures(self) -> Path:
+        return self.workdir / "discover_failures.jsonl"
+
+    @property
+    def batches(self) -> Path:
+        return self.workdir / "batches"
+
+    @property
+    def batch_report(self) -> Path:
+        return self.batches / "report.md"
+
+    @property
+    def pattern_report(self) -> Path:
+        return self.workdir / "pattern_report.md"
+
+    def require(self, path: Path, produced_by: str) -> Path:
+        """The path, or a clear error naming the stage that produces it."""
+        if not path.exists():
+            raise FileNotFoundError(f"{path} not found: run `parallel-r1 {produced_by}` first")
+        return path

@@ -1,0 +1,203 @@
+"""A real local HTTP server that speaks the OpenAI chat-completions API, with injectable faults.
+
+Tests and benchmarks point the real `openai` client at `FakeOpenAIServer(...).base_url` to exercise
+timeouts, retries and concurrency without a network or a model. FastAPI + uvicorn run in a daemon
+thread on 127.0.0.1; handlers are async, so hundreds of requests are served at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import random
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+INJECTED_STATUSES = (500, 502, 503, 429)
+
+
+class FakeHTTPError(Exception):
+    """Raised by a responder: the server answers with this status and an OpenAI-style error body."""
+
+    def __init__(self, status: int, message: str = "", headers: dict[str, str] | None = None):
+        super().__init__(message or f"fake error {status}")
+        self.status = status
+        self.message = message or f"fake error {status}"
+        self.headers = headers or {}
+
+
+class FakeTimeout(Exception):  # noqa: N818 - it names the behaviour, like FakeHTTPError
+    """Raised by a responder: the server hangs like an injected timeout."""
+
+
+def echo_responder(request: dict) -> str:
+    """A short tutoring-chat reply that echoes a few words of the last user message."""
+    last = next((m.get("content") or "" for m in reversed(request.get("messages", []))
+                 if m.get("role") == "user"), "")
+    words = str(last).split()[:6]
+    snippet = " ".join(words).rstrip(".,?!") if words else "that"
+    return f"You said \"{snippet}\" - which part of that feels least clear to you?"
+
+
+def _tokens(text: str) -> int:
+    return len(text.split())
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    kind = {429: "rate_limit_error", 400: "invalid_request_error"}.get(status, "server_error")
+    return JSONResponse({"error": {"message": message, "type": kind, "code": status}},
+                        status_code=status, headers=headers)
+
+
+class FakeOpenAIServer:
+    """`POST /v1/chat/completions` and `GET /v1/models` on 127.0.0.1, as a context manager.
+
+    responder(request_json) -> str (or an awaitable of it) writes each reply; it may raise
+    `FakeHTTPError` or `FakeTimeout`. Faults are drawn per call from a `seed`ed RNG before the
+    responder runs: with probability `failure_rate` a call fails; the failure is a random 500/502/503/429
+    or, when `timeout_rate` is None, equally often a hang. A float `timeout_rate` is instead the
+    separate probability of a hang, and `failure_rate` then covers status errors only. A hang lasts
+    until the client gives up (disconnects), the server stops, or `hang_s` passes (then it answers 504).
+    `latency_s` is slept before every answer. Counters: `n_requests` (chat calls received), `n_ok`,
+    `n_failures` (error statuses answered), `n_timeouts` (hangs); `requests` holds every chat request
+    body in arrival order.
+    """
+
+    def __init__(self, responder: Callable[[dict], object] | None = None, failure_rate: float = 0.0,
+                 latency_s: float = 0.0, timeout_rate: float | None = None, seed: int = 0, port: int = 0,
+                 *, hang_s: float = 60.0):
+        if not 0 <= failure_rate <= 1 or not (timeout_rate is None or 0 <= timeout_rate <= 1):
+            raise ValueError("failure_rate and timeout_rate must be in [0, 1]")
+        self.responder = responder or echo_responder
+        self.failure_rate = failure_rate
+        self.timeout_rate = timeout_rate
+        self.latency_s = latency_s
+        self.hang_s = hang_s
+        self.port = port
+        self._rng = random.Random(seed)
+        self.requests: list[dict] = []
+        self.n_requests = self.n_ok = self.n_failures = self.n_timeouts = 0
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def _draw_fault(self) -> int | str | None:
+        """None (answer), an HTTP status, or "hang"."""
+        rng = self._rng
+        if self.timeout_rate is None:
+            if rng.random() < self.failure_rate:
+                return rng.choice((*INJECTED_STATUSES, "hang"))
+            return None
+        if rng.random() < self.timeout_rate:
+            return "hang"
+        return rng.choice(INJECTED_STATUSES) if rng.random() < self.failure_rate else None
+
+    async def _hang(self, request: Request) -> None:
+        """Wait until the client disconnects, the server stops, or `hang_s` passes."""
+        deadline = time.monotonic() + self.hang_s
+        while time.monotonic() < deadline and not self._stopping:
+            if await request.is_disconnected():
+                return
+            await asyncio.sleep(0.02)
+
+    def _app(self) -> FastAPI:
+        app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+
+        @app.get("/v1/models")
+        async def models() -> dict:
+            return {"object": "list",
+                    "data": [{"id": "fake-model", "object": "model", "created": 0, "owned_by": "fake"}]}
+
+        @app.post("/v1/chat/completions")
+        async def chat(request: Request):
+            self.n_requests += 1
+            try:
+                body = await request.json()
+            except ValueError:
+                self.n_failures += 1
+                return _error(400, "request body is not JSON")
+            self.requests.append(body)
+            if not isinstance(body, dict) or not isinstance(body.get("messages"), list) or "model" not in body:
+                self.n_failures += 1
+                return _error(400, "'model' and a list of 'messages' are required")
+            fault = self._draw_fault()
+            if self.latency_s:
+                await asyncio.sleep(self.latency_s)
+            try:
+                if fault == "hang":
+                    raise FakeTimeout
+                if fault is not None:
+                    raise FakeHTTPError(fault, f"injected failure {fault}")
+                content = self.responder(body)
+                if inspect.isawaitable(content):
+                    content = await content
+            except FakeTimeout:
+                self.n_timeouts += 1
+                await self._hang(request)
+                return _error(504, f"no answer within {self.hang_s} s")
+            except FakeHTTPError as e:
+                self.n_failures += 1
+                return _error(e.status, e.message, e.headers)
+            self.n_ok += 1
+            prompt = sum(_tokens(str(m.get("content") or "")) for m in body["messages"])
+            return {
+                "id": f"chatcmpl-{uuid.uuid4().hex[:12]}", "object": "chat.completion",
+                "created": int(time.time()), "model": body["model"],
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": str(content)},
+                             "finish_reason": "stop", "logprobs": None}],
+                "usage": {"prompt_tokens": prompt, "completion_tokens": _tokens(str(content)),
+                          "total_tokens": prompt + _tokens(str(content))},
+            }
+
+        return app
+
+    def start(self) -> FakeOpenAIServer:
+        if self._thread is not None:
+            raise RuntimeError("FakeOpenAIServer is already running")
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", self.port))
+        self.port = sock.getsockname()[1]
+        config = uvicorn.Config(self._app(), log_config=None, log_level="warning", access_log=False,
+                                lifespan="off", timeout_graceful_shutdown=1)
+        self._server = uvicorn.Server(config)
+        self._stopping = False
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
+                                        name=f"fake-openai-{self.port}", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                sock.close()
+                raise RuntimeError(f"FakeOpenAIServer did not start on 127.0.0.1:{self.port}")
+            time.sleep(0.005)
+        return self
+
+    def stop(self) -> None:
+        """Stop serving (hanging calls end at once) and join the thread; the port is released."""
+        if self._thread is None:
+            return
+        self._stopping = True
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+        if self._thread.is_alive():
+            raise RuntimeError("FakeOpenAIServer did not stop within 10 s")
+        self._thread = self._server = None
+
+    def __enter__(self) -> FakeOpenAIServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
