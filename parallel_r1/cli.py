@@ -110,3 +110,27 @@ def run(
 def show_config(config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None) -> None:
     """Print the resolved configuration (defaults, YAML and overrides applied)."""
     console.print(dump_config(_config(config, workdir, set_)), markup=False)
+
+
+@app.command()
+@user_errors
+def submit(
+    spec: Annotated[Path, typer.Argument(help="Job spec, e.g. jobs/discover.yaml.")],
+    extra: Annotated[list[str] | None, typer.Argument(help="Extra arguments appended to the entrypoint.")] = None,
+    address: Annotated[str, typer.Option(envvar="RAY_JOB_ADDRESS", help="Job server URL.")] = "http://127.0.0.1:8265",
+    env: Annotated[list[str] | None, typer.Option(help="KEY=VALUE for runtime_env.env_vars (repeatable).")] = None,
+    follow: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait for the job and print its logs.")] = True,
+) -> None:
+    """Submit a stage as a Ray job (`ray job submit` with the spec's entrypoint and runtime_env)."""
+    from parallel_r1.jobs import JobSpec, wait
+    from parallel_r1.jobs import submit as submit_job
+
+    env_vars = dict(e.split("=", 1) for e in env or [])
+    client, job_id = submit_job(JobSpec.load(spec).with_overrides(env_vars, extra), address)
+    console.print(f"submitted {job_id} to {address}")
+    if follow:
+        status = wait(client, job_id, timeout_s=24 * 3600)
+        console.print(client.get_job_logs(job_id), markup=False)
+        console.print(f"job {job_id}: {status}")
+        if status != "SUCCEEDED":
+            raise typer.Exit(1)

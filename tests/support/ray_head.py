@@ -1,0 +1,78 @@
+"""A private `ray start --head` for tests: explicit free ports, its own temp dir, stopped by killing
+its process group (never `ray stop`, which kills every Ray on the host)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+
+def free_ports(n: int) -> list[int]:
+    socks, ports = [], []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    return ports
+
+
+class RayHead:
+    def __init__(self, num_cpus: int = 4):
+        self.num_cpus = num_cpus
+        self.temp_dir = tempfile.mkdtemp(prefix="pr1ray")  # short: Ray's unix sockets have a path limit
+        self.proc: subprocess.Popen | None = None
+
+    def __enter__(self) -> RayHead:
+        gcs, dash, client, nm, om, agent, agent_grpc, rt_env, metrics, wmin = free_ports(10)
+        self.gcs_address = f"127.0.0.1:{gcs}"
+        self.dashboard_url = f"http://127.0.0.1:{dash}"
+        bin_dir = str(Path(sys.executable).parent)
+        env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "RAY_AUTH_MODE": "disabled"}
+        env.pop("RAY_ADDRESS", None)
+        cmd = [
+            f"{bin_dir}/ray", "start", "--head", "--block", f"--num-cpus={self.num_cpus}",
+            "--node-ip-address=127.0.0.1", f"--port={gcs}", "--include-dashboard=true",
+            "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", f"--ray-client-server-port={client}",
+            f"--node-manager-port={nm}", f"--object-manager-port={om}",
+            f"--dashboard-agent-listen-port={agent}", f"--dashboard-agent-grpc-port={agent_grpc}",
+            f"--runtime-env-agent-port={rt_env}", f"--metrics-export-port={metrics}",
+            f"--min-worker-port={wmin}", f"--max-worker-port={wmin + 200}", f"--temp-dir={self.temp_dir}",
+        ]
+        self.log = open(Path(self.temp_dir) / "head.log", "wb")
+        self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        self._wait_ready()
+        return self
+
+    def _wait_ready(self, timeout_s: float = 120) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"ray start exited: {Path(self.log.name).read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"{self.dashboard_url}/api/version", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(1)
+        raise TimeoutError("the Ray head's job server did not come up")
+
+    def __exit__(self, *exc) -> None:
+        if self.proc is not None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(timeout=30)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        self.log.close()
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
