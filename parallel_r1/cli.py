@@ -134,3 +134,60 @@ def submit(
         console.print(f"job {job_id}: {status}")
         if status != "SUCCEEDED":
             raise typer.Exit(1)
+
+
+@app.command("init-model")
+@user_errors
+def init_model(
+    force: Annotated[bool, typer.Option(help="Rebuild even if a complete model exists.")] = False,
+    config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None,
+) -> None:
+    """Build the embedded tiny base model into <workdir>/models/base (tokenizer + pre-trained Llama)."""
+    from parallel_r1.paths import RunPaths
+    from parallel_r1.train.base_model import build_base_model
+
+    cfg = _config(config, workdir, set_)
+    build_base_model(cfg.base_model, RunPaths(cfg.workdir).base_model, force=force)
+
+
+@app.command()
+@user_errors
+def finetune(
+    backend: Annotated[str | None, typer.Option(help="ray | openai")] = None,
+    batches: Annotated[str | None, typer.Option(help="Comma-separated batch names (default: all).")] = None,
+    monolithic: Annotated[bool, typer.Option(help="One adapter on the union of the batches.")] = False,
+    force: Annotated[bool, typer.Option(help="Re-run jobs that already succeeded.")] = False,
+    config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None,
+) -> None:
+    """Fine-tune one LoRA specialist per batch, all at once (Ray Train), or via the OpenAI API."""
+    from parallel_r1.train.stage import run_finetune
+    from parallel_r1.train.watch import exit_code
+
+    names = f"[{', '.join(b.strip() for b in batches.split(','))}]" if batches else None
+    cfg = _config(config, workdir, set_, **{"finetune.backend": backend, "finetune.batches": names})
+    jobs = run_finetune(cfg, monolithic=monolithic, force=force)
+    if cfg.finetune.backend == "ray" and exit_code(jobs) == 1:
+        raise typer.Exit(1)
+
+
+@app.command()
+@user_errors
+def watch(
+    interval: Annotated[float | None, typer.Option(help="Seconds between refreshes.")] = None,
+    config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None,
+) -> None:
+    """A live table of every fine-tuning job until all have ended; exit 1 if any failed."""
+    from parallel_r1.train.watch import exit_code
+    from parallel_r1.train.watch import watch as watch_jobs
+
+    raise typer.Exit(exit_code(watch_jobs(_config(config, workdir, set_), interval)))
+
+
+@app.command()
+@user_errors
+def check(config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None) -> None:
+    """Print the fine-tuning jobs once (exit 1 if any failed, 3 if some are still running)."""
+    from parallel_r1.train.watch import check as check_jobs
+    from parallel_r1.train.watch import exit_code
+
+    raise typer.Exit(exit_code(check_jobs(_config(config, workdir, set_))))

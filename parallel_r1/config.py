@@ -41,7 +41,7 @@ class OpenAIEndpointConfig(_Section):
 
 
 class DiscoverConfig(_Section):
-    n: int = Field(600, ge=0, description="Discovery iterations (dialogues) to reach in total.")
+    n: int = Field(2000, ge=0, description="Discovery iterations (dialogues) to reach in total.")
     include_special: bool = Field(True, description="Add the four special cards and trait-heavy profiles.")
     backend: Literal["procedural", "openai"] = Field("procedural", description="Chat backend.")
     seed: int = Field(0, description="Seed of the discovery plan and the procedural backend.")
@@ -117,12 +117,72 @@ class BatchConfig(_Section):
         return self
 
 
+class BaseModelConfig(_Section):
+    path: str | None = Field(None, description="Any Hugging Face model path or hub id; None: build the embedded "
+                                               "tiny model into <workdir>/models/base with `init-model`.")
+    hidden_size: int = Field(192, ge=8)
+    intermediate_size: int = Field(512, ge=8)
+    num_layers: int = Field(4, ge=1)
+    num_heads: int = Field(4, ge=1)
+    max_seq_len: int = Field(256, ge=32, description="Context length of the embedded model.")
+    vocab_size: int = Field(2048, ge=300, description="Target BPE vocabulary (a templated corpus saturates lower).")
+    corpus_dialogues: int = Field(3000, ge=10, description="Procedural dialogues generated to pre-train on.")
+    train_minutes: float = Field(5.0, gt=0, description="Wall-clock budget of pre-training.")
+    max_steps: int | None = Field(None, ge=1, description="Stop after this many steps (before the budget).")
+    batch_size: int = Field(16, ge=1)
+    learning_rate: float = Field(3e-3, gt=0)
+    seed: int = 0
+
+
+class LoraSection(_Section):
+    r: int = Field(16, ge=1, description="LoRA rank.")
+    alpha: int = Field(32, ge=1, description="LoRA alpha.")
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] | str = Field("all-linear", description="Module names, or 'all-linear'.")
+
+
+class OpenAIFinetuneConfig(_Section):
+    base_url: str = Field("https://api.openai.com/v1", description="OpenAI (or compatible) API root.")
+    api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable holding the API key.")
+    model: str = Field("gpt-4o-mini-2024-07-18", description="Base model to fine-tune.")
+    n_epochs: int | None = Field(None, ge=1, description="None: the API's default.")
+    suffix: str = Field("parallel-r1", max_length=40, description="Suffix of the fine-tuned model names.")
+    poll_interval_s: float = Field(10.0, gt=0, description="How often `watch` polls job status.")
+    timeout_s: float = Field(60.0, gt=0)
+    max_retries: int = Field(5, ge=0, description="Retries on 429, 5xx and connection errors.")
+
+
+class FinetuneConfig(_Section):
+    backend: Literal["ray", "openai"] = Field("ray", description="Ray Train + TRL + PEFT, or the OpenAI API.")
+    batches: list[str] | None = Field(None, description="Batch names to train; None: every batch on disk.")
+    # optimisation
+    learning_rate: float = Field(2e-3, gt=0)
+    epochs: float = Field(3.0, gt=0)
+    max_length: int = Field(256, ge=16, description="Tokens per training example (longer ones are cut).")
+    per_device_batch_size: int = Field(4, ge=1)
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    seed: int = 0
+    lora: LoraSection = Field(default_factory=LoraSection)
+    # resources
+    num_workers: int = Field(1, ge=1, description="Data-parallel workers per job.")
+    cpus_per_worker: float = Field(0.5, gt=0, description="CPUs reserved per worker (fractions allowed).")
+    use_gpu: bool = Field(False, description="One GPU per worker (cluster).")
+    gpus_per_worker: float = Field(1.0, gt=0)
+    max_concurrent_jobs: int | None = Field(None, ge=1, description="None: every job at once.")
+    storage_path: str | None = Field(None, description="Ray Train storage (absolute path or URI); "
+                                                       "None: <workdir>/ray_results.")
+    max_failures: int = Field(1, ge=0, description="Ray Train restarts of a failed job (from its checkpoint).")
+    openai: OpenAIFinetuneConfig = Field(default_factory=OpenAIFinetuneConfig)
+
+
 class PipelineConfig(_Section):
     workdir: Path = Field(Path("data"), description="Run directory every stage reads and writes.")
     ray: RayConfig = Field(default_factory=RayConfig)
     discover: DiscoverConfig = Field(default_factory=DiscoverConfig)
     grade: GradeConfig = Field(default_factory=GradeConfig)
     batch: BatchConfig = Field(default_factory=BatchConfig)
+    base_model: BaseModelConfig = Field(default_factory=BaseModelConfig)
+    finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
 
 
 def _format_validation_error(err: ValidationError, source: str) -> str:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Sequence
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-console = Console(stderr=False, highlight=False)
+# Piped output (CI logs, `ray job logs`) gets a readable width instead of rich's 80-column default.
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
 
 
 def progress_bar() -> Progress:

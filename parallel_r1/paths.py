@@ -37,6 +37,22 @@ class RunPaths:
     def pattern_report(self) -> Path:
         return self.workdir / "pattern_report.md"
 
+    @property
+    def base_model(self) -> Path:
+        return self.workdir / "models" / "base"
+
+    @property
+    def adapters(self) -> Path:
+        return self.workdir / "adapters"
+
+    @property
+    def finetune_manifest(self) -> Path:
+        return self.workdir / "finetune_manifest.json"
+
+    @property
+    def ray_results(self) -> Path:
+        return self.workdir / "ray_results"
+
     def require(self, path: Path, produced_by: str) -> Path:
         """The path, or a clear error naming the stage that produces it."""
         if not path.exists():

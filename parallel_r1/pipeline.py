@@ -18,11 +18,7 @@ def run_pipeline(cfg: PipelineConfig, *, force: bool = False) -> None:
     result = run_discover(cfg)
     print_discover_summary(result, read_dialogues(paths.dialogues))
     console.rule("grade")
-    dialogues = read_dialogues(paths.dialogues)
-    if force or not cfg.discover.grade or any(d.score is None for d in dialogues) or not paths.pattern_report.exists():
-        run_grade(cfg)
-    else:
-        console.print(f"grade: every dialogue already graded by discover ({len(dialogues)})")
+    run_grade(cfg, reuse_grades=not force)
     console.rule("batch")
     if force or result.completed or not paths.batch_report.exists():
         run_batch(cfg)

@@ -113,10 +113,14 @@ class DiscoverStage:
                 bar = progress.add_task("discover", total=len(self.pending), status="",
                                         visible=self.show_progress)
 
+                user_hook = self.pool.progress_hook
+
                 def hook(pool) -> None:
                     s = pool.stats
                     progress.update(bar, completed=s.completed + s.failed,
                                     status=f"failed {s.failed} · actor restarts {s.actor_restarts}")
+                    if user_hook is not None:
+                        user_hook(pool)
 
                 self.pool.progress_hook = hook
                 stats = self.pool.run(self.pending, self._on_result)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from parallel_r1.grading.patterns import stock_phrases, words
+from parallel_r1.grading.grade import clamp
+from parallel_r1.grading.patterns import stock_phrases, without_stock_phrases, words
 
 STOPWORDS = frozenset("""
 a an the and or but if so of to in on at by for with from as is are was were be been being am it its it's
@@ -21,8 +22,10 @@ let's get got i'm you're we're that's what's don't doesn't isn't can't won't i'd
 really like one way much many well now see think know want need make made go going because
 """.split())
 
-_SENT_SPLIT = re.compile(r"(?<=[.!?])\s+|\n+")
-_LIST_LINE = re.compile(r"^\s*(?:\d+[.)]|step \d+\s*[:.)-]|[-*•])\s+", re.IGNORECASE | re.MULTILINE)
+_CLAUSE = re.compile(r"[,;:—–]\s+|\s+-\s+")
+_SENT_SPLIT = re.compile(r"(?<=[.!?])\s+")
+_LIST_LINE = re.compile(r"^\s*(?:\*\*|__)?(?:\d+[.)]|step \d+\s*[:.)-]|[-*•])(?:\*\*|__)?\s+",
+                        re.IGNORECASE | re.MULTILINE)
 _LEAD = re.compile(r"^(?:\s*(?:\d+[.)]|step \d+\s*[:.)-]|[-*•]|now|first|next|then|so|ok|okay|alright|"
                    r"right|great|good|nice|finally|after that|second|third)\b[,:.]?\s*)+", re.IGNORECASE)
 
@@ -41,24 +44,28 @@ STRONG_CHECK = _rx(
     r"(?:the|your|it|x|\w+ (?:of|after|at|in))|which (?:one|part|line|step|value|number|bucket|address|term)|"
     r"predict|why (?:does|is|did|would|do|doesn't|isn't)|how (?:many|much|does|did|would|do|is)|where does)"
 )
+EXPLAIN_PROMPT = _rx(r"\b(?:explain|tell me|show me|predict|in your own words)")
 IMPERATIVE_VERBS = frozenset("""
 try write compute calculate work pick choose list count run print draw fill check plug substitute add
 subtract divide multiply find compare trace start take look change rewrite expand apply test read note mark
 circle label sketch type copy set put use replace solve simplify factor estimate guess predict tell explain show
 describe say name consider notice imagine jot make move open build continue repeat keep figure sum undo
 evaluate graph plot convert combine identify underline highlight focus spot give walk ask follow
+assume suppose send share do double
 """.split())
 NEXT_STEP = _rx(
-    r"\b(?:your turn|(?:the |your )?next step|your next|have a go|give it a (?:try|go|shot)|go ahead|try (?:it|"
-    r"this|that|to|writing|computing|working|again|one|doing)|now (?:you|try|can you|what)|start (?:by|with)|"
+    r"\b(?:your turn|(?:tell|show|send) me|(?:the |your )?next step|your next|have a go|give it a (?:try|go|"
+    r"shot)|go ahead|try (?:it|this|that|to|writing|computing|working|again|one|doing)|now (?:you|try|can you|"
+    r"what)|start (?:by|with)|"
     r"step (?:1|one)\b|let'?s (?:try|write|compute|start|work|look|trace|count|check|pick|take|figure|draw|list|"
     r"build|fill|do|walk|find|test|plug|add|divide|multiply|subtract|solve|begin))"
 )
 ANSWER_MARKER = _rx(
     r"\b(?:the (?:final |correct |right |real )?(?:answer|result|solution|reason) is|so the answer|here'?s the "
-    r"(?:answer|solution|fix|fixed|corrected|full|complete)|the fix is|(?:which|that|this) (?:gives|equals|"
-    r"means)(?: you)?|therefore|thus|hence|which is why|that'?s why)\b"
+    r"(?:answer|solution|fix|fixed|corrected|full|complete)|the fix is|(?:so )?it (?:equals|comes out (?:to|as)))\b"
 )
+WEAK_ANSWER_MARKER = _rx(r"\b(?:(?:which|that|this) (?:gives|equals)(?: you)?|therefore|thus|hence|which is why|"
+                         r"that'?s why|so you get)\b")
 EQUALS_RESULT = re.compile(r"=\s*-?\(?\d")
 DISMISSIVE = _rx(
     r"\b(?:obviously|clearly you|it'?s (?:really |very |so |pretty )?(?:easy|simple|basic|trivial|elementary)|"
@@ -77,12 +84,16 @@ ENCOURAGING = _rx(
     r"fair (?:question|point)|thanks for|well spotted|good (?:catch|thinking|instinct)|you can do)"
 )
 TENTATIVE = _rx(r"\b(?:perhaps|maybe|might|i wonder|possibly|what if|it seems|could it be)\b")
-OPEN_QUESTION = _rx(
-    r"\b(?:what do you (?:think|notice|make of|feel|imagine|expect|suppose|see)|what'?s your (?:sense|intuition|"
-    r"guess|take|hunch)|why (?:might|would|do you think)|how (?:might|would you|do you see)|what would it mean|"
-    r"what if|where do you think|wonder|curious|sit with|notice|what comes to mind|what stands out|how does "
-    r"that (?:sit|feel)|what (?:could|might) (?:that|it|this) (?:mean|tell))"
+OPEN_QUESTION = _rx(  # questions about the student's own view, not a fact to recall
+    r"\b(?:what do you (?:already )?(?:think|believe|notice|make of|feel|imagine|expect|suppose|see)|what'?s "
+    r"your (?:own )?(?:sense|intuition|guess|take|hunch|view|reading)|why (?:might|would|do you think)|how (?:might|"
+    r"would you|do you see)|(?:which|what) would you|if you had to|how you see|what would it mean|what if|"
+    r"(?:where|how) do you (?:think|feel|see|sense)|wonder|curious|notice|what comes to mind|what stands out|"
+    r"how does that (?:sit|feel)|what (?:could|might) (?:that|it|this) (?:mean|tell)|(?:seems?|feels?) (?:like )?"
+    r"(?:a trick|strange|odd|wrong|off|paradoxical|satisfying|right))"
 )
+INVITATION = _rx(r"\b(?:tell me (?:how|why|what|where)|in your own words|put (?:it|that) into words|describe "
+                 r"(?:how|why|what))")
 METAPHOR = _rx(
     r"\b(?:(?:is|are|'s|'re|was|were|kind of|sort of|just|much|works|acts|behaves|a bit|feels|looks)\s+like\s+"
     r"(?:a|an|the|when|you|having|your|walking|climbing|trying|putting|two|some|if)|think of (?:it|this|that|"
@@ -103,18 +114,26 @@ TOPIC_SWITCH = _rx(
 ACKNOWLEDGE = _rx(
     r"\b(?:your (?:last |previous |old |former )?teacher|(?:were|was|been) told|told you|(?:that|it) sounds "
     r"(?:hard|frustrating|discouraging|painful|rough|awful|tough|unfair)|i'?m sorry (?:that|you)|that must have|"
-    r"that (?:experience|comment|label)|you asked|it took (?:courage|guts)|after (?:that|being told))"
+    r"that (?:experience|comment|label)|you asked|it took (?:courage|guts)|after (?:that|being told)|i can see "
+    r"why|(?:it'?s|that'?s) understandable|glad you (?:asked|did|said)|(?:right|good) call|your question "
+    r"(?:was|is) (?:a )?(?:good|fair|real|important|reasonable)|deserves? (?:a|an) (?:proper|real|honest|clear)|"
+    r"i should have|(?:precise|sharp|specific|careful|thoughtful|honest|important) question|(?:right|good|"
+    r"healthy) instinct|put your finger on)"
 )
 REFRAME = _rx(
     r"\b(?:(?:that'?s|it'?s|that is|it is) (?:simply )?(?:not true|not a fact|a myth|false)|isn'?t true|not "
     r"(?:a|an) \w+ person|anyone can|everyone can|is a skill|can be learned|learnable|not (?:about|a matter of) "
     r"(?:being|talent)|you'?re not (?:bad|stupid|slow|behind|hopeless)|not your fault|nothing wrong with "
-    r"(?:you|asking)|no such thing as|(?:visual|any) learners? can|you can (?:learn|do|read|get))"
+    r"(?:you|asking)|no such thing as|(?:visual|any) learners? can|you can (?:learn|do|read|get)|nothing about "
+    r"(?:that|this|it|your)|(?:wasn'?t|isn'?t|not) a (?:silly|stupid|dumb|basic|bad) question|(?:lots of|plenty "
+    r"of|many) (?:careful|smart|capable|strong|good|clever) (?:people|students|learners))"
 )
 SPECIFIC_SUCCESS = _rx(
     r"\b(?:you (?:just |already )?(?:did|found|got|spotted|worked|figured|noticed|computed|read|drew|solved|"
-    r"identified|caught|picked|wrote)|you'?ve (?:just |already )?(?:done|found|got|spotted|worked|figured|noticed|"
-    r"computed|solved|read)|(?:that'?s|is) (?:exactly )?(?:right|correct)|exactly( right)?[.!]|spot on)"
+    r"identified|caught|picked|wrote|checked|tested|tried|explained|kept|described|pinpointed|named)|"
+    r"you'?ve (?:just |already )?(?:done|found|got|spotted|worked|figured|noticed|computed|solved|read|checked)|"
+    r"(?:that'?s|is) (?:exactly )?(?:right|correct)|exactly( right)?[.!]|spot on|the way you (?:got|did|worked|"
+    r"approached|reasoned))"
 )
 ORDINAL = _rx(r"\b(?:first(?:ly)?|second(?:ly)?|third|then|next|after that|finally|lastly|step (?:\d+|one|two|"
               r"three))\b")
@@ -135,8 +154,6 @@ class Cues:
     imperatives: int  # sentences that tell the student to do something
     next_steps: int  # explicit next-step markers ("your turn", "let's try", "start by")
     declaratives: int  # sentences that are neither questions nor imperatives
-    answer_markers: int
-    equals_results: int  # "= 5" in a declarative sentence
     list_lines: int  # numbered or bulleted lines
     ordinals: int  # first / then / next / step 2
     metaphors: float
@@ -153,47 +170,46 @@ class Cues:
 
 
 def sentences(text: str) -> list[str]:
-    return [s.strip() for s in _SENT_SPLIT.split(text) if s and s.strip()]
+    """Sentences, each line its own (list markers stripped, so "1." is no sentence)."""
+    lines = (_LIST_LINE.sub("", line, count=1) for line in text.splitlines())
+    return [s.strip() for line in lines for s in _SENT_SPLIT.split(line) if s.strip()]
+
+
+def stem(word: str) -> str:
+    """A crude suffix stripper, enough to match move / moves / moving / moved."""
+    for suffix in ("ing", "ed", "es", "s"):
+        if word.endswith(suffix) and len(word) > len(suffix) + 2 and not word.endswith("ss"):
+            word = word[: -len(suffix)]
+            break
+    return word[:-1] if len(word) > 3 and word.endswith("e") else word
 
 
 def content_words(text: str) -> set[str]:
-    """Lower-cased words minus stopwords, with a light plural/ing stem."""
-    out = set()
-    for w in words(text):
-        w = w.strip("'")
-        if w in STOPWORDS or (len(w) < 2 and not w.isdigit()):
-            continue
-        if len(w) > 4 and w.endswith("ing"):
-            w = w[:-3]
-        elif len(w) > 3 and w.endswith("s") and not w.endswith("ss"):
-            w = w[:-1]
-        out.add(w)
-    return out
+    """Stemmed lower-cased words minus stopwords."""
+    return {stem(w) for w in (w.strip("'") for w in words(text))
+            if w not in STOPWORDS and (len(w) > 1 or w.isdigit())}
 
 
 def _is_imperative(sentence: str) -> bool:
-    body = _LEAD.sub("", sentence).lstrip("*_`\"' ")
-    head = words(body[:40])
-    if not head:
+    """A sentence (or one of its clauses) that starts with an action verb: "Try n = 3", "When done, tell me"."""
+    if sentence.rstrip().endswith("?"):
         return False
-    if head[0] in ("please", "just") and len(head) > 1:
-        head = head[1:]
-    return head[0] in IMPERATIVE_VERBS and not sentence.rstrip().endswith("?") or head[:2] == ["let's"] + head[1:2]
+    for clause in _CLAUSE.split(sentence):
+        head = words(_LEAD.sub("", clause).lstrip("*_`\"' ")[:40])
+        if head[:1] in (["please"], ["just"], ["only"]):
+            head = head[1:]
+        if head and (head[0] in IMPERATIVE_VERBS or head[0] == "let's"):
+            return True
+    return False
 
 
 def extract(text: str) -> Cues:
+    """The cues of one tutor message."""
     sents = sentences(text)
     questions = [s for s in sents if s.endswith("?")]
     imperative = [s for s in sents if not s.endswith("?") and _is_imperative(s)]
     declarative = [s for s in sents if not s.endswith("?") and s not in imperative]
-    no_stock = text
-    stock = stock_phrases(text)
-    for phrase in stock:
-        no_stock = re.sub(re.escape(phrase), " ", no_stock, flags=re.IGNORECASE)
     lines = [ln for ln in text.splitlines() if ln.strip()] or [""]
-    metaphors = len(METAPHOR.findall(text))
-    weak = len(WEAK_METAPHOR.findall(text)) - len(re.findall(r"\bimagine\b", " ".join(
-        m.group(0) for m in METAPHOR.finditer(text)), re.IGNORECASE))
     return Cues(
         n_words=len(words(text)),
         n_sentences=len(sents),
@@ -201,26 +217,25 @@ def extract(text: str) -> Cues:
         questions=len(questions),
         ends_with_question=bool(sents) and sents[-1].endswith("?"),
         strong_checks=sum(1 for s in questions if STRONG_CHECK.search(s))
-        + sum(1 for s in imperative if re.search(r"\b(?:explain|tell me|show me|predict|in your own words)",
-                                                 s, re.IGNORECASE)),
+        + sum(1 for s in imperative if EXPLAIN_PROMPT.search(s)),
         yes_no_checks=sum(1 for s in questions if YES_NO_CHECK.search(s)),
         imperatives=len(imperative),
         next_steps=len(NEXT_STEP.findall(text)),
         declaratives=len(declarative),
-        answer_markers=len(ANSWER_MARKER.findall(text)),
-        equals_results=sum(len(EQUALS_RESULT.findall(s)) for s in declarative),
         list_lines=len(_LIST_LINE.findall(text)),
         ordinals=len(ORDINAL.findall(text)),
-        metaphors=metaphors + 0.5 * max(0, weak),
+        # "imagine" alone ("imagine the deepest call") counts half: it often sets up a concrete case.
+        metaphors=len(METAPHOR.findall(text)) + 0.5 * len(WEAK_METAPHOR.findall(METAPHOR.sub(" ", text))),
         topic_switches=len(TOPIC_SWITCH.findall(text)),
         dismissive=len(DISMISSIVE.findall(text)),
-        encouraging=len(ENCOURAGING.findall(no_stock)),
+        encouraging=len(ENCOURAGING.findall(without_stock_phrases(text))),
         tentative=len(TENTATIVE.findall(text)),
-        open_questions=sum(1 for s in questions if OPEN_QUESTION.search(s)),
+        open_questions=sum(1 for s in questions if OPEN_QUESTION.search(s))
+        + sum(1 for s in imperative if INVITATION.search(s)),
         acknowledge=len(ACKNOWLEDGE.findall(text)),
         reframe=len(REFRAME.findall(text)),
         specific_success=len(SPECIFIC_SUCCESS.findall(text)),
-        stock=len(stock),
+        stock=len(stock_phrases(text)),
         concrete=len(CONCRETE_TOKEN.findall(text)),
     )
 
@@ -233,41 +248,45 @@ def overlap(text: str, reference: str | set[str], cap: int = 4) -> float:
     return min(1.0, len(content_words(text) & ref) / min(cap, len(ref)))
 
 
-def answer_reveal(response: str, answer: str | None, known: str) -> tuple[float, float]:
-    """How strongly the response states the final answer the student has not produced yet.
+def answer_reveal(response: str, answer: str | None, student: str, given: str = "") -> tuple[float, float]:
+    """How strongly the response states the final answer that the student has not produced yet.
 
     Returns (strength, evidence), both in [0, 1]. With a card's answer, strength is the share of the
-    answer's key words and numbers (those not already in `known`: the student's messages and the
-    opening) the response states, questions counting half; without one it rests on generic markers
-    ("the answer is", "= 5"). The student already having said most of the answer means no reveal.
+    answer's distinctive words and numbers (those not in `given`: the question and the steps toward
+    it) that the response states, questions counting half. When the student's own messages already
+    hold most of them, confirming is no reveal. Without an answer (or nothing distinctive in it),
+    strength rests on generic markers ("the answer is", "= 5").
     """
-    cues_text = response
-    markers = len(ANSWER_MARKER.findall(cues_text))
-    decl = " ".join(s for s in sentences(cues_text) if not s.endswith("?"))
-    equals = len(EQUALS_RESULT.findall(decl))
-    marker_strength = min(1.0, 0.35 * markers + 0.25 * equals)
-    if not answer:
-        return marker_strength * 0.8, 0.3 + 0.5 * min(1.0, markers + equals)
-    key = _key_terms(answer)
-    remaining = key - _key_terms(known)
-    if not key or len(remaining) < 0.34 * len(key):
-        return 0.0, 0.6  # nothing left to give away: the student has (nearly) said it
-    questions = " ".join(s for s in sentences(cues_text) if s.endswith("?"))
+    sents = sentences(response)
+    decl = " ".join(s for s in sents if not s.endswith("?"))
+    markers = len(ANSWER_MARKER.findall(decl))
+    weak = len(WEAK_ANSWER_MARKER.findall(decl)) + len(EQUALS_RESULT.findall(decl))
+    marker_strength = min(1.0, 0.6 * markers + 0.2 * weak)
+    key = _key_terms(answer) - _key_terms(given) if answer else set()
+    if not key:
+        return marker_strength, 0.3 + 0.5 * min(1.0, markers + 0.5 * weak)
+    remaining = key - _key_terms(student)
+    if len(remaining) < 0.34 * len(key):
+        return 0.0, 0.6  # the student has (nearly) said it: confirming is not revealing
     weight = {t: 2.0 if _is_symbolic(t) else 1.0 for t in remaining}
-    total = sum(weight.values())
     said = _key_terms(decl)
-    asked = _key_terms(questions) - said
-    coverage = (sum(weight[t] for t in remaining & said) + 0.5 * sum(weight[t] for t in remaining & asked)) / total
-    strength = min(1.0, max(coverage * 1.25 - 0.1, 0.0) + 0.5 * marker_strength * coverage)
-    evidence = 0.55 + 0.45 * abs(2 * min(1.0, strength) - 1)
-    return min(1.0, strength), evidence
+    asked = _key_terms(" ".join(s for s in sents if s.endswith("?"))) - said
+    # One pseudo-term in the denominator: with two or three distinctive terms, one chance match of a
+    # common word is weak evidence.
+    total = sum(weight.values())
+    coverage = (sum(weight[t] for t in remaining & said) + 0.5 * sum(weight[t] for t in remaining & asked)) \
+        / (total + 1)
+    strength = clamp(1.25 * coverage - 0.1 + 0.5 * marker_strength * coverage)
+    return strength, min(1.0, 0.3 + 0.1 * total) * (0.55 + 0.45 * abs(2 * strength - 1))
+
+
+_SYMBOLIC = re.compile(r"[&*]?\w+(?:[/^.]\w+)*(?:\(\w*\))?")
 
 
 def _key_terms(text: str) -> set[str]:
-    terms = content_words(text)
-    terms |= {t for t in re.findall(r"[\w*&/^.()]+", text.lower()) if _is_symbolic(t)}
-    return terms
+    """Content words plus symbolic terms (numbers, 5/6, x^2, &a, f(0)) of a text."""
+    return content_words(text) | {t for t in _SYMBOLIC.findall(text.lower()) if _is_symbolic(t)}
 
 
 def _is_symbolic(token: str) -> bool:
-    return any(c.isdigit() for c in token) or any(c in "*&/^()" for c in token)
+    return any(c.isdigit() or c in "*&/^(" for c in token)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from parallel_r1.data import ScenarioCard, StudentProfileConfig
+
+# What graders grade: a dialogue in the chat `messages` format, the student's profile, the scenario card.
+DialogueItem = tuple[list[dict], StudentProfileConfig | None, ScenarioCard | None]
 
 BASE_CRITERIA = (
     "guidance", "no_answer_reveal", "checks_understanding", "actionability", "coherence", "tone",
@@ -96,6 +99,3 @@ class Grade:
         for name, value in (("score", self.score), ("confidence", self.confidence), *self.criteria.items()):
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"grade {name} must be in [0, 1], got {value!r}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)

@@ -46,6 +46,7 @@ _STOCK_RE = re.compile("|".join(f"(?:{p})" for p in STOCK_PHRASES), re.IGNORECAS
 REPEAT_NGRAM = 6  # a run of this many words repeated verbatim across teacher turns is a templated phrase
 OPENER_WORDS = 4
 _WORD_RE = re.compile(r"[a-z0-9']+")
+_BOUNDARY = re.compile(r"[.!?;:\n]+(?:\s|$)|\n")
 
 
 def words(text: str) -> list[str]:
@@ -57,9 +58,18 @@ def stock_phrases(text: str) -> list[str]:
     return [m.group(0).strip(" !").lower() for m in _STOCK_RE.finditer(text.replace("’", "'"))]
 
 
+def without_stock_phrases(text: str) -> str:
+    return _STOCK_RE.sub(" ", text.replace("’", "'"))
+
+
 def opener(text: str, n: int = OPENER_WORDS) -> str:
     """The first n words of a message, normalised: the unit of templated openers."""
     return " ".join(words(text)[:n])
+
+
+def _chunks(text: str) -> list[list[str]]:
+    """Words of each sentence or clause: repeated phrases never straddle a sentence boundary."""
+    return [w for w in (words(part) for part in _BOUNDARY.split(text)) if w]
 
 
 def _ngrams(tokens: list[str], n: int) -> list[tuple[str, ...]]:
@@ -67,23 +77,13 @@ def _ngrams(tokens: list[str], n: int) -> list[tuple[str, ...]]:
 
 
 def repeated_phrases(teacher_turns: list[str], n: int = REPEAT_NGRAM) -> list[str]:
-    """Phrases (maximal runs of repeated n-grams) a turn repeats verbatim from an earlier turn."""
+    """Phrases (maximal runs of n-grams) a turn repeats verbatim from an earlier turn."""
     seen: set[tuple[str, ...]] = set()
     found: list[str] = []
     for text in teacher_turns:
-        tokens = words(text)
-        grams = _ngrams(tokens, n)
-        i = 0
-        while i < len(grams):
-            if grams[i] in seen:
-                j = i
-                while j + 1 < len(grams) and grams[j + 1] in seen:
-                    j += 1
-                found.append(" ".join(tokens[i:j + n]))
-                i = j + 1
-            else:
-                i += 1
-        seen.update(grams)
+        chunks = _chunks(text)
+        found += [p for tokens in chunks for p in _spans(tokens, seen, n)]
+        seen.update(g for tokens in chunks for g in _ngrams(tokens, n))
     return found
 
 
@@ -131,35 +131,44 @@ class PatternReport:
         return "\n".join(lines) + "\n"
 
 
-def _drop_contained(ranked: list[tuple[str, int]], top_k: int) -> list[tuple[str, int]]:
-    """Keep the longest phrases; drop a phrase inside a kept one that is nearly as frequent."""
-    kept: list[tuple[str, int]] = []
-    for phrase, count in sorted(ranked, key=lambda pc: (-len(pc[0].split()), -pc[1])):
-        if not any(f" {phrase} " in f" {k} " and kc >= 0.8 * count for k, kc in kept):
-            kept.append((phrase, count))
-    return sorted(kept, key=lambda pc: (-pc[1], -len(pc[0])))[:top_k]
+def _spans(tokens: list[str], grams: set[tuple[str, ...]], n: int) -> list[str]:
+    """Maximal runs of consecutive n-grams of `tokens` that are in `grams`, as phrases."""
+    ngrams = _ngrams(tokens, n)
+    spans, i = [], 0
+    while i < len(ngrams):
+        if ngrams[i] in grams:
+            j = i
+            while j + 1 < len(ngrams) and ngrams[j + 1] in grams:
+                j += 1
+            spans.append(" ".join(tokens[i:j + n]))
+            i = j + 1
+        else:
+            i += 1
+    return spans
 
 
-def pattern_report(dialogues: list[Any], top_k: int = 20, ngram_sizes: tuple[int, ...] = (4, 6, 8)) -> PatternReport:
-    """Openers, phrases and stock phrases repeated across a corpus (Dialogue records or message lists)."""
-    per_dialogue = [teacher_turns_of(d) for d in dialogues]
-    all_turns = [t for turns in per_dialogue for t in turns]
-    openers = Counter(opener(t) for t in all_turns if words(t))
-    phrases: Counter[str] = Counter()
-    stock: Counter[str] = Counter()
-    for turns in per_dialogue:
-        grams = {" ".join(g) for t in turns for n in ngram_sizes for g in _ngrams(words(t), n)}
-        phrases.update(grams)
-        stock.update(p for t in turns for p in stock_phrases(t))
-    densities = [stock_phrase_density(turns) for turns in per_dialogue if turns]
-    repeated = [(p, c) for p, c in phrases.items() if c >= 2]
-    top_repeated = sorted(repeated, key=lambda pc: -pc[1])[: top_k * 20]
+def pattern_report(dialogues: list[Any], top_k: int = 20, n: int = 4, min_count: int = 2) -> PatternReport:
+    """Openers, phrases and stock phrases repeated across a corpus (Dialogue records or message lists).
+
+    A phrase is a maximal run of n-grams that each occur in at least `min_count` dialogues; phrases
+    are counted in dialogues, openers and stock phrases in turns.
+    """
+    per_dialogue = [[c for t in teacher_turns_of(d) for c in _chunks(t)] for d in dialogues]
+    texts = [t for d in dialogues for t in teacher_turns_of(d)]
+    openers = Counter(opener(t) for t in texts if words(t))
+    gram_df = Counter(g for turns in per_dialogue for g in {g for tokens in turns for g in _ngrams(tokens, n)})
+    frequent = {g for g, c in gram_df.items() if c >= min_count}
+    phrases = Counter(p for turns in per_dialogue
+                      for p in {p for tokens in turns for p in _spans(tokens, frequent, n)})
+    stock = Counter(p for t in texts for p in stock_phrases(t))
+    densities = [stock_phrase_density(teacher_turns_of(d)) for d in dialogues if teacher_turns_of(d)]
     return PatternReport(
         n_dialogues=len(dialogues),
-        n_teacher_turns=len(all_turns),
+        n_teacher_turns=len(texts),
         mean_density=sum(densities) / len(densities) if densities else 0.0,
-        opener_diversity=len(openers) / len(all_turns) if all_turns else 0.0,
-        top_openers=[(o, c) for o, c in openers.most_common(top_k) if c >= 2],
-        top_phrases=_drop_contained(top_repeated, top_k),
+        opener_diversity=len(openers) / len(texts) if texts else 0.0,
+        top_openers=[(o, c) for o, c in openers.most_common(top_k) if c >= min_count],
+        top_phrases=sorted(((p, c) for p, c in phrases.items() if c >= min_count),
+                           key=lambda pc: (-pc[1], -len(pc[0].split()), pc[0]))[:top_k],
         top_stock_phrases=stock.most_common(top_k),
     )

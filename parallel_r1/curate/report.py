@@ -1,0 +1,153 @@
+"""Batch artifacts: per batch a Parquet table and SFT-ready JSONL, plus report.md of their composition.
+
+Also the per-batch system prompt (the specialist's focus) and the rows of the terminal summary table.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+
+from parallel_r1.config import BatchSpec
+from parallel_r1.curate.batches import Batch, BatchSet, confidence_tier, describe
+from parallel_r1.curate.sampler import teacher_openers
+from parallel_r1.data.io import atomic_write_jsonl, atomic_write_text
+from parallel_r1.data.schema import write_dialogues
+
+_BASE_PROMPT = (
+    "You are a patient tutor who teaches rather than tells: ask guiding questions, build on what the "
+    "student says and check their understanding. Answer this student's actual words, never with stock phrases."
+)
+_LENGTH_FOCUS = {
+    "short": "Keep replies brief and get to the point quickly.",
+    "medium": "Work through the question over a few focused exchanges.",
+    "long": "Sustain a longer dialogue step by step, tracking what the student has understood so far.",
+}
+_TYPE_FOCUS = {
+    "original": "Guide the student to the answer of a direct question without giving it away.",
+    "koan": "Explore open, contemplative questions together instead of settling them with a definition.",
+}
+_PROFILE_FOCUS = {
+    "standard": "Adapt to a typical student's pace.",
+    "neurodivergent": "Give explicit structure and precise definitions, one new idea at a time.",
+    "rejects_metaphor": "Explain literally, with concrete steps and exact states, not analogies.",
+    "executive_function_gap": "Break work into small numbered steps and say where the student is in them.",
+    "hyperfocus": "Follow the student's deep interest in one point before gently moving on.",
+    "bad_prior_teacher": "Rebuild confidence after a bad prior teacher: be patient, never dismissive, "
+                         "and show that every question is welcome.",
+}
+
+
+def system_prompt(spec: BatchSpec) -> str:
+    """The short system prompt that states a specialist's focus (used in training and when serving)."""
+    parts = [_BASE_PROMPT]
+    if spec.description:
+        focus = spec.description.strip().rstrip(".")
+        parts.append(f"Your specialism: {focus[:1].lower()}{focus[1:]}.")
+    if spec.lengths and len(spec.lengths) == 1:
+        parts.append(_LENGTH_FOCUS[spec.lengths[0]])
+    if spec.question_types and len(spec.question_types) == 1:
+        parts.append(_TYPE_FOCUS[spec.question_types[0]])
+    parts.extend(_PROFILE_FOCUS[k] for k in spec.profile_kinds or () if k in _PROFILE_FOCUS)
+    if spec.diverse_patterns:
+        parts.append("Vary how you open and phrase your replies.")
+    return " ".join(parts)
+
+
+def sft_records(batch: Batch) -> list[dict]:
+    """One `{"messages": [...]}` per dialogue: the system prompt, then the student as user, the teacher as assistant."""
+    prompt = system_prompt(batch.spec)
+    return [{"messages": d.messages(system=prompt)} for d in batch.dialogues]
+
+
+def _fmt(x: float | None, digits: int = 3) -> str:
+    return "–" if x is None else f"{x:.{digits}f}"
+
+
+def _counts(values: Iterable) -> str:
+    counts = Counter(values)
+    return ", ".join(f"{k} {n}" for k, n in sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))) or "–"
+
+
+def summary_rows(batch_set: BatchSet) -> list[dict]:
+    """One row per batch for the terminal summary table (means are None for an empty batch)."""
+    return [
+        {
+            "name": b.name,
+            "size": b.size,
+            "target": b.target,
+            "mean_score": b.mean_score,
+            "mean_confidence": b.mean_confidence,
+            "density": b.mean_density,
+            "status": b.status,
+        }
+        for b in batch_set
+    ]
+
+
+def _opener_variety(batch: Batch) -> str:
+    openers = [o for d in batch.dialogues for o in teacher_openers(d)]
+    return f"{len(set(openers))} distinct of {len(openers)}" if openers else "–"
+
+
+def _composition(batch: Batch, batch_set: BatchSet) -> list[str]:
+    cfg = batch_set.config
+    ds = batch.dialogues
+    rows = [
+        ("count / target", f"{batch.size} / {batch.target}"),
+        ("eligible", f"{batch.eligible} ({describe(batch.spec, cfg)})"),
+        ("length buckets", _counts(d.length_bucket for d in ds)),
+        ("question types", _counts(d.question_type for d in ds)),
+        ("confidence tiers", _counts(confidence_tier(d.confidence, cfg) for d in ds)),
+        ("profile kinds", _counts(d.profile_kind for d in ds)),
+        ("scenarios", f"{len({d.scenario_id for d in ds})} distinct"),
+        ("mean score", _fmt(batch.mean_score)),
+        ("mean confidence", _fmt(batch.mean_confidence)),
+        ("mean stock-phrase density",
+         f"{_fmt(batch.mean_density)} (cap {cfg.max_stock_phrase_density:g}; {batch.cap_removed} replaced or dropped)"),
+        ("teacher openers", _opener_variety(batch)),
+    ]
+    return ["| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]
+
+
+def render_report(batch_set: BatchSet) -> str:
+    """report.md: an overview table, shortfall warnings, then a composition table per batch."""
+    cfg = batch_set.config
+    lines = [
+        "# Specialist batches",
+        "",
+        f"Built from {batch_set.discovered} graded dialogues; quality floor {cfg.quality_floor:g}, "
+        f"confidence high >= {cfg.high_confidence:g}, medium >= {cfg.medium_confidence:g}, stock-phrase cap "
+        f"{cfg.max_stock_phrase_density:g} per teacher turn, overlap {'allowed' if cfg.allow_overlap else 'none'}, "
+        f"seed {cfg.seed}. Filled in this order (most constrained first, unfillable last): "
+        f"{', '.join(batch_set.allocation_order)}.",
+        "",
+        "| batch | size / target | mean score | mean confidence | stock-phrase density | status |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [f"| {r['name']} | {r['size']} / {r['target']} | {_fmt(r['mean_score'])} | "
+              f"{_fmt(r['mean_confidence'])} | {_fmt(r['density'])} | {r['status']} |"
+              for r in summary_rows(batch_set)]
+    if batch_set.warnings:
+        lines += ["", "## Warnings", "", *(f"- **short**: {w}" for w in batch_set.warnings)]
+    for batch in batch_set:
+        lines += ["", f"## {batch.name}", ""]
+        if batch.spec.description:
+            lines += [batch.spec.description, ""]
+        lines += _composition(batch, batch_set)
+    return "\n".join(lines) + "\n"
+
+
+def write_batches(batch_set: BatchSet, out_dir: Path) -> list[Path]:
+    """Write `<name>.parquet` (Dialogue schema) and `<name>.jsonl` (SFT messages) per batch, then report.md.
+
+    Every file is written atomically; returns the paths written.
+    """
+    out_dir = Path(out_dir)
+    paths: list[Path] = []
+    for batch in batch_set:
+        paths.append(write_dialogues(out_dir / f"{batch.name}.parquet", batch.dialogues))
+        paths.append(atomic_write_jsonl(out_dir / f"{batch.name}.jsonl", sft_records(batch)))
+    paths.append(atomic_write_text(out_dir / "report.md", render_report(batch_set)))
+    return paths

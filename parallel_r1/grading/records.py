@@ -1,0 +1,72 @@
+"""Grading `Dialogue` records in place, and choosing the grader the configuration asks for."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from parallel_r1.config import GradeConfig
+from parallel_r1.data import Dialogue, ScenarioCard, StudentProfileConfig, get_card
+from parallel_r1.grading.grade import DialogueItem, Grade
+from parallel_r1.grading.judge import CombinedGrader, LLMJudgeGrader
+from parallel_r1.grading.patterns import stock_phrase_density
+from parallel_r1.grading.rubric import HeuristicRubricGrader
+
+
+class Grader(Protocol):
+    name: str
+
+    def grade_dialogue(self, messages: list[dict], profile: StudentProfileConfig | None = None,
+                       scenario: ScenarioCard | None = None) -> Grade: ...
+
+    def grade_many(self, items: list[DialogueItem]) -> list[Grade]: ...
+
+    async def agrade_many(self, items: list[DialogueItem]) -> list[Grade]: ...
+
+    async def aclose(self) -> None: ...
+
+
+def build_grader(grade_cfg: GradeConfig) -> Grader:
+    """The grader named by `grade.grader`: heuristic (default), llm, or combined."""
+    if grade_cfg.grader == "heuristic":
+        return HeuristicRubricGrader()
+    judge = LLMJudgeGrader(grade_cfg.judge)
+    if grade_cfg.grader == "llm":
+        return judge
+    return CombinedGrader(HeuristicRubricGrader(), judge, grade_cfg.llm_weight)
+
+
+def profile_of(dialogue: Dialogue) -> StudentProfileConfig:
+    return StudentProfileConfig(**{t: True for t in dialogue.traits})
+
+
+def scenario_of(dialogue: Dialogue) -> ScenarioCard | None:
+    try:
+        return get_card(dialogue.scenario_id)
+    except KeyError:
+        return None
+
+
+def _items(dialogues: list[Dialogue]) -> list[DialogueItem]:
+    return [(d.messages(), profile_of(d), scenario_of(d)) for d in dialogues]
+
+
+def _apply(dialogues: list[Dialogue], grades: list[Grade]) -> list[Dialogue]:
+    for d, g in zip(dialogues, grades, strict=True):
+        d.score, d.confidence, d.criteria, d.grader = g.score, g.confidence, dict(g.criteria), g.grader
+        d.stock_phrase_density = stock_phrase_density([t.content for t in d.turns if t.role == "teacher"])
+    return dialogues
+
+
+def grade_dialogues(dialogues: list[Dialogue], grader: Grader | None = None) -> list[Dialogue]:
+    """Set score, confidence, criteria, grader and stock_phrase_density on each record; returns them.
+
+    Not inside a running event loop when the grader is an LLM judge: await `agrade_dialogues` there.
+    """
+    grader = grader or HeuristicRubricGrader()
+    return _apply(dialogues, grader.grade_many(_items(dialogues)))
+
+
+async def agrade_dialogues(dialogues: list[Dialogue], grader: Grader | None = None) -> list[Dialogue]:
+    """`grade_dialogues` for callers inside an event loop (a Ray async actor, a server)."""
+    grader = grader or HeuristicRubricGrader()
+    return _apply(dialogues, await grader.agrade_many(_items(dialogues)))

@@ -1,0 +1,106 @@
+"""Launch every LoRA SFT job at once on Ray Train: one `TorchTrainer` per batch, each `fit()` driven
+from its own zero-CPU Ray task, the manifest updated as each job starts and ends.
+
+A job that was killed resumes from its last checkpoint: it runs again under the same Ray Train run
+name and storage path, and Train V2 restores the latest reported checkpoint.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import ray
+
+from parallel_r1.config import FinetuneConfig
+from parallel_r1.train.manifest import FinetuneManifest
+from parallel_r1.train.sft import ADAPTER_SUBDIR, sft_train_loop
+
+
+def job_config(name: str, train_file: Path, base_model: str, ft: FinetuneConfig, n_examples: int) -> dict:
+    """The plain-dict config each Train worker receives."""
+    steps_per_epoch = max(1, -(-n_examples // (ft.per_device_batch_size * ft.num_workers
+                                               * ft.gradient_accumulation_steps)))
+    total_steps = max(1, int(steps_per_epoch * ft.epochs))
+    return {
+        "name": name, "train_file": str(Path(train_file).resolve()), "base_model": base_model,
+        "learning_rate": ft.learning_rate, "epochs": ft.epochs, "max_length": ft.max_length,
+        "per_device_batch_size": ft.per_device_batch_size,
+        "gradient_accumulation_steps": ft.gradient_accumulation_steps, "seed": ft.seed,
+        "lora": ft.lora.model_dump(), "use_gpu": ft.use_gpu,
+        "save_steps": max(1, total_steps // 3),  # about three checkpoints per job to resume from
+        "torch_threads": max(1, int(ft.cpus_per_worker)) if not ft.use_gpu else None,
+    }
+
+
+@ray.remote(num_cpus=0)
+def fit_job(config: dict, ft: FinetuneConfig, run_name: str, storage_path: str, adapter_dir: str) -> dict:
+    """Build and fit one TorchTrainer; copy the final adapter into `adapter_dir` atomically."""
+    import json
+
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    resources = {"CPU": ft.cpus_per_worker}
+    if ft.use_gpu:
+        resources["GPU"] = ft.gpus_per_worker
+    trainer = TorchTrainer(
+        sft_train_loop, train_loop_config=config,
+        scaling_config=ScalingConfig(num_workers=ft.num_workers, use_gpu=ft.use_gpu, resources_per_worker=resources),
+        run_config=RunConfig(name=run_name, storage_path=storage_path,
+                             failure_config=FailureConfig(max_failures=ft.max_failures),
+                             checkpoint_config=CheckpointConfig(num_to_keep=2)),
+    )
+    started = time.perf_counter()
+    result = trainer.fit()
+    out = Path(adapter_dir)
+    tmp = out.with_name(f".{out.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    with result.checkpoint.as_directory() as ckpt:
+        shutil.copytree(Path(ckpt) / ADAPTER_SUBDIR, tmp)
+        metrics = json.loads((Path(ckpt) / "metrics.json").read_text())
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    metrics["fit_wall_time_s"] = time.perf_counter() - started
+    return {"metrics": metrics, "adapter": str(out), "checkpoint": result.checkpoint.path}
+
+
+def launch_all(jobs: dict[str, dict], ft: FinetuneConfig, manifest: FinetuneManifest, storage_path: Path,
+               adapters_dir: Path, on_event=None) -> dict[str, str]:
+    """Run the given jobs ({name: worker config}) concurrently; returns {name: final status}."""
+    storage = str(Path(storage_path).resolve())
+    pending = list(jobs)
+    running: dict = {}
+    final: dict[str, str] = {}
+    limit = ft.max_concurrent_jobs or len(jobs)
+    while pending or running:
+        while pending and len(running) < limit:
+            name = pending.pop(0)
+            run_name = manifest.read()[name].job_id
+            ref = fit_job.remote(jobs[name], ft, run_name, storage, str(adapters_dir / name))
+            running[ref] = name
+            manifest.update(name, status="running", attempts=manifest.read()[name].attempts + 1,
+                            checkpoint=f"{storage}/{run_name}")
+            if on_event:
+                on_event(name, "running")
+        done, _ = ray.wait(list(running), num_returns=1)
+        for ref in done:
+            name = running.pop(ref)
+            try:
+                out = ray.get(ref)
+                manifest.update(name, status="succeeded", result=out["adapter"], metrics=out["metrics"],
+                                checkpoint=out["checkpoint"], error=None)
+                final[name] = "succeeded"
+            except Exception as e:  # noqa: BLE001 - a failed job is recorded, the others go on
+                manifest.update(name, status="failed", error=f"{type(e).__name__}: {_root_cause(e)}")
+                final[name] = "failed"
+            if on_event:
+                on_event(name, final[name])
+    return final
+
+
+def _root_cause(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[-1][:500] if text else type(e).__name__

@@ -1,0 +1,137 @@
+"""The LoRA SFT job that runs on each Ray Train worker: TRL's SFTTrainer with a PEFT LoRA config,
+loss on assistant (teacher) turns only, checkpoints reported to Ray Train for resumption.
+
+`sft_train_loop(config)` is the `train_loop_per_worker`; `run_sft_locally(config)` runs the same
+training in the calling process (the plain baseline of the benchmark).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+ADAPTER_SUBDIR = "adapter"
+
+
+def _load_records(path: str) -> list[dict]:
+    with open(path, encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    if not rows:
+        raise ValueError(f"training file {path} is empty")
+    return [{"messages": r["messages"]} for r in rows]
+
+
+def build_trainer(config: dict, output_dir: str, callbacks: list | None = None):
+    """An SFTTrainer for one job; `config` is the plain dict made by `job_config`."""
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    if config.get("torch_threads"):
+        torch.set_num_threads(config["torch_threads"])
+    tokenizer = AutoTokenizer.from_pretrained(config["base_model"])
+    model = AutoModelForCausalLM.from_pretrained(config["base_model"], dtype=torch.float32)
+    lora = config["lora"]
+    peft_config = LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
+                             target_modules=lora["target_modules"], task_type="CAUSAL_LM")
+    use_gpu = config["use_gpu"]
+    args = SFTConfig(
+        output_dir=output_dir, num_train_epochs=config["epochs"], learning_rate=config["learning_rate"],
+        per_device_train_batch_size=config["per_device_batch_size"],
+        gradient_accumulation_steps=config["gradient_accumulation_steps"], max_length=config["max_length"],
+        assistant_only_loss=True, use_cpu=not use_gpu, bf16=False, report_to="none", logging_steps=1,
+        save_strategy="steps", save_steps=config["save_steps"], save_total_limit=2, disable_tqdm=True,
+        seed=config["seed"], dataloader_num_workers=0, lr_scheduler_type="linear", warmup_steps=0,
+    )
+    return SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(_load_records(config["train_file"])),
+                      processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks or [])
+
+
+def _trained_tokens(trainer) -> int:
+    """Tokens that carry loss (assistant tokens) in one epoch of the processed dataset."""
+    total = 0
+    for row in trainer.train_dataset:
+        if row.get("labels") is not None:
+            total += sum(1 for t in row["labels"] if t != -100)
+        elif row.get("assistant_masks") is not None:
+            total += sum(row["assistant_masks"])
+        else:
+            total += len(row["input_ids"])
+    return total
+
+
+def _metrics(trainer, started: float, resumed_from_step: int) -> dict:
+    history = [h for h in trainer.state.log_history if "loss" in h]
+    wall = time.perf_counter() - started
+    epochs_done = trainer.state.epoch or 0.0
+    trained = _trained_tokens(trainer)
+    tokens = sum(len(r["input_ids"]) for r in trainer.train_dataset)
+    steps_now = trainer.state.global_step - resumed_from_step
+    frac = steps_now / max(trainer.state.max_steps, 1)
+    return {
+        "train_loss_first": history[0]["loss"] if history else None,
+        "train_loss": history[-1]["loss"] if history else None,
+        "train_loss_mean_last_5": sum(h["loss"] for h in history[-5:]) / len(history[-5:]) if history else None,
+        "global_step": trainer.state.global_step,
+        "resumed_from_step": resumed_from_step,
+        "epochs": epochs_done,
+        "examples": len(trainer.train_dataset),
+        "assistant_tokens_per_epoch": trained,
+        "tokens_per_epoch": tokens,
+        "tokens_per_s": tokens * trainer.args.num_train_epochs * frac / wall if wall > 0 else None,
+        "wall_time_s": wall,
+    }
+
+
+def save_adapter(trainer, out_dir: Path) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    trainer.model.save_pretrained(out_dir)
+    trainer.processing_class.save_pretrained(out_dir)
+    return out_dir
+
+
+def sft_train_loop(config: dict) -> None:
+    """Ray Train worker loop: resume from the run's latest checkpoint, train, report the adapter."""
+    import tempfile
+
+    import ray.train
+    from ray.train.huggingface.transformers import RayTrainReportCallback
+    from transformers.trainer_utils import get_last_checkpoint
+
+    started = time.perf_counter()
+    ctx = ray.train.get_context()
+    output_dir = tempfile.mkdtemp(prefix=f"sft-{config['name']}-r{ctx.get_world_rank()}-")
+    trainer = build_trainer(config, output_dir, callbacks=[RayTrainReportCallback()])
+    resume_dir, resumed_from_step = None, 0
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        local = checkpoint.to_directory(tempfile.mkdtemp(prefix="resume-"))
+        resume_dir = get_last_checkpoint(local) or os.path.join(local, RayTrainReportCallback.CHECKPOINT_NAME)
+        with open(os.path.join(resume_dir, "trainer_state.json")) as f:
+            resumed_from_step = json.load(f)["global_step"]
+    trainer.train(resume_from_checkpoint=resume_dir)
+    metrics = _metrics(trainer, started, resumed_from_step)
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint = None
+        if ctx.get_world_rank() == 0:
+            save_adapter(trainer, Path(tmp) / ADAPTER_SUBDIR)
+            Path(tmp, "metrics.json").write_text(json.dumps(metrics))
+            checkpoint = ray.train.Checkpoint.from_directory(tmp)
+        ray.train.report({**metrics, "final": True}, checkpoint=checkpoint)
+
+
+def run_sft_locally(config: dict, adapter_dir: Path) -> dict:
+    """The same SFT in the calling process, without Ray (the benchmark's baseline)."""
+    import tempfile
+
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as output_dir:
+        trainer = build_trainer(config, output_dir)
+        trainer.train()
+        metrics = _metrics(trainer, started, 0)
+        save_adapter(trainer, adapter_dir)
+    return metrics

@@ -1,0 +1,129 @@
+"""The finetune stage: one LoRA SFT job per specialist batch (or one monolithic job on their union),
+on Ray Train or the OpenAI fine-tuning API, all tracked in `finetune_manifest.json`.
+
+Run it with `parallel-r1 finetune [--backend ray|openai] [--batches a,b] [--monolithic]`; follow it
+with `parallel-r1 watch`. Jobs that succeeded are not re-run; killed or failed ones resume.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from parallel_r1.config import PipelineConfig
+from parallel_r1.console import console, summary_table
+from parallel_r1.data.io import atomic_write_jsonl, read_jsonl
+from parallel_r1.errors import UserFacingError
+from parallel_r1.paths import RunPaths
+from parallel_r1.train.manifest import FinetuneJob, FinetuneManifest
+
+MONOLITHIC = "monolithic"
+
+
+class FinetuneStage:
+    """setup() → run() → cleanup() over one PipelineConfig."""
+
+    def __init__(self, cfg: PipelineConfig, *, monolithic: bool = False, force: bool = False):
+        self.cfg = cfg
+        self.paths = RunPaths(cfg.workdir)
+        self.monolithic = monolithic
+        self.force = force
+        self.manifest = FinetuneManifest(self.paths.finetune_manifest)
+        self.files: dict[str, Path] = {}
+        self.batches_of: dict[str, list[str]] = {}
+        self.todo: list[str] = []
+
+    def _batch_files(self) -> dict[str, Path]:
+        self.paths.require(self.paths.batches, "batch")
+        available = {p.stem: p for p in sorted(self.paths.batches.glob("*.jsonl"))}
+        if not available:
+            raise FileNotFoundError(f"no <batch>.jsonl in {self.paths.batches}: run `parallel-r1 batch` first")
+        wanted = self.cfg.finetune.batches or list(available)
+        missing = [b for b in wanted if b not in available]
+        if missing:
+            raise UserFacingError(f"finetune.batches: no training file for {missing} in {self.paths.batches} "
+                                  f"(available: {', '.join(available)})")
+        return {b: available[b] for b in wanted}
+
+    def setup(self) -> None:
+        files = self._batch_files()
+        if self.monolithic:
+            union = [row for p in files.values() for row in read_jsonl(p)]
+            path = atomic_write_jsonl(self.paths.workdir / "finetune" / f"{MONOLITHIC}.jsonl", union)
+            self.files, self.batches_of = {MONOLITHIC: path}, {MONOLITHIC: list(files)}
+        else:
+            self.files, self.batches_of = files, {b: [b] for b in files}
+        backend = self.cfg.finetune.backend
+        existing = self.manifest.read()
+        for name, path in self.files.items():
+            job = existing.get(name)
+            if job is not None and job.status == "succeeded" and not self.force:
+                continue
+            if job is not None and job.backend != backend:
+                job = None  # another backend's entry: start a fresh job under this one
+            if job is None or (job.status == "succeeded" and self.force):
+                attempt = (job.attempts if job else 0)
+                job = FinetuneJob(name=name, backend=backend, batches=self.batches_of[name],
+                                  training_file=str(path), training_file_path=str(path),
+                                  job_id=f"sft-{name}-{attempt}" if backend == "ray" else None,
+                                  attempts=attempt)
+                self.manifest.put(job)
+            else:
+                self.manifest.update(name, status="queued", error=None)
+            self.todo.append(name)
+
+    def run(self) -> dict[str, FinetuneJob]:
+        skipped = [n for n in self.files if n not in self.todo]
+        if skipped:
+            console.print(f"finetune: already succeeded, not re-run: {', '.join(skipped)}")
+        if self.todo:
+            if self.cfg.finetune.backend == "ray":
+                self._run_ray()
+            else:
+                self._run_openai()
+        return self.manifest.read()
+
+    def _run_ray(self) -> None:
+        from parallel_r1.ray_runtime import ensure_ray
+        from parallel_r1.train.base_model import resolve_base_model
+        from parallel_r1.train.launcher import job_config, launch_all
+
+        base = resolve_base_model(self.cfg.base_model, self.paths)
+        ft = self.cfg.finetune
+        console.print(ensure_ray(self.cfg.ray))
+        jobs = {n: job_config(n, self.files[n], base, ft, len(read_jsonl(self.files[n]))) for n in self.todo}
+        storage = Path(ft.storage_path) if ft.storage_path else self.paths.ray_results
+        console.print(f"finetune: launching {len(jobs)} LoRA SFT job(s) on Ray Train at once "
+                      f"({ft.num_workers} worker(s) × {ft.cpus_per_worker} CPU each); base model {base}")
+        launch_all(jobs, ft, self.manifest, storage, self.paths.adapters,
+                   on_event=lambda name, status: console.print(f"  {name}: {status}"))
+
+    def _run_openai(self) -> None:
+        from parallel_r1.train.openai_ft import OpenAIFinetuneBackend
+
+        backend = OpenAIFinetuneBackend(self.cfg.finetune.openai, self.manifest)
+        backend.submit({n: self.files[n] for n in self.todo}, self.batches_of)
+        console.print("finetune: submitted to the OpenAI fine-tuning API; follow with `parallel-r1 watch`")
+
+    def cleanup(self) -> None:
+        pass
+
+
+def manifest_table(jobs: dict[str, FinetuneJob]):
+    rows = []
+    for job in jobs.values():
+        m = job.metrics or {}
+        rows.append((job.name, job.backend, job.status, job.job_id or "-", m.get("train_loss"),
+                     m.get("tokens_per_s"), m.get("wall_time_s"), job.result or job.error or "-"))
+    return summary_table("finetune jobs", ["job", "backend", "status", "job id", "train loss", "tokens/s",
+                                           "wall s", "result / error"], rows)
+
+
+def run_finetune(cfg: PipelineConfig, *, monolithic: bool = False, force: bool = False) -> dict[str, FinetuneJob]:
+    stage = FinetuneStage(cfg, monolithic=monolithic, force=force)
+    try:
+        stage.setup()
+        jobs = stage.run()
+    finally:
+        stage.cleanup()
+    console.print(manifest_table(jobs))
+    return jobs
