@@ -122,9 +122,6 @@ def _lr_factor(step: int, progress: float) -> float:
 
 
 def _new_model(cfg: BaseModelConfig, tokenizer: PreTrainedTokenizerFast) -> LlamaForCausalLM:
-    if cfg.hidden_size % cfg.num_heads:
-        raise ConfigError(f"base_model.hidden_size ({cfg.hidden_size}) must be a multiple of "
-                          f"base_model.num_heads ({cfg.num_heads})")
     config = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
         num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_heads,
@@ -219,6 +216,9 @@ def build_base_model(cfg: BaseModelConfig, out_dir: Path, *, progress: bool = Tr
     if out_dir.exists() and not (out_dir / INFO_FILE).exists() and not force:
         raise UserFacingError(f"{out_dir} exists but holds no embedded base model ({INFO_FILE} missing): "
                               "remove it, or rebuild with force")
+    if cfg.hidden_size % cfg.num_heads:
+        raise ConfigError(f"base_model.hidden_size ({cfg.hidden_size}) must be a multiple of "
+                          f"base_model.num_heads ({cfg.num_heads})")
     started = time.perf_counter()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_siblings(out_dir)

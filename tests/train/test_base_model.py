@@ -1,0 +1,108 @@
+import json
+import shutil
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from parallel_r1.config import BaseModelConfig, ConfigError
+from parallel_r1.errors import UserFacingError
+from parallel_r1.paths import RunPaths
+from parallel_r1.train import base_model
+from parallel_r1.train.base_model import INFO_FILE, build_base_model, resolve_base_model
+
+MESSAGES = [
+    {"role": "system", "content": "You are a patient tutor."},
+    {"role": "user", "content": "Why is 1/2 + 1/3 not 2/5?"},
+    {"role": "assistant", "content": "What would you need to add two fractions?"},
+    {"role": "user", "content": "The same bottom number?"},
+    {"role": "assistant", "content": "Yes. Try sixths: what is 1/2 in sixths?"},
+]
+
+
+def test_tiny_model_loads_and_generates(tiny_base_model):
+    tok = AutoTokenizer.from_pretrained(tiny_base_model)
+    model = AutoModelForCausalLM.from_pretrained(tiny_base_model)
+    gen = model.generation_config
+    assert (gen.do_sample, gen.temperature, gen.top_p) == (True, 0.8, 0.95)
+    assert gen.eos_token_id == tok.eos_token_id == tok.convert_tokens_to_ids("<|end|>")
+    assert gen.pad_token_id == tok.pad_token_id is not None
+    assert model.config.tie_word_embeddings and model.config.vocab_size == len(tok)
+    enc = tok.apply_chat_template(MESSAGES[:2], add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    torch.manual_seed(0)
+    out = model.generate(**enc, max_new_tokens=8)
+    assert out.shape[1] > enc["input_ids"].shape[1]
+
+
+def test_chat_template_masks_exactly_the_assistant_replies(tiny_base_model):
+    tok = AutoTokenizer.from_pretrained(tiny_base_model)
+    assert "{% generation %}" in tok.chat_template and "{% endgeneration %}" in tok.chat_template
+    enc = tok.apply_chat_template(MESSAGES, return_assistant_tokens_mask=True, return_dict=True)
+    ids, mask = enc["input_ids"], enc["assistant_masks"]
+    spans, current = [], []
+    for i, m in zip(ids, mask, strict=True):
+        if m:
+            current.append(i)
+        elif current:
+            spans.append(current)
+            current = []
+    spans += [current] if current else []
+    expected = [m["content"] + tok.eos_token for m in MESSAGES if m["role"] == "assistant"]
+    assert [tok.decode(s) for s in spans] == expected
+    prompt = tok.apply_chat_template(MESSAGES[:2], add_generation_prompt=True, tokenize=False)
+    assert prompt.startswith(tok.bos_token) and prompt.endswith("<|assistant|>\n")
+    with pytest.raises(Exception, match="unsupported role"):
+        tok.apply_chat_template([{"role": "tool", "content": "x"}], tokenize=False)
+
+
+def test_pretraining_lowered_the_loss(tiny_base_model, tiny_base_config):
+    info = json.loads((tiny_base_model / INFO_FILE).read_text())
+    metrics = info["metrics"]
+    assert metrics["steps"] == tiny_base_config.max_steps
+    assert metrics["final_loss"] < metrics["first_loss"] - 0.5
+    assert metrics["tokens_seen"] == 30 * 8 * 64 and metrics["tokens_per_s"] > 0
+    assert info["corpus"]["dialogues"] == 60 and info["loss_curve"]
+
+
+def test_same_config_is_skipped_and_a_new_one_rebuilt(tiny_base_model, tiny_base_config, tmp_path):
+    out = tmp_path / "base"
+    shutil.copytree(tiny_base_model, out)
+    weights = next(out.glob("*.safetensors"))
+    before = weights.stat().st_mtime_ns
+    again = build_base_model(tiny_base_config, out, progress=False)
+    assert again.skipped and again.steps == 30 and weights.stat().st_mtime_ns == before
+    changed = tiny_base_config.model_copy(update={"max_steps": 3})
+    rebuilt = build_base_model(changed, out, progress=False)
+    assert not rebuilt.skipped and rebuilt.steps == 3
+    assert json.loads((out / INFO_FILE).read_text())["config"]["max_steps"] == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["base"]
+
+
+def test_interrupted_build_leaves_no_model(tiny_base_config, tmp_path, monkeypatch):
+    def boom(step, progress):
+        if step == 2:
+            raise KeyboardInterrupt
+        return 1.0
+
+    monkeypatch.setattr(base_model, "_lr_factor", boom)
+    with pytest.raises(KeyboardInterrupt):
+        build_base_model(tiny_base_config, tmp_path / "base", progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_refuses_to_replace_a_folder_it_did_not_build(tiny_base_config, tmp_path):
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "weights.bin").write_text("someone else's")
+    with pytest.raises(UserFacingError, match="no embedded base model"):
+        build_base_model(tiny_base_config, tmp_path / "base", progress=False)
+    with pytest.raises(ConfigError, match="num_heads"):
+        build_base_model(BaseModelConfig(hidden_size=30, num_heads=4), tmp_path / "other", progress=False)
+
+
+def test_resolve_base_model(tiny_base_model, tmp_path):
+    paths = RunPaths(tmp_path)
+    with pytest.raises(FileNotFoundError, match="parallel-r1 init-model"):
+        resolve_base_model(BaseModelConfig(), paths)
+    assert resolve_base_model(BaseModelConfig(path="org/some-model"), paths) == "org/some-model"
+    shutil.copytree(tiny_base_model, paths.base_model)
+    assert resolve_base_model(BaseModelConfig(), paths) == str(paths.base_model)
