@@ -191,3 +191,7 @@ def check(config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = N
     from parallel_r1.train.watch import exit_code
 
     raise typer.Exit(exit_code(check_jobs(_config(config, workdir, set_))))
+
+
+if __name__ == "__main__":
+    app()

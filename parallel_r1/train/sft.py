@@ -47,8 +47,14 @@ def build_trainer(config: dict, output_dir: str, callbacks: list | None = None):
         save_strategy="steps", save_steps=config["save_steps"], save_total_limit=2, disable_tqdm=True,
         seed=config["seed"], dataloader_num_workers=0, lr_scheduler_type="linear", warmup_steps=0,
     )
-    return SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(_load_records(config["train_file"])),
-                      processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks or [])
+    records = _load_records(config["train_file"])
+    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(records),
+                         processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks or [])
+    if len(trainer.train_dataset) == 0:
+        raise ValueError(f"{config['train_file']}: none of the {len(records)} examples has an assistant token within "
+                         f"finetune.max_length={config['max_length']}; raise max_length")
+    trainer.examples_dropped = len(records) - len(trainer.train_dataset)
+    return trainer
 
 
 def _trained_tokens(trainer) -> int:
@@ -80,6 +86,7 @@ def _metrics(trainer, started: float, resumed_from_step: int) -> dict:
         "resumed_from_step": resumed_from_step,
         "epochs": epochs_done,
         "examples": len(trainer.train_dataset),
+        "examples_dropped": getattr(trainer, "examples_dropped", 0),  # no assistant token within max_length
         "assistant_tokens_per_epoch": trained,
         "tokens_per_epoch": tokens,
         "tokens_per_s": tokens * trainer.args.num_train_epochs * frac / wall if wall > 0 else None,

@@ -1,0 +1,130 @@
+"""`finetune` on Ray Train: six LoRA SFT jobs at once, the manifest, resuming a killed run, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from parallel_r1.config import load_config
+from parallel_r1.curate.report import system_prompt
+from parallel_r1.data import discovery_plan
+from parallel_r1.data.io import atomic_write_jsonl
+from parallel_r1.discover.procedural import ProceduralBackend
+from parallel_r1.discover.simulator import simulate_dialogue
+from parallel_r1.train.manifest import FinetuneManifest
+from parallel_r1.train.stage import run_finetune
+
+BATCHES = ["short_original_high", "medium_koan_high", "long_mixed_medium", "varied_original_diverse",
+           "neurodivergent", "prior_trauma_recovery"]
+
+
+def write_batches(workdir: Path, names=BATCHES, per_batch: int = 8) -> None:
+    """Small SFT files in the batch stage's format, from procedural dialogues."""
+    cfg = load_config()
+    specs = {b.name: b for b in cfg.batch.batches}
+    backend = ProceduralBackend(seed=5)
+    tasks = discovery_plan(per_batch * len(names), include_special=True, seed=99)
+    dialogues = [asyncio.run(simulate_dialogue(backend, t)) for t in tasks]
+    for i, name in enumerate(names):
+        chunk = dialogues[i * per_batch:(i + 1) * per_batch]
+        atomic_write_jsonl(workdir / "batches" / f"{name}.jsonl",
+                           [{"messages": d.messages(system=system_prompt(specs[name]))} for d in chunk])
+
+
+def _cfg(workdir: Path, base: Path, **finetune):
+    overrides = {"workdir": str(workdir), "base_model.path": str(base), "finetune.epochs": 1,
+                 "finetune.cpus_per_worker": 0.25, "finetune.per_device_batch_size": 4,
+                 "finetune.max_length": 512, "finetune.lora.r": 4, "finetune.lora.alpha": 8}
+    overrides.update({f"finetune.{k}": v for k, v in finetune.items()})
+    return load_config(overrides=overrides)
+
+
+@pytest.mark.slow
+def test_six_specialists_train_concurrently_and_load_with_peft(ray_session, tmp_path, tiny_base_model):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    write_batches(tmp_path)
+    jobs = run_finetune(_cfg(tmp_path, tiny_base_model))
+    assert sorted(jobs) == sorted(BATCHES)
+    assert {j.status for j in jobs.values()} == {"succeeded"}, {n: j.error for n, j in jobs.items()}
+    # All six ran at once: every job started before the first one finished.
+    first_end = min(j.finished_at for j in jobs.values())
+    assert all(j.started_at <= first_end for j in jobs.values())
+    base = AutoModelForCausalLM.from_pretrained(tiny_base_model, dtype=torch.float32)
+    ids = torch.tensor([[1, 2, 3]])
+    base_logits = base(ids).logits
+    for name, job in jobs.items():
+        m = job.metrics
+        assert job.result == str(tmp_path / "adapters" / name) and job.job_id == f"sft-{name}-0"
+        assert m["train_loss"] > 0 and m["tokens_per_s"] > 0 and m["wall_time_s"] > 0
+        assert 0 < m["assistant_tokens_per_epoch"] < m["tokens_per_epoch"]  # loss on teacher turns only
+        model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_base_model), job.result)
+        assert not torch.allclose(model(ids).logits, base_logits)  # the adapter changes the model
+    # A second run re-runs nothing.
+    again = run_finetune(_cfg(tmp_path, tiny_base_model))
+    assert {n: j.finished_at for n, j in again.items()} == {n: j.finished_at for n, j in jobs.items()}
+
+
+@pytest.mark.slow
+def test_monolithic_trains_one_adapter_on_the_union(ray_session, tmp_path, tiny_base_model):
+    write_batches(tmp_path, names=BATCHES[:2], per_batch=4)
+    jobs = run_finetune(_cfg(tmp_path, tiny_base_model), monolithic=True)
+    job = jobs["monolithic"]
+    assert job.status == "succeeded" and sorted(job.batches) == sorted(BATCHES[:2])
+    assert job.metrics["examples"] == 8
+    assert (tmp_path / "adapters" / "monolithic" / "adapter_config.json").exists()
+
+
+@pytest.mark.slow
+def test_killed_finetune_resumes_from_its_checkpoint(tmp_path, tiny_base_model):
+    """Kill the whole `parallel-r1 finetune` process group once a checkpoint exists; run it again."""
+    write_batches(tmp_path, names=["neurodivergent"], per_batch=16)
+    args = [f"--workdir={tmp_path}", "--set", f"base_model.path={tiny_base_model}", "--set", "finetune.epochs=30",
+            "--set", "finetune.per_device_batch_size=2", "--set", "finetune.max_length=512",
+            "--set", "ray.num_cpus=2"]
+    cli = [sys.executable, "-m", "parallel_r1.cli", "finetune", *args]
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    env.pop("RAY_ADDRESS", None)
+    proc = subprocess.Popen(cli, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run_dir = tmp_path / "ray_results" / "sft-neurodivergent-0"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not list(run_dir.glob("checkpoint_*")):
+        assert proc.poll() is None, "finetune ended before it wrote a checkpoint"
+        time.sleep(0.5)
+    assert list(run_dir.glob("checkpoint_*")), "no checkpoint within the deadline"
+    time.sleep(1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed = FinetuneManifest(tmp_path / "finetune_manifest.json").read()["neurodivergent"]
+    assert killed.status == "running"  # what a killed owner leaves behind
+
+    done = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    job = FinetuneManifest(tmp_path / "finetune_manifest.json").read()["neurodivergent"]
+    assert job.status == "succeeded" and job.attempts == 2
+    assert job.metrics["resumed_from_step"] > 0
+    assert job.metrics["global_step"] == 240  # 16 examples / 2 per step x 30 epochs: none lost or repeated
+
+
+def test_missing_inputs_are_clear_errors(tmp_path, tiny_base_model):
+    from parallel_r1.errors import UserFacingError
+
+    with pytest.raises(FileNotFoundError, match="parallel-r1 batch"):
+        run_finetune(_cfg(tmp_path, tiny_base_model))
+    write_batches(tmp_path, names=BATCHES[:1], per_batch=2)
+    with pytest.raises(UserFacingError, match="finetune.batches"):
+        run_finetune(_cfg(tmp_path, tiny_base_model, batches=["nope"]))
+    cfg = load_config(overrides={"workdir": str(tmp_path)})
+    with pytest.raises(FileNotFoundError, match="init-model"):
+        run_finetune(cfg)
+    shutil.rmtree(tmp_path / "batches")
