@@ -30,7 +30,7 @@ def user_errors(fn):
         try:
             return fn(*args, **kwargs)
         except (UserFacingError, FileNotFoundError) as e:
-            console.print(f"[bold red]error:[/] {e}", markup=True, highlight=False)
+            console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper

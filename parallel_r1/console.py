@@ -21,11 +21,16 @@ def progress_bar() -> Progress:
 
 
 def summary_table(title: str, columns: Sequence[str], rows: Iterable[Sequence]) -> Table:
+    rows = [[_fmt(v) for v in row] for row in rows]
     table = Table(title=title, title_justify="left")
+    first = max([len(columns[0]), *(len(r[0]) for r in rows)])
     for col in columns:
-        table.add_column(col, justify="left" if col == columns[0] else "right")
+        if col == columns[0]:  # the row's name is never truncated
+            table.add_column(col, justify="left", no_wrap=True, min_width=first)
+        else:
+            table.add_column(col, justify="right")
     for row in rows:
-        table.add_row(*(_fmt(v) for v in row))
+        table.add_row(*row)
     return table
 
 

@@ -58,18 +58,20 @@ class FinetuneStage:
             job = existing.get(name)
             if job is not None and job.status == "succeeded" and not self.force:
                 continue
-            if job is not None and job.backend != backend:
-                job = None  # another backend's entry: start a fresh job under this one
-            if job is None or (job.status == "succeeded" and self.force):
-                attempt = (job.attempts if job else 0)
-                job = FinetuneJob(name=name, backend=backend, batches=self.batches_of[name],
-                                  training_file=str(path), training_file_path=str(path),
-                                  job_id=f"sft-{name}-{attempt}" if backend == "ray" else None,
-                                  attempts=attempt)
-                self.manifest.put(job)
-            else:
-                self.manifest.update(name, status="queued", error=None)
             self.todo.append(name)
+            if backend == "openai":
+                if job is not None and (self.force or job.backend != "openai"):
+                    self.manifest.put(FinetuneJob(name=name, backend="openai", batches=self.batches_of[name],
+                                                  training_file_path=str(path), status="failed",
+                                                  error="re-submitted", attempts=job.attempts))
+                continue  # the OpenAI backend records (or adopts) its own entries
+            if job is None or job.backend != "ray" or job.status == "succeeded":
+                attempt = job.attempts if job else 0
+                self.manifest.put(FinetuneJob(name=name, backend="ray", batches=self.batches_of[name],
+                                              training_file=str(path), training_file_path=str(path),
+                                              job_id=f"sft-{name}-{attempt}", attempts=attempt))
+            else:  # killed or failed: relaunch under the same run name, which resumes its checkpoint
+                self.manifest.update(name, status="queued", error=None)
 
     def run(self) -> dict[str, FinetuneJob]:
         skipped = [n for n in self.files if n not in self.todo]
