@@ -99,7 +99,7 @@ def run(
     force: Annotated[bool, typer.Option(help="Re-run stages whose artifacts exist.")] = False,
     config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None,
 ) -> None:
-    """The whole pipeline in order (discover → grade → batch), skipping stages already done."""
+    """The whole pipeline in order (discover → grade → batch → init-model → finetune), skipping what is done."""
     from parallel_r1.pipeline import run_pipeline
 
     run_pipeline(_config(config, workdir, set_), force=force)

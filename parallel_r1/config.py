@@ -166,7 +166,8 @@ class FinetuneConfig(_Section):
     lora: LoraSection = Field(default_factory=LoraSection)
     # resources
     num_workers: int = Field(1, ge=1, description="Data-parallel workers per job.")
-    cpus_per_worker: float = Field(0.5, gt=0, description="CPUs reserved per worker (fractions allowed).")
+    cpus_per_worker: float = Field(0.3, gt=0, description="CPUs reserved per worker (fractions allowed; six "
+                                                          "jobs x 0.3 fit at once on a 2-CPU local Ray).")
     use_gpu: bool = Field(False, description="One GPU per worker (cluster).")
     gpus_per_worker: float = Field(1.0, gt=0)
     max_concurrent_jobs: int | None = Field(None, ge=1, description="None: every job at once.")

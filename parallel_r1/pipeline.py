@@ -1,9 +1,11 @@
-"""run_pipeline(config): the stages in order, each skipped when its artifact is already complete."""
+"""run_pipeline(config): discover → grade → batch → init-model → finetune, each skipped (or resumed)
+when its artifact is already complete."""
 
 from __future__ import annotations
 
 from parallel_r1.config import PipelineConfig
 from parallel_r1.console import console
+from parallel_r1.errors import UserFacingError
 from parallel_r1.paths import RunPaths
 
 
@@ -12,6 +14,8 @@ def run_pipeline(cfg: PipelineConfig, *, force: bool = False) -> None:
     from parallel_r1.data import read_dialogues
     from parallel_r1.discover.stage import print_discover_summary, run_discover
     from parallel_r1.grading.stage import run_grade
+    from parallel_r1.train.base_model import build_base_model
+    from parallel_r1.train.stage import run_finetune
 
     paths = RunPaths(cfg.workdir)
     console.rule("discover")
@@ -25,3 +29,11 @@ def run_pipeline(cfg: PipelineConfig, *, force: bool = False) -> None:
     else:
         console.print(f"batch: {paths.batch_report} is up to date")
         console.print(paths.batch_report.read_text(), markup=False)
+    if cfg.base_model.path is None:
+        console.rule("init-model")
+        build_base_model(cfg.base_model, paths.base_model, force=force)
+    console.rule("finetune")
+    jobs = run_finetune(cfg, force=force)
+    if cfg.finetune.backend == "ray" and any(j.status != "succeeded" for j in jobs.values()):
+        failed = ", ".join(f"{n} ({j.error})" for n, j in jobs.items() if j.status != "succeeded")
+        raise UserFacingError(f"finetune: job(s) did not succeed: {failed}; run `parallel-r1 finetune` to resume")

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from parallel_r1.cli import app
 from parallel_r1.train.manifest import FinetuneManifest
 from tests.fakes.openai_ft_server import FAIL_MARKER, FakeFineTuningServer
-from tests.train.test_finetune import BATCHES, write_batches
+from tests.support.batches import BATCHES, write_batches
 
 runner = CliRunner()
 

@@ -18,7 +18,7 @@ def test_demo_yaml_loads_and_round_trips(tmp_path):
     assert load_config(out) == cfg
 
 
-@pytest.mark.parametrize("yaml_name", ["demo.yaml", "openai.yaml"])
+@pytest.mark.parametrize("yaml_name", ["demo.yaml", "openai.yaml", "cluster.yaml"])
 def test_shipped_configs_are_valid(yaml_name):
     load_config(ROOT / "configs" / yaml_name)
 
