@@ -33,6 +33,7 @@ lint: install
 
 bench: install
 	$(PY) benchmarks/bench_discover.py
+	$(PY) benchmarks/bench_finetune.py
 
 clean:
 	rm -rf data .pytest_cache

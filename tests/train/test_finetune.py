@@ -107,3 +107,13 @@ def test_missing_inputs_are_clear_errors(tmp_path, tiny_base_model):
     with pytest.raises(FileNotFoundError, match="init-model"):
         run_finetune(cfg)
     shutil.rmtree(tmp_path / "batches")
+
+
+@pytest.mark.slow
+def test_two_workers_train_one_job_data_parallel(ray_session, tmp_path, tiny_base_model):
+    write_batches(tmp_path, names=BATCHES[:1], per_batch=8)
+    jobs = run_finetune(_cfg(tmp_path, tiny_base_model, num_workers=2, per_device_batch_size=2))
+    job = jobs[BATCHES[0]]
+    assert job.status == "succeeded", job.error
+    # 8 examples, 2 per device, 2 workers: 2 steps per epoch (one worker alone would take 4).
+    assert job.metrics["global_step"] == 2
