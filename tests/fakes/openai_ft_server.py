@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import json
 import random
-import socket
-import threading
 import time
 import uuid
 from collections.abc import Collection
 
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+
+from tests.fakes.threaded_server import ThreadedServer
 
 INJECTED_STATUSES = (429, 500, 502, 503)
 ROLES = {"system", "developer", "user", "assistant", "tool"}
@@ -68,7 +67,7 @@ def _check_jsonl(text: str) -> int:
     return n
 
 
-class FakeFineTuningServer:
+class FakeFineTuningServer(ThreadedServer):
     """`/v1/files` and `/v1/fine_tuning/jobs[...]` on 127.0.0.1, as a context manager.
 
     Failures: a job whose training file contains `fail_marker`, or was uploaded under a name in
@@ -105,12 +104,6 @@ class FakeFineTuningServer:
         self._runs: dict[str, int] = {}  # GETs spent running, per job
         self.n_requests = 0
         self.injected: list[int] = []
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
 
     # -- the job state machine ----------------------------------------------------------------------------
 
@@ -300,40 +293,3 @@ class FakeFineTuningServer:
         return app
 
     # -- lifecycle ----------------------------------------------------------------------------------------
-
-    def start(self) -> FakeFineTuningServer:
-        if self._thread is not None:
-            raise RuntimeError("FakeFineTuningServer is already running")
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", self.port))
-        self.port = sock.getsockname()[1]
-        config = uvicorn.Config(self._app(), log_config=None, log_level="warning", access_log=False,
-                                lifespan="off", timeout_graceful_shutdown=1)
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
-                                        name=f"fake-openai-ft-{self.port}", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                sock.close()
-                raise RuntimeError(f"FakeFineTuningServer did not start on 127.0.0.1:{self.port}")
-            time.sleep(0.005)
-        return self
-
-    def stop(self) -> None:
-        if self._thread is None:
-            return
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
-        if self._thread.is_alive():
-            raise RuntimeError("FakeFineTuningServer did not stop within 10 s")
-        self._thread = self._server = None
-
-    def __enter__(self) -> FakeFineTuningServer:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()

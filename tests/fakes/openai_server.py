@@ -10,15 +10,14 @@ from __future__ import annotations
 import asyncio
 import inspect
 import random
-import socket
-import threading
 import time
 import uuid
 from collections.abc import Callable
 
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+
+from tests.fakes.threaded_server import ThreadedServer
 
 INJECTED_STATUSES = (500, 502, 503, 429)
 
@@ -56,7 +55,7 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
                         status_code=status, headers=headers)
 
 
-class FakeOpenAIServer:
+class FakeOpenAIServer(ThreadedServer):
     """`POST /v1/chat/completions` and `GET /v1/models` on 127.0.0.1, as a context manager.
 
     responder(request_json) -> str (or an awaitable of it) writes each reply; it may raise
@@ -84,13 +83,6 @@ class FakeOpenAIServer:
         self._rng = random.Random(seed)
         self.requests: list[dict] = []
         self.n_requests = self.n_ok = self.n_failures = self.n_timeouts = 0
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self._stopping = False
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
 
     def _draw_fault(self) -> int | str | None:
         """None (answer), an HTTP status, or "hang"."""
@@ -161,43 +153,3 @@ class FakeOpenAIServer:
             }
 
         return app
-
-    def start(self) -> FakeOpenAIServer:
-        if self._thread is not None:
-            raise RuntimeError("FakeOpenAIServer is already running")
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", self.port))
-        self.port = sock.getsockname()[1]
-        config = uvicorn.Config(self._app(), log_config=None, log_level="warning", access_log=False,
-                                lifespan="off", timeout_graceful_shutdown=1)
-        self._server = uvicorn.Server(config)
-        self._stopping = False
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
-                                        name=f"fake-openai-{self.port}", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                sock.close()
-                raise RuntimeError(f"FakeOpenAIServer did not start on 127.0.0.1:{self.port}")
-            time.sleep(0.005)
-        return self
-
-    def stop(self) -> None:
-        """Stop serving (hanging calls end at once) and join the thread; the port is released."""
-        if self._thread is None:
-            return
-        self._stopping = True
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
-        if self._thread.is_alive():
-            raise RuntimeError("FakeOpenAIServer did not stop within 10 s")
-        self._thread = self._server = None
-
-    def __enter__(self) -> FakeOpenAIServer:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
