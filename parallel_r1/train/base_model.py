@@ -45,6 +45,7 @@ SYSTEM_PROMPTS = (  # a third of the corpus gets one, so the base knows the syst
 SAMPLING = {"do_sample": True, "temperature": 0.8, "top_p": 0.95, "max_new_tokens": 160}
 WARMUP_STEPS = 10
 MIN_LR_FACTOR = 0.1  # cosine decay ends at this fraction of the peak learning rate
+LENGTH_POOL_BATCHES = 32  # dialogues are sorted by length within pools of this many batches
 LOG_EVERY = 5  # steps between points of the saved loss curve (and progress bar updates)
 
 
@@ -105,14 +106,25 @@ def default_num_threads() -> int:
     return max(1, min(8, len(os.sched_getaffinity(0)) - 1))
 
 
-def _packed_batches(docs: list[list[int]], seq_len: int, batch_size: int, seed: int) -> Iterator[torch.Tensor]:
-    """Endless [batch_size, seq_len] batches: each epoch shuffles the documents, concatenates and cuts them."""
-    rng = random.Random(seed)
-    per_batch = seq_len * batch_size
+def _batches(docs: list[list[int]], cfg: BaseModelConfig, pad_id: int) -> Iterator[dict[str, torch.Tensor]]:
+    """Endless batches of whole dialogues, so every reply sees its own conversation from the start and never
+    another one; each epoch reshuffles and groups similar lengths to keep padding low."""
+    rng = random.Random(cfg.seed)
+    pool = cfg.batch_size * LENGTH_POOL_BATCHES
     while True:
-        stream = torch.tensor([t for i in rng.sample(range(len(docs)), len(docs)) for t in docs[i]])
-        n = stream.numel() // per_batch
-        yield from stream[: n * per_batch].view(n, batch_size, seq_len)
+        order = rng.sample(range(len(docs)), len(docs))
+        groups = []
+        for start in range(0, len(order), pool):
+            chunk = sorted(order[start:start + pool], key=lambda i: len(docs[i]))
+            groups += [chunk[k:k + cfg.batch_size] for k in range(0, len(chunk), cfg.batch_size)]
+        rng.shuffle(groups)
+        for group in groups:
+            ids = torch.full((len(group), max(len(docs[i]) for i in group)), pad_id)
+            mask = torch.zeros_like(ids)
+            for row, i in enumerate(group):
+                ids[row, : len(docs[i])] = torch.tensor(docs[i])
+                mask[row, : len(docs[i])] = 1
+            yield {"input_ids": ids, "attention_mask": mask, "labels": ids.masked_fill(mask == 0, -100)}
 
 
 def _lr_factor(step: int, progress: float) -> float:
@@ -138,15 +150,17 @@ def _new_model(cfg: BaseModelConfig, tokenizer: PreTrainedTokenizerFast) -> Llam
     return model
 
 
-def _pretrain(model: LlamaForCausalLM, docs: list[list[int]], cfg: BaseModelConfig, progress: bool) -> dict:
+def _pretrain(model: LlamaForCausalLM, docs: list[list[int]], pad_id: int, cfg: BaseModelConfig,
+              progress: bool) -> dict:
     """Train until cfg.train_minutes (or cfg.max_steps) is reached; returns the training metrics."""
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
                             lr=cfg.learning_rate, betas=(0.9, 0.95))
-    batches = _packed_batches(docs, cfg.max_seq_len, cfg.batch_size, cfg.seed)
+    batches = _batches(docs, cfg, pad_id)
     budget_s = cfg.train_minutes * 60
     losses: list[float] = []
+    tokens_seen = 0
     curve: list[tuple[int, float]] = []
     bar = Progress(TextColumn("[bold]pre-train"), BarColumn(), TaskProgressColumn(),
                    TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=console, disable=not progress)
@@ -159,37 +173,42 @@ def _pretrain(model: LlamaForCausalLM, docs: list[list[int]], cfg: BaseModelConf
             for group in opt.param_groups:
                 group["lr"] = cfg.learning_rate * _lr_factor(len(losses), frac)
             batch = next(batches)
-            loss = model(input_ids=batch, labels=batch).loss
+            loss = model(**batch).loss
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             losses.append(loss.item())
+            tokens_seen += int(batch["attention_mask"].sum())
             elapsed = time.perf_counter() - started
             frac = max(elapsed / budget_s, len(losses) / cfg.max_steps if cfg.max_steps else 0.0)
             if len(losses) % LOG_EVERY == 0 or frac >= 1.0:
                 curve.append((len(losses), round(sum(losses[-LOG_EVERY:]) / len(losses[-LOG_EVERY:]), 4)))
-                tps = len(losses) * batch.numel() / elapsed
+                tps = tokens_seen / elapsed
                 bar.update(task, completed=min(frac, 1.0),
                            status=f"step {len(losses)}  loss {curve[-1][1]:.3f}  {tps:,.0f} tok/s")
     train_s = time.perf_counter() - started
     tail = losses[-max(1, min(10, len(losses) // 10)):]
-    tokens_seen = len(losses) * cfg.batch_size * cfg.max_seq_len
     return {"steps": len(losses), "tokens_seen": tokens_seen, "tokens_per_s": tokens_seen / train_s,
             "first_loss": losses[0], "final_loss": sum(tail) / len(tail), "train_s": train_s, "loss_curve": curve}
 
 
+def _pid_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # running, under another user
+        pass
+    return True
+
+
 def _remove_stale_siblings(out_dir: Path) -> None:
-    """Partial builds left by killed processes (their pid in the name is no longer running)."""
+    """Partial builds left by killed processes (the pid in their name is no longer running)."""
     for path in out_dir.parent.glob(f".{out_dir.name}.*-*"):
-        try:
-            os.kill(int(path.name.rsplit("-", 1)[1]), 0)
-        except ValueError:
-            continue
-        except ProcessLookupError:
+        pid = path.name.rsplit("-", 1)[1]
+        if pid.isdigit() and not _pid_running(int(pid)):
             shutil.rmtree(path, ignore_errors=True)
-        except PermissionError:
-            pass
 
 
 def _move_into_place(tmp: Path, out_dir: Path) -> None:
@@ -233,13 +252,11 @@ def build_base_model(cfg: BaseModelConfig, out_dir: Path, *, progress: bool = Tr
         tokenizer = train_tokenizer((m["content"] for c in conversations for m in c), cfg.vocab_size,
                                     cfg.max_seq_len)
         texts = [tokenizer.apply_chat_template(c, tokenize=False) for c in conversations]
-        docs = tokenizer(texts, verbose=False)["input_ids"]
+        # Cut at the context length (as SFT does later): the start of a dialogue is what replies condition on.
+        docs = [d[: cfg.max_seq_len] for d in tokenizer(texts, verbose=False)["input_ids"]]
         corpus_tokens = sum(map(len, docs))
-        if corpus_tokens < cfg.batch_size * cfg.max_seq_len:
-            raise ConfigError(f"base_model.corpus_dialogues ({cfg.corpus_dialogues}) gives {corpus_tokens} tokens, "
-                              f"fewer than one batch (batch_size x max_seq_len = {cfg.batch_size * cfg.max_seq_len})")
         model = _new_model(cfg, tokenizer)
-        train = _pretrain(model, docs, cfg, progress)
+        train = _pretrain(model, docs, tokenizer.pad_token_id, cfg, progress)
         model.eval()
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)

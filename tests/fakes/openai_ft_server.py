@@ -291,5 +291,3 @@ class FakeFineTuningServer(ThreadedServer):
             return job
 
         return app
-
-    # -- lifecycle ----------------------------------------------------------------------------------------
