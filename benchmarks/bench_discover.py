@@ -1,8 +1,9 @@
 """Discovery throughput: the Ray actor pool against a sequential in-process loop over the same backend.
 
 Run: `python benchmarks/bench_discover.py [--n-procedural 4000] [--n-pool 400] [--n-seq 40] [--latency 0.1]`
-Measures dialogues/s for (a) the procedural backend and (b) a local OpenAI-compatible endpoint with a
-fixed latency per call, started by the benchmark. Prints both rates and their ratio; writes JSON to
+Measures dialogues/s for (a) the procedural backend, alone and with the heuristic grader (what
+`discover` runs by default), and (b) a local OpenAI-compatible endpoint with a fixed latency per call,
+started by the benchmark in its own process. Prints both rates and their ratio; writes JSON to
 benchmarks/results/bench_discover.json.
 """
 
@@ -18,13 +19,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from parallel_r1.config import load_config  # noqa: E402
+from parallel_r1.config import GradeConfig, load_config  # noqa: E402
 from parallel_r1.console import console, summary_table  # noqa: E402
 from parallel_r1.data import discovery_plan  # noqa: E402
 from parallel_r1.data.io import atomic_write_json  # noqa: E402
 from parallel_r1.discover.backends import build_backend  # noqa: E402
 from parallel_r1.discover.pool import DiscoveryPool  # noqa: E402
 from parallel_r1.discover.simulator import simulate_dialogue  # noqa: E402
+from parallel_r1.grading import HeuristicRubricGrader, grade_dialogues  # noqa: E402
 from parallel_r1.ray_runtime import ensure_ray  # noqa: E402
 
 
@@ -32,10 +34,15 @@ def sequential_rate(discover_cfg, tasks) -> tuple[float, int]:
     """One dialogue after another, in this process (the baseline)."""
     backend = build_backend(discover_cfg)
 
+    grader = HeuristicRubricGrader() if discover_cfg.grade else None
+
     async def loop() -> int:
         turns = 0
         for task in tasks:
-            turns += (await simulate_dialogue(backend, task)).n_turns
+            dialogue = await simulate_dialogue(backend, task)
+            if grader is not None:
+                grade_dialogues([dialogue], grader)
+            turns += dialogue.n_turns
         await backend.close()
         return turns
 
@@ -48,7 +55,7 @@ def pool_rate(discover_cfg, tasks) -> tuple[float, float]:
     """The actor pool; returns (rate including actor start-up, rate once the actors are up)."""
     import ray
 
-    pool = DiscoveryPool(discover_cfg, None)
+    pool = DiscoveryPool(discover_cfg, GradeConfig() if discover_cfg.grade else None)
     started = time.perf_counter()
     pool.start()
     ray.get([a.pid.remote() for a in pool.actors])  # actors up: the rest is steady-state throughput
@@ -121,6 +128,7 @@ class EndpointProcess:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n-procedural", type=int, default=4000, help="dialogues, procedural case")
+    ap.add_argument("--n-graded", type=int, default=2000, help="dialogues, procedural + grading case")
     ap.add_argument("--n-pool", type=int, default=400, help="dialogues run on the pool (endpoint case)")
     ap.add_argument("--n-seq", type=int, default=40, help="dialogues run sequentially (endpoint case)")
     ap.add_argument("--latency", type=float, default=0.1, help="seconds per endpoint call")
@@ -138,6 +146,12 @@ def main() -> None:
     with_start, run_only = pool_rate(proc, proc_tasks)
     results["procedural"] = {"n": len(proc_tasks), "sequential_per_s": seq, "pool_per_s": with_start,
                              "pool_run_only_per_s": run_only, "ratio": with_start / seq}
+    graded = proc.model_copy(update={"grade": True})
+    graded_tasks = proc_tasks[: args.n_graded]
+    seq, _ = sequential_rate(graded, graded_tasks)
+    with_start, run_only = pool_rate(graded, graded_tasks)
+    results["procedural + grading"] = {"n": len(graded_tasks), "sequential_per_s": seq, "pool_per_s": with_start,
+                                       "pool_run_only_per_s": run_only, "ratio": with_start / seq}
 
     with EndpointProcess(args.latency) as server:
         ep = load_config(overrides={

@@ -14,6 +14,13 @@ RAY_ENV_DEFAULTS = {
     "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.1",
     "RAY_AUTH_MODE": "disabled",
 }
+# Only for a Ray this process starts itself (one machine): each TorchTrainer would otherwise start a
+# spot-preemption watcher actor and metrics callbacks, a fixed cost per concurrent job.
+LOCAL_RAY_ENV_DEFAULTS = {
+    **RAY_ENV_DEFAULTS,
+    "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
+    "RAY_TRAIN_METRICS_ENABLED": "0",
+}
 
 
 def ensure_ray(cfg: RayConfig | None = None) -> str:
@@ -21,14 +28,15 @@ def ensure_ray(cfg: RayConfig | None = None) -> str:
     import ray
 
     cfg = cfg or RayConfig()
-    for key, value in RAY_ENV_DEFAULTS.items():
-        os.environ.setdefault(key, value)
     if not ray.is_initialized():
         address = cfg.address or os.environ.get("RAY_ADDRESS")
+        defaults = RAY_ENV_DEFAULTS if address else LOCAL_RAY_ENV_DEFAULTS
+        for key, value in defaults.items():
+            os.environ.setdefault(key, value)
         if address:
             ray.init(address=address, log_to_driver=False)
         else:
             ray.init(num_cpus=cfg.num_cpus, include_dashboard=cfg.include_dashboard, log_to_driver=False,
-                     runtime_env={"env_vars": dict(RAY_ENV_DEFAULTS)})
+                     runtime_env={"env_vars": {k: os.environ[k] for k in defaults}})
     ctx = ray.get_runtime_context()
     return f"Ray {ray.__version__} at {ctx.gcs_address} ({int(ray.cluster_resources().get('CPU', 0))} CPUs)"

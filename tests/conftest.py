@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from parallel_r1.ray_runtime import RAY_ENV_DEFAULTS
+from parallel_r1.ray_runtime import LOCAL_RAY_ENV_DEFAULTS
 
-for _k, _v in RAY_ENV_DEFAULTS.items():
+for _k, _v in LOCAL_RAY_ENV_DEFAULTS.items():
     os.environ.setdefault(_k, _v)
 os.environ.pop("RAY_ADDRESS", None)
 
@@ -19,7 +19,7 @@ def ray_session():
 
     if not ray.is_initialized():
         ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False,
-                 runtime_env={"env_vars": dict(RAY_ENV_DEFAULTS)})
+                 runtime_env={"env_vars": dict(LOCAL_RAY_ENV_DEFAULTS)})
     yield ray
     ray.shutdown()
 
