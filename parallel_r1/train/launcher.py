@@ -1,5 +1,8 @@
 """Launch every LoRA SFT job at once on Ray Train: one `TorchTrainer` per batch, each `fit()` driven
-from its own zero-CPU Ray task, the manifest updated as each job starts and ends.
+from its own (daemon) thread of this process, the manifest updated as each job starts and ends.
+
+Threads rather than Ray tasks: a driver task per job would be one more worker process to start per
+job, and Ray starts only as many processes at a time as the node has CPUs.
 
 A job that was killed resumes from its last checkpoint: it runs again under the same Ray Train run
 name and storage path, and Train V2 restores the latest reported checkpoint.
@@ -7,11 +10,11 @@ name and storage path, and Train V2 restores the latest reported checkpoint.
 
 from __future__ import annotations
 
+import queue
 import shutil
+import threading
 import time
 from pathlib import Path
-
-import ray
 
 from parallel_r1.config import FinetuneConfig
 from parallel_r1.train.manifest import FinetuneManifest
@@ -34,7 +37,6 @@ def job_config(name: str, train_file: Path, base_model: str, ft: FinetuneConfig,
     }
 
 
-@ray.remote(num_cpus=0)
 def fit_job(config: dict, ft: FinetuneConfig, run_name: str, storage_path: str, adapter_dir: str) -> dict:
     """Build and fit one TorchTrainer; copy the final adapter into `adapter_dir` atomically."""
     import json
@@ -72,32 +74,37 @@ def launch_all(jobs: dict[str, dict], ft: FinetuneConfig, manifest: FinetuneMani
     """Run the given jobs ({name: worker config}) concurrently; returns {name: final status}."""
     storage = str(Path(storage_path).resolve())
     pending = list(jobs)
-    running: dict = {}
+    finished: queue.Queue = queue.Queue()
+    running = 0
     final: dict[str, str] = {}
     limit = ft.max_concurrent_jobs or len(jobs)
+
+    def run(name: str, run_name: str) -> None:
+        try:
+            finished.put((name, fit_job(jobs[name], ft, run_name, storage, str(adapters_dir / name)), None))
+        except Exception as e:  # noqa: BLE001 - a failed job is recorded, the others go on
+            finished.put((name, None, e))
+
     while pending or running:
-        while pending and len(running) < limit:
+        while pending and running < limit:
             name = pending.pop(0)
-            run_name = manifest.read()[name].job_id
-            ref = fit_job.remote(jobs[name], ft, run_name, storage, str(adapters_dir / name))
-            running[ref] = name
-            manifest.update(name, status="running", attempts=manifest.read()[name].attempts + 1,
-                            checkpoint=f"{storage}/{run_name}")
+            job = manifest.read()[name]
+            manifest.update(name, status="running", attempts=job.attempts + 1, checkpoint=f"{storage}/{job.job_id}")
+            threading.Thread(target=run, args=(name, job.job_id), name=f"fit-{name}", daemon=True).start()
+            running += 1
             if on_event:
                 on_event(name, "running")
-        done, _ = ray.wait(list(running), num_returns=1)
-        for ref in done:
-            name = running.pop(ref)
-            try:
-                out = ray.get(ref)
-                manifest.update(name, status="succeeded", result=out["adapter"], metrics=out["metrics"],
-                                checkpoint=out["checkpoint"], error=None)
-                final[name] = "succeeded"
-            except Exception as e:  # noqa: BLE001 - a failed job is recorded, the others go on
-                manifest.update(name, status="failed", error=f"{type(e).__name__}: {_root_cause(e)}")
-                final[name] = "failed"
-            if on_event:
-                on_event(name, final[name])
+        name, out, error = finished.get()
+        running -= 1
+        if error is None:
+            manifest.update(name, status="succeeded", result=out["adapter"], metrics=out["metrics"],
+                            checkpoint=out["checkpoint"], error=None)
+            final[name] = "succeeded"
+        else:
+            manifest.update(name, status="failed", error=f"{type(error).__name__}: {_root_cause(error)}")
+            final[name] = "failed"
+        if on_event:
+            on_event(name, final[name])
     return final
 
 
