@@ -10,8 +10,10 @@ name and storage path, and Train V2 restores the latest reported checkpoint.
 
 from __future__ import annotations
 
+import os
 import queue
 import shutil
+import socket
 import threading
 import time
 from pathlib import Path
@@ -89,7 +91,8 @@ def launch_all(jobs: dict[str, dict], ft: FinetuneConfig, manifest: FinetuneMani
         while pending and running < limit:
             name = pending.pop(0)
             job = manifest.read()[name]
-            manifest.update(name, status="running", attempts=job.attempts + 1, checkpoint=f"{storage}/{job.job_id}")
+            manifest.update(name, status="running", attempts=job.attempts + 1, checkpoint=f"{storage}/{job.job_id}",
+                            owner=f"{socket.gethostname()}:{os.getpid()}")
             threading.Thread(target=run, args=(name, job.job_id), name=f"fit-{name}", daemon=True).start()
             running += 1
             if on_event:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
@@ -39,6 +41,7 @@ class FinetuneJob:
     error: str | None = None
     attempts: int = 0
     checkpoint: str | None = None  # last checkpoint to resume from
+    owner: str | None = None  # "host:pid" of the process running a Ray job, to notice when it is gone
     created_at: str = field(default_factory=now)
     started_at: str | None = None
     finished_at: str | None = None
@@ -51,6 +54,21 @@ class FinetuneJob:
     @property
     def done(self) -> bool:
         return self.status in TERMINAL
+
+    def owner_gone(self) -> bool:
+        """A running job whose owning process on this host no longer exists (killed, crashed)."""
+        if self.status != "running" or not self.owner:
+            return False
+        host, _, pid = self.owner.rpartition(":")
+        if host != socket.gethostname():
+            return False
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
 
 
 class FinetuneManifest:
@@ -88,6 +106,14 @@ class FinetuneManifest:
             job.updated_at = now()
             jobs[job.name] = job
         return job
+
+    def mark_orphans(self) -> list[str]:
+        """Running jobs whose owner process is gone become failed, with how to resume them."""
+        orphans = {n: j.owner for n, j in self.read().items() if j.owner_gone()}
+        for name, owner in orphans.items():
+            self.update(name, status="failed", error=f"its process ({owner}) is gone; run `parallel-r1 "
+                                                     "finetune` again to resume from the last checkpoint")
+        return list(orphans)
 
     def update(self, name: str, **changes) -> FinetuneJob:
         """Change fields of one job; moving to running / a terminal status stamps the time."""

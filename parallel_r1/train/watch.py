@@ -1,7 +1,8 @@
 """`watch` and `check`: the manifest's jobs as a table, live until every job has ended.
 
 OpenAI jobs are polled through the API on each refresh; Ray jobs are updated by the process that
-runs them, so watching is a read of the manifest.
+runs them, so watching is a read of the manifest, except that a running job whose process on this
+host is gone (killed) is marked failed with how to resume it, instead of being watched forever.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from parallel_r1.train.stage import manifest_table
 
 
 def refresh(cfg: PipelineConfig, manifest: FinetuneManifest) -> dict[str, FinetuneJob]:
-    jobs = manifest.require()
+    manifest.require()
+    manifest.mark_orphans()
+    jobs = manifest.read()
     if any(j.backend == "openai" and not j.done for j in jobs.values()):
         from parallel_r1.train.openai_ft import OpenAIFinetuneBackend
 

@@ -85,7 +85,12 @@ def test_killed_finetune_resumes_from_its_checkpoint(tmp_path, tiny_base_model):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     killed = FinetuneManifest(tmp_path / "finetune_manifest.json").read()["neurodivergent"]
-    assert killed.status == "running"  # what a killed owner leaves behind
+    assert killed.status == "running" and killed.owner.endswith(f":{proc.pid}")  # what a killed owner leaves
+    check = subprocess.run([sys.executable, "-m", "parallel_r1.cli", "check", f"--workdir={tmp_path}"],
+                           env=env, capture_output=True, text=True, timeout=120)
+    assert check.returncode == 1  # `check` / `watch` notice the owner is gone instead of waiting forever
+    orphan = FinetuneManifest(tmp_path / "finetune_manifest.json").read()["neurodivergent"]
+    assert orphan.status == "failed" and "resume" in orphan.error
 
     done = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
