@@ -55,15 +55,13 @@ def discover(
     config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None,
 ) -> None:
     """Simulate teacher–student dialogues on a pool of Ray actors and append them to dialogues.parquet."""
-    from parallel_r1.data import read_dialogues
     from parallel_r1.discover.stage import print_discover_summary, run_discover
 
     cfg = _config(config, workdir, set_, **{
         "discover.n": n, "discover.include_special": include_special, "discover.backend": backend,
         "discover.num_actors": actors, "discover.max_in_flight": in_flight, "discover.grade": grade})
     result = run_discover(cfg)
-    print_discover_summary(result, read_dialogues(cfg.workdir / "dialogues.parquet")
-                           if (cfg.workdir / "dialogues.parquet").exists() else [])
+    print_discover_summary(result)
     if result.failed:
         console.print(f"[yellow]{result.failed} dialogue(s) failed; see {cfg.workdir}/discover_failures.jsonl; "
                       "run discover again to retry them[/]")

@@ -11,7 +11,6 @@ from parallel_r1.paths import RunPaths
 
 def run_pipeline(cfg: PipelineConfig, *, force: bool = False) -> None:
     from parallel_r1.curate.stage import run_batch
-    from parallel_r1.data import read_dialogues
     from parallel_r1.discover.stage import print_discover_summary, run_discover
     from parallel_r1.grading.stage import run_grade
     from parallel_r1.train.base_model import build_base_model
@@ -20,7 +19,7 @@ def run_pipeline(cfg: PipelineConfig, *, force: bool = False) -> None:
     paths = RunPaths(cfg.workdir)
     console.rule("discover")
     result = run_discover(cfg)
-    print_discover_summary(result, read_dialogues(paths.dialogues))
+    print_discover_summary(result)
     console.rule("grade")
     run_grade(cfg, reuse_grades=not force)
     console.rule("batch")

@@ -13,7 +13,6 @@ from parallel_r1.data.schema import (
     DIALOGUE_SCHEMA,
     Dialogue,
     Turn,
-    append_dialogues,
     length_bucket,
     read_dialogues,
     write_dialogues,
@@ -22,6 +21,6 @@ from parallel_r1.data.schema import (
 __all__ = [
     "ALL_CARDS", "DIALOGUE_SCHEMA", "ORDINARY_CARDS", "PROFILE_KINDS", "SPECIAL_CARDS", "TRAITS",
     "Dialogue", "DialogueTask", "PersonaSampler", "ScenarioCard", "StudentPersona", "StudentProfileConfig",
-    "Turn", "append_dialogues", "cards", "discovery_plan", "get_card", "length_bucket", "read_dialogues",
+    "Turn", "cards", "discovery_plan", "get_card", "length_bucket", "read_dialogues",
     "write_dialogues",
 ]

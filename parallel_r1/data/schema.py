@@ -127,14 +127,3 @@ def read_dialogues(path: Path) -> list[Dialogue]:
 
 def write_dialogues(path: Path, dialogues: list[Dialogue]) -> Path:
     return atomic_write_table(path, dialogues_to_table(dialogues))
-
-
-def append_dialogues(path: Path, new: list[Dialogue]) -> int:
-    """Append to the Parquet file atomically, skipping ids already present; returns rows written."""
-    path = Path(path)
-    existing = read_dialogues(path) if path.exists() else []
-    seen = {d.dialogue_id for d in existing}
-    fresh = [d for d in new if d.dialogue_id not in seen and not seen.add(d.dialogue_id)]
-    if fresh or not path.exists():
-        write_dialogues(path, existing + fresh)
-    return len(fresh)

@@ -7,17 +7,22 @@ The driver keeps every actor filled up to `max_in_flight`, appends finished dial
 
 from __future__ import annotations
 
+import asyncio
+import os
 import time
 import traceback
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import ray
 from ray.exceptions import RayActorError
 
 from parallel_r1.config import DiscoverConfig, GradeConfig
 from parallel_r1.data import Dialogue, DialogueTask
+from parallel_r1.discover.backends import build_backend
+from parallel_r1.discover.simulator import simulate_dialogue
+from parallel_r1.grading import agrade_dialogues, build_grader
 
 
 @ray.remote
@@ -25,27 +30,17 @@ class DiscoveryWorker:
     """Simulates (and grades) dialogues; async methods let one actor hold many in flight."""
 
     def __init__(self, discover_cfg: DiscoverConfig, grade_cfg: GradeConfig | None):
-        from parallel_r1.discover.backends import build_backend
-
         self.backend = build_backend(discover_cfg)
         self.attempts = discover_cfg.dialogue_attempts
-        self.grader = None
-        if grade_cfg is not None:
-            from parallel_r1.grading import build_grader
-
-            self.grader = build_grader(grade_cfg)
+        self.grader = build_grader(grade_cfg) if grade_cfg is not None else None
 
     async def run(self, task: DialogueTask) -> dict:
         """{"dialogue": row} on success, {"error": text, "attempts": n} once every attempt failed."""
-        from parallel_r1.discover.simulator import simulate_dialogue
-
-        error = ""
+        error = last_tb = ""
         for _ in range(self.attempts):
             try:
                 dialogue = await simulate_dialogue(self.backend, task)
                 if self.grader is not None:
-                    from parallel_r1.grading import agrade_dialogues
-
                     [dialogue] = await agrade_dialogues([dialogue], self.grader)
                 return {"dialogue": dialogue.to_row()}
             except Exception as e:  # noqa: BLE001 - any failure of one dialogue is recorded, not fatal
@@ -55,13 +50,9 @@ class DiscoveryWorker:
 
     async def run_many(self, tasks: list[DialogueTask]) -> list[dict]:
         """A chunk of dialogues, concurrently; amortises the per-call cost of Ray for fast backends."""
-        import asyncio
-
         return list(await asyncio.gather(*(self.run(t) for t in tasks)))
 
     def pid(self) -> int:
-        import os
-
         return os.getpid()
 
 
@@ -72,7 +63,6 @@ class PoolStats:
     actor_restarts: int = 0
     requeued: int = 0
     elapsed_s: float = 0.0
-    failures: dict[str, dict] = field(default_factory=dict)
 
 
 class DiscoveryPool:

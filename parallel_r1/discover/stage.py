@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 from parallel_r1.config import ConfigError, PipelineConfig, dump_config
 from parallel_r1.console import console, progress_bar, summary_table
-from parallel_r1.data import Dialogue, DialogueTask, append_dialogues, discovery_plan, read_dialogues
+from parallel_r1.data import Dialogue, DialogueTask, discovery_plan, read_dialogues, write_dialogues
 from parallel_r1.data.io import atomic_write_json, atomic_write_jsonl, atomic_write_text, read_jsonl
 from parallel_r1.paths import RunPaths
 
@@ -27,8 +27,12 @@ class DiscoverResult:
     failed: int
     actor_restarts: int
     elapsed_s: float
-    total_on_disk: int
     failures: list[dict] = field(default_factory=list)
+    dialogues: list[Dialogue] = field(default_factory=list)  # everything in dialogues.parquet now
+
+    @property
+    def total_on_disk(self) -> int:
+        return len(self.dialogues)
 
     @property
     def rate(self) -> float:
@@ -46,6 +50,7 @@ class DiscoverStage:
         self.pending: list[DialogueTask] = []
         self.plan: list[DialogueTask] = []
         self.failures: dict[str, dict] = {}
+        self.dialogues: list[Dialogue] = []  # what dialogues.parquet holds, kept so flushes never re-read it
         self._buffer: list[Dialogue] = []
 
     def setup(self) -> None:
@@ -57,8 +62,8 @@ class DiscoverStage:
         atomic_write_text(self.paths.config_resolved, dump_config(self.cfg))
         self._check_same_plan()
         self.plan = discovery_plan(d.n, include_special=d.include_special, seed=d.seed)
-        done = {x.dialogue_id for x in read_dialogues(self.paths.dialogues)} if self.paths.dialogues.exists() \
-            else set()
+        self.dialogues = read_dialogues(self.paths.dialogues) if self.paths.dialogues.exists() else []
+        done = {x.dialogue_id for x in self.dialogues}
         self.pending = [t for t in self.plan if t.dialogue_id not in done]
         self.failures = {f["dialogue_id"]: f for f in read_jsonl(self.paths.discover_failures)
                          if f["dialogue_id"] not in done}
@@ -82,7 +87,8 @@ class DiscoverStage:
 
     def _flush(self) -> None:
         if self._buffer:
-            append_dialogues(self.paths.dialogues, self._buffer)
+            self.dialogues.extend(self._buffer)
+            write_dialogues(self.paths.dialogues, self.dialogues)
             self._buffer = []
         atomic_write_jsonl(self.paths.discover_failures, sorted(self.failures.values(),
                                                                  key=lambda f: f["iteration"]))
@@ -129,10 +135,9 @@ class DiscoverStage:
         return self._result(already, stats.completed, stats.failed, stats.actor_restarts, stats.elapsed_s)
 
     def _result(self, already, completed, failed, restarts, elapsed) -> DiscoverResult:
-        total = len(read_dialogues(self.paths.dialogues)) if self.paths.dialogues.exists() else 0
         return DiscoverResult(planned=len(self.plan), already_done=already, completed=completed, failed=failed,
-                              actor_restarts=restarts, elapsed_s=elapsed, total_on_disk=total,
-                              failures=list(self.failures.values()))
+                              actor_restarts=restarts, elapsed_s=elapsed, failures=list(self.failures.values()),
+                              dialogues=self.dialogues)
 
     def cleanup(self) -> None:
         if self.pool is not None:
@@ -140,7 +145,8 @@ class DiscoverStage:
             self.pool = None
 
 
-def print_discover_summary(result: DiscoverResult, dialogues: list[Dialogue]) -> None:
+def print_discover_summary(result: DiscoverResult) -> None:
+    dialogues = result.dialogues
     rows = [
         ("planned (N)", result.planned), ("already on disk", result.already_done),
         ("completed now", result.completed), ("failed (see discover_failures.jsonl)", result.failed),

@@ -20,7 +20,7 @@ MONOLITHIC = "monolithic"
 
 
 class FinetuneStage:
-    """setup() → run() → cleanup() over one PipelineConfig."""
+    """setup() → run() over one PipelineConfig (nothing to clean up: Ray Train owns its workers)."""
 
     def __init__(self, cfg: PipelineConfig, *, monolithic: bool = False, force: bool = False):
         self.cfg = cfg
@@ -106,10 +106,6 @@ class FinetuneStage:
         backend.submit({n: self.files[n] for n in self.todo}, self.batches_of)
         console.print("finetune: submitted to the OpenAI fine-tuning API; follow with `parallel-r1 watch`")
 
-    def cleanup(self) -> None:
-        pass
-
-
 def manifest_table(jobs: dict[str, FinetuneJob]):
     rows = []
     for job in jobs.values():
@@ -122,10 +118,7 @@ def manifest_table(jobs: dict[str, FinetuneJob]):
 
 def run_finetune(cfg: PipelineConfig, *, monolithic: bool = False, force: bool = False) -> dict[str, FinetuneJob]:
     stage = FinetuneStage(cfg, monolithic=monolithic, force=force)
-    try:
-        stage.setup()
-        jobs = stage.run()
-    finally:
-        stage.cleanup()
+    stage.setup()
+    jobs = stage.run()
     console.print(manifest_table(jobs))
     return jobs

@@ -19,9 +19,10 @@ from parallel_r1.train.stage import manifest_table
 
 
 def refresh(cfg: PipelineConfig, manifest: FinetuneManifest) -> dict[str, FinetuneJob]:
-    manifest.require()
-    manifest.mark_orphans()
-    jobs = manifest.read()
+    jobs = manifest.require()
+    if any(j.owner_gone() for j in jobs.values()):
+        manifest.mark_orphans()
+        jobs = manifest.read()
     if any(j.backend == "openai" and not j.done for j in jobs.values()):
         from parallel_r1.train.openai_ft import OpenAIFinetuneBackend
 

@@ -13,7 +13,6 @@ from parallel_r1.data import (
     PersonaSampler,
     StudentProfileConfig,
     Turn,
-    append_dialogues,
     discovery_plan,
     length_bucket,
     read_dialogues,
@@ -99,13 +98,9 @@ def test_parquet_round_trip_with_explicit_schema(tmp_path):
     assert back[0].messages()[1] == {"role": "assistant", "content": "message 1"}
 
 
-def test_append_skips_duplicates_and_missing_file_is_clear(tmp_path):
-    path = tmp_path / "d.parquet"
+def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="parallel-r1 discover"):
-        read_dialogues(path)
-    assert append_dialogues(path, [_dialogue(0), _dialogue(1)]) == 2
-    assert append_dialogues(path, [_dialogue(1), _dialogue(2), _dialogue(2)]) == 1
-    assert [d.dialogue_id for d in read_dialogues(path)] == ["x0", "x1", "x2"]
+        read_dialogues(tmp_path / "d.parquet")
 
 
 def test_atomic_write_leaves_old_file_when_write_fails(tmp_path, monkeypatch):
