@@ -27,6 +27,27 @@ def free_ports(n: int) -> list[int]:
     return ports
 
 
+def free_port_range(width: int, avoid: list[int]) -> int:
+    """The first port of `width` consecutive free ports that contain none of `avoid`."""
+    for _ in range(100):
+        start = free_ports(1)[0]
+        if start + width > 65535 or any(start <= p <= start + width for p in avoid):
+            continue
+        try:
+            held = []
+            for port in range(start, start + width + 1):
+                s = socket.socket()
+                held.append(s)
+                s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            for s in held:
+                s.close()
+        return start
+    raise RuntimeError(f"no {width} consecutive free ports found")
+
+
 class RayHead:
     def __init__(self, num_cpus: int = 4):
         self.num_cpus = num_cpus
@@ -34,7 +55,9 @@ class RayHead:
         self.proc: subprocess.Popen | None = None
 
     def __enter__(self) -> RayHead:
-        gcs, dash, client, nm, om, agent, agent_grpc, rt_env, metrics, wmin = free_ports(10)
+        ports = free_ports(9)
+        gcs, dash, client, nm, om, agent, agent_grpc, rt_env, metrics = ports
+        wmin = free_port_range(200, avoid=ports)
         self.gcs_address = f"127.0.0.1:{gcs}"
         self.dashboard_url = f"http://127.0.0.1:{dash}"
         bin_dir = str(Path(sys.executable).parent)
