@@ -177,6 +177,100 @@ class FinetuneConfig(_Section):
     openai: OpenAIFinetuneConfig = Field(default_factory=OpenAIFinetuneConfig)
 
 
+class InferenceConfig(_Section):
+    engine: Literal["auto", "hf", "vllm"] = Field("auto", description="auto: vLLM where it imports, else HF.")
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32", description="Weights dtype (float32 on CPU: bf16 is ~3x slower here).")
+    max_batch_size: int = Field(32, ge=1, description="HF engine: conversations per generate() call.")
+    max_loras: int = Field(8, ge=1, description="vLLM: adapters held in the engine at once.")
+    max_lora_rank: int = Field(16, ge=1, description="vLLM: the largest LoRA rank it accepts.")
+    kv_cache_memory_bytes: int = Field(512 * 1024**2, ge=1, description="vLLM on CPU: KV cache size.")
+    gpu_memory_utilization: float = Field(0.85, gt=0, le=1, description="vLLM on GPU.")
+    max_model_len: int | None = Field(None, ge=16, description="None: the base model's context length.")
+
+
+class EvalSliceSpec(_Section):
+    name: str
+    description: str = ""
+    lengths: list[Literal["short", "medium", "long"]] | None = Field(None, description="None: any length.")
+    question_types: list[Literal["original", "koan"]] | None = Field(None, description="None: any.")
+    profile_kinds: list[str] | None = Field(None, description="None: any student profile.")
+    traits: list[str] | None = Field(None, description="The student has at least one of these traits.")
+
+
+def _default_slices() -> list[EvalSliceSpec]:
+    return [
+        EvalSliceSpec(name="short_dialogues", lengths=["short"], description="Short dialogues"),
+        EvalSliceSpec(name="long_dialogues", lengths=["long"], description="Long dialogues (late student turns)"),
+        EvalSliceSpec(name="koans", question_types=["koan"], description="Koan-style, open questions"),
+        EvalSliceSpec(name="abstract_scenarios", traits=["rejects_metaphor"],
+                      description="Students who reject metaphors"),
+        EvalSliceSpec(name="validation_heavy", traits=["bad_prior_teacher"],
+                      description="Students hurt by a bad prior teacher"),
+        EvalSliceSpec(name="exec_function", traits=["executive_function_gap"],
+                      description="Students with an executive-function gap"),
+        EvalSliceSpec(name="hyperfocus", traits=["hyperfocus_trait"], description="Hyperfocused students"),
+        EvalSliceSpec(name="general", profile_kinds=["standard"], description="Standard students"),
+    ]
+
+
+def _default_niches() -> dict[str, list[str]]:
+    return {
+        "short_original_high": ["short_dialogues"],
+        "medium_koan_high": ["koans"],
+        "long_mixed_medium": ["long_dialogues"],
+        "varied_original_diverse": ["general"],
+        "neurodivergent": ["abstract_scenarios", "exec_function", "hyperfocus"],
+        "prior_trauma_recovery": ["validation_heavy"],
+    }
+
+
+class EvalConfig(_Section):
+    # the held-out set
+    prompts_per_slice: int = Field(24, ge=2, description="Held-out conversation prefixes per slice.")
+    seed: int = Field(10_000, description="Seed of the held-out dialogues (kept apart from discovery's).")
+    slices: list[EvalSliceSpec] = Field(default_factory=_default_slices)
+    # which models
+    models: list[str] | None = Field(None, description="None: base, every adapter, the monolithic one and "
+                                                       "OpenAI fine-tuned models from the manifest.")
+    niches: dict[str, list[str]] = Field(default_factory=_default_niches,
+                                         description="Specialist -> the slices it is trained for.")
+    # sampling: the same for every model
+    samples_per_prompt: int = Field(2, ge=1, description="Sampled replies per prefix (same seeds for every model).")
+    temperature: float = Field(0.8, ge=0, le=2, description="Greedy decoding of tiny models loops; sample.")
+    top_p: float = Field(0.95, gt=0, le=1)
+    max_tokens: int = Field(80, ge=1)
+    sampling_seed: int = 0
+    # statistics and success criteria
+    bootstrap_samples: int = Field(2000, ge=100, description="Paired bootstrap resamples per CI.")
+    ci_level: float = Field(0.95, gt=0, lt=1)
+    improvement_threshold: float = Field(0.15, ge=0, description="'Improves on the base' means delta >= this.")
+    min_improving_specialists: int = Field(2, ge=1)
+    generalist: str = Field("varied_original_diverse", description="The diverse-patterns batch that should "
+                                                                   "generalise.")
+    generalist_tolerance: float = Field(0.05, ge=0, description="'Close to the best' on a slice: within this.")
+
+
+class GateConfig(_Section):
+    candidate: str | None = Field(None, description="Model to consider; None: the best in the compare results.")
+    min_relative_gain: float = Field(0.04, ge=0, description="Promote only at >= (1 + this) x the promoted score.")
+    max_pattern_density: float = Field(0.10, ge=0, description="Stock phrases per reply at most.")
+    max_dismissive_rate: float = Field(0.0, ge=0, le=1, description="Share of replies with a dismissive tone.")
+    max_answer_dump_rate: float = Field(0.10, ge=0, le=1,
+                                        description="Share of replies revealing the answer where the card "
+                                                    "calls for guidance.")
+
+
+class TuneConfig(_Section):
+    specialist: str = Field("neurodivergent", description="The batch whose specialist is swept.")
+    batch_sizes: list[int] = Field(default_factory=lambda: [30, 50, 100], description="Training samples per trial.")
+    learning_rates: list[float] = Field(default_factory=lambda: [2e-3])
+    lora_ranks: list[int] = Field(default_factory=lambda: [16])
+    max_concurrent_trials: int = Field(3, ge=1)
+    grace_epochs: int = Field(1, ge=1, description="Epochs before a poor trial may be stopped early.")
+    eval_prompts: int = Field(16, ge=2, description="Held-out prefixes of the specialist's slices per trial.")
+
+
 class PipelineConfig(_Section):
     workdir: Path = Field(Path("data"), description="Run directory every stage reads and writes.")
     ray: RayConfig = Field(default_factory=RayConfig)
@@ -185,6 +279,10 @@ class PipelineConfig(_Section):
     batch: BatchConfig = Field(default_factory=BatchConfig)
     base_model: BaseModelConfig = Field(default_factory=BaseModelConfig)
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
+    inference: InferenceConfig = Field(default_factory=InferenceConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    gate: GateConfig = Field(default_factory=GateConfig)
+    tune: TuneConfig = Field(default_factory=TuneConfig)
 
 
 def _format_validation_error(err: ValidationError, source: str) -> str:
