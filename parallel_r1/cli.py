@@ -97,7 +97,7 @@ def run(
     force: Annotated[bool, typer.Option(help="Re-run stages whose artifacts exist.")] = False,
     config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None,
 ) -> None:
-    """The whole pipeline in order (discover → grade → batch → init-model → finetune), skipping what is done."""
+    """The whole pipeline (discover → grade → batch → init-model → finetune → compare → gate), skipping what is done."""
     from parallel_r1.pipeline import run_pipeline
 
     run_pipeline(_config(config, workdir, set_), force=force)
@@ -189,6 +189,51 @@ def check(config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = N
     from parallel_r1.train.watch import exit_code
 
     raise typer.Exit(exit_code(check_jobs(_config(config, workdir, set_))))
+
+
+@app.command()
+@user_errors
+def compare(
+    models: Annotated[list[str] | None, typer.Argument(help="Models to compare with the base (default: all).")] = None,
+    test_on: Annotated[list[str] | None, typer.Option("--test-on", help="Slice(s) to test on (repeatable; "
+                                                                           "default: all).")] = None,
+    engine: Annotated[str | None, typer.Option(help="Inference engine: auto | hf | vllm.")] = None,
+    config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None,
+) -> None:
+    """Every model against the base on held-out slices: CIs, success criteria, routing table, report."""
+    from parallel_r1.evaluate.stage import run_compare
+
+    run_compare(_config(config, workdir, set_, **{"inference.engine": engine}), models or None, test_on or None)
+
+
+@app.command()
+@user_errors
+def gate(
+    candidate: Annotated[str | None, typer.Argument(help="Model to consider (default: the best compared).")] = None,
+    strict: Annotated[bool, typer.Option(help="Exit 1 when the candidate is not promoted.")] = False,
+    config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None,
+) -> None:
+    """Promote a model if it beats the promoted one by the configured margin and passes compliance."""
+    from parallel_r1.evaluate.gate import run_gate
+
+    decision = run_gate(_config(config, workdir, set_), candidate)
+    if strict and not decision.promoted:
+        raise typer.Exit(1)
+
+
+@app.command("tune")
+@user_errors
+def tune_cmd(
+    specialist: Annotated[str | None, typer.Argument(help="Batch whose specialist is swept (default: tune.specialist).")
+                          ] = None,
+    batch_sizes: Annotated[str | None, typer.Option(help="Comma-separated training-set sizes, e.g. 30,50,100.")] = None,
+    config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None,
+) -> None:
+    """Ray Tune sweep of batch size x learning rate x LoRA rank for one specialist; results in <workdir>/tune/."""
+    from parallel_r1.train.tune import run_tune
+
+    sizes = f"[{batch_sizes}]" if batch_sizes else None
+    run_tune(_config(config, workdir, set_, **{"tune.specialist": specialist, "tune.batch_sizes": sizes}))
 
 
 if __name__ == "__main__":

@@ -173,6 +173,8 @@ class FinetuneConfig(_Section):
     max_concurrent_jobs: int | None = Field(None, ge=1, description="None: every job at once.")
     storage_path: str | None = Field(None, description="Ray Train storage (absolute path or URI); "
                                                        "None: <workdir>/ray_results.")
+    monolithic_baseline: bool = Field(True, description="`run` also trains the monolithic adapter (the "
+                                                        "baseline `compare` measures the specialists against).")
     max_failures: int = Field(1, ge=0, description="Ray Train restarts of a failed job (from its checkpoint).")
     openai: OpenAIFinetuneConfig = Field(default_factory=OpenAIFinetuneConfig)
 

@@ -53,6 +53,18 @@ class RunPaths:
     def ray_results(self) -> Path:
         return self.workdir / "ray_results"
 
+    @property
+    def eval(self) -> Path:
+        return self.workdir / "eval"
+
+    @property
+    def promotion(self) -> Path:
+        return self.workdir / "promotion.json"
+
+    @property
+    def tune(self) -> Path:
+        return self.workdir / "tune"
+
     def require(self, path: Path, produced_by: str) -> Path:
         """The path, or a clear error naming the stage that produces it."""
         if not path.exists():

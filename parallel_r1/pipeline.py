@@ -1,7 +1,9 @@
-"""run_pipeline(config): discover → grade → batch → init-model → finetune, each skipped (or resumed)
-when its artifact is already complete."""
+"""run_pipeline(config): discover → grade → batch → init-model → finetune (six specialists, then the
+monolithic baseline) → compare → gate, each skipped (or resumed) when its artifact is already complete."""
 
 from __future__ import annotations
+
+import shutil
 
 from parallel_r1.config import PipelineConfig
 from parallel_r1.console import console
@@ -12,6 +14,8 @@ from parallel_r1.paths import RunPaths
 def run_pipeline(cfg: PipelineConfig, *, force: bool = False) -> None:
     from parallel_r1.curate.stage import run_batch
     from parallel_r1.discover.stage import print_discover_summary, run_discover
+    from parallel_r1.evaluate.gate import run_gate
+    from parallel_r1.evaluate.stage import run_compare
     from parallel_r1.grading.stage import run_grade
     from parallel_r1.train.base_model import build_base_model
     from parallel_r1.train.stage import run_finetune
@@ -33,6 +37,17 @@ def run_pipeline(cfg: PipelineConfig, *, force: bool = False) -> None:
         build_base_model(cfg.base_model, paths.base_model, force=force)
     console.rule("finetune")
     jobs = run_finetune(cfg, force=force)
-    if cfg.finetune.backend == "ray" and any(j.status != "succeeded" for j in jobs.values()):
+    if cfg.finetune.monolithic_baseline:
+        jobs |= run_finetune(cfg, monolithic=True, force=force)
+    if cfg.finetune.backend != "ray":
+        console.print("finetune: OpenAI jobs submitted; follow them with `parallel-r1 watch`, then run compare")
+        return
+    if any(j.status != "succeeded" for j in jobs.values()):
         failed = ", ".join(f"{n} ({j.error})" for n, j in jobs.items() if j.status != "succeeded")
         raise UserFacingError(f"finetune: job(s) did not succeed: {failed}; run `parallel-r1 finetune` to resume")
+    console.rule("compare")
+    if force:
+        shutil.rmtree(paths.eval / "replies", ignore_errors=True)
+    run_compare(cfg)
+    console.rule("gate")
+    run_gate(cfg)

@@ -1,11 +1,14 @@
-"""Shared fixtures: one local Ray per test session (never address="auto": other Rays may run here)."""
+"""Shared fixtures: one local Ray per test session (never address="auto": other Rays may run here) and one
+tiny embedded base model."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
+from parallel_r1.config import BaseModelConfig
 from parallel_r1.ray_runtime import LOCAL_RAY_ENV_DEFAULTS
 
 for _k, _v in LOCAL_RAY_ENV_DEFAULTS.items():
@@ -22,6 +25,25 @@ def ray_session():
                  runtime_env={"env_vars": dict(LOCAL_RAY_ENV_DEFAULTS)})
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def tiny_base_config() -> BaseModelConfig:
+    """A far smaller embedded model than the demo's: ~37 k parameters, 60 dialogues, 150 steps (~2 s), so that
+    its greedy replies are varied text, not a run of newlines. One attention head of 32 dims: vLLM's CPU
+    attention rejects head_dim 16."""
+    return BaseModelConfig(hidden_size=32, intermediate_size=64, num_layers=2, num_heads=1, max_seq_len=64,
+                           vocab_size=512, corpus_dialogues=60, max_steps=150, batch_size=8, learning_rate=1e-2)
+
+
+@pytest.fixture(scope="session")
+def tiny_base_model(tmp_path_factory, tiny_base_config) -> Path:
+    """The folder of a built tiny base model (loadable with AutoModelForCausalLM / AutoTokenizer); do not modify."""
+    from parallel_r1.train.base_model import build_base_model
+
+    out = tmp_path_factory.mktemp("tiny_base") / "models" / "base"
+    build_base_model(tiny_base_config, out, progress=False)
+    return out
 
 
 def pytest_collection_modifyitems(config, items):

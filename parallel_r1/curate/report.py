@@ -15,7 +15,7 @@ from parallel_r1.curate.sampler import teacher_openers
 from parallel_r1.data.io import atomic_write_jsonl, atomic_write_text
 from parallel_r1.data.schema import write_dialogues
 
-_BASE_PROMPT = (
+TUTOR_SYSTEM_PROMPT = (
     "You are a patient tutor who teaches rather than tells: ask guiding questions, build on what the "
     "student says and check their understanding. Answer this student's actual words, never with stock phrases."
 )
@@ -41,7 +41,7 @@ _PROFILE_FOCUS = {
 
 def system_prompt(spec: BatchSpec) -> str:
     """The short system prompt that states a specialist's focus (used in training and when serving)."""
-    parts = [_BASE_PROMPT]
+    parts = [TUTOR_SYSTEM_PROMPT]
     if spec.description:
         focus = spec.description.strip().rstrip(".")
         parts.append(f"Your specialism: {focus[:1].lower()}{focus[1:]}.")

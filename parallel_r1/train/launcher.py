@@ -39,8 +39,11 @@ def job_config(name: str, train_file: Path, base_model: str, ft: FinetuneConfig,
     }
 
 
-def fit_job(config: dict, ft: FinetuneConfig, run_name: str, storage_path: str, adapter_dir: str) -> dict:
-    """Build and fit one TorchTrainer; copy the final adapter into `adapter_dir` atomically."""
+def fit_job(config: dict, ft: FinetuneConfig, run_name: str, storage_path: str, adapter_dir: str,
+            callbacks: list | None = None) -> dict:
+    """Build and fit one TorchTrainer; copy the final adapter into `adapter_dir` atomically.
+
+    `callbacks`: Ray Train user callbacks (e.g. Tune's report callback when the fit runs in a Tune trial)."""
     import json
 
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
@@ -54,7 +57,7 @@ def fit_job(config: dict, ft: FinetuneConfig, run_name: str, storage_path: str, 
         scaling_config=ScalingConfig(num_workers=ft.num_workers, use_gpu=ft.use_gpu, resources_per_worker=resources),
         run_config=RunConfig(name=run_name, storage_path=storage_path,
                              failure_config=FailureConfig(max_failures=ft.max_failures),
-                             checkpoint_config=CheckpointConfig(num_to_keep=2)),
+                             checkpoint_config=CheckpointConfig(num_to_keep=2), callbacks=callbacks),
     )
     started = time.perf_counter()
     result = trainer.fit()

@@ -1,0 +1,53 @@
+"""Grade every reply with the rubric, in the context it answered, and note the compliance signals the
+promotion gate reads (dismissive tone, answer dumping, stock phrases)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from parallel_r1.data import get_card
+from parallel_r1.evaluate.heldout import EvalItem
+from parallel_r1.evaluate.replies import Reply
+from parallel_r1.grading import HeuristicRubricGrader, stock_phrases
+from parallel_r1.grading.cues import extract
+
+ANSWER_DUMP_BELOW = 0.5  # no_answer_reveal under this on a direct question: the reply gave the answer away
+
+
+@dataclass
+class ScoredReply:
+    model: str
+    item_id: str
+    sample: int
+    slices: list[str]
+    profile_kind: str
+    scenario_id: str
+    question_type: str
+    score: float
+    criteria: dict[str, float]
+    stock_phrases: int
+    dismissive: bool
+    answer_dump: bool
+    completion_tokens: int
+    reply: str
+
+
+def score_replies(items: list[EvalItem], replies: list[Reply],
+                  grader: HeuristicRubricGrader | None = None) -> list[ScoredReply]:
+    """One ScoredReply per reply; the full (untruncated) history is the context it is graded in."""
+    grader = grader or HeuristicRubricGrader()
+    by_id = {i.item_id: i for i in items}
+    out = []
+    for r in replies:
+        item = by_id[r.item_id]
+        card = get_card(item.scenario_id)
+        grade = grader.grade_turn(item.history, r.text, item.student, card)
+        out.append(ScoredReply(
+            model=r.model, item_id=r.item_id, sample=r.sample, slices=item.slices, profile_kind=item.profile_kind,
+            scenario_id=item.scenario_id, question_type=item.question_type, score=grade.score,
+            criteria=grade.criteria,
+            stock_phrases=len(stock_phrases(r.text)), dismissive=extract(r.text).dismissive > 0,
+            answer_dump=card.question_type == "original" and grade.criteria["no_answer_reveal"] < ANSWER_DUMP_BELOW,
+            completion_tokens=r.completion_tokens, reply=r.text,
+        ))
+    return out

@@ -1,0 +1,156 @@
+"""The compare stage: every model answers the same held-out prefixes, the rubric grades each reply, and
+the results table, success criteria, decision, routing table and report (with plots) are written to
+`eval/`.
+
+Run it with `parallel-r1 compare [MODELS…] [--test-on SLICE…]`; replies are cached per model, so a rerun
+only generates for models whose weights, the held-out set or the sampling settings changed.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from parallel_r1.config import OpenAIEndpointConfig, PipelineConfig
+from parallel_r1.console import console, progress_bar, summary_table
+from parallel_r1.errors import UserFacingError
+from parallel_r1.evaluate.criteria import decision, routing_table, success_criteria
+from parallel_r1.evaluate.heldout import EvalItem, build_heldout, fingerprint, training_prefixes, write_heldout
+from parallel_r1.evaluate.models import ModelSpec, select_models
+from parallel_r1.evaluate.replies import (
+    Reply,
+    ReplyCache,
+    generate_local,
+    generate_remote,
+    prompts_for,
+    sampling_of,
+)
+from parallel_r1.evaluate.report import plot_deltas, plot_heatmap, render_report, write_report, write_results
+from parallel_r1.evaluate.scoring import ScoredReply, score_replies
+from parallel_r1.evaluate.stats import cell_map, compare_cells, summarise
+from parallel_r1.inference.factory import resolve_engine_name
+from parallel_r1.paths import RunPaths
+
+
+class CompareStage:
+    """setup() → run() → cleanup() over one PipelineConfig."""
+
+    def __init__(self, cfg: PipelineConfig, models: list[str] | None = None, slices: list[str] | None = None):
+        self.cfg = cfg
+        self.paths = RunPaths(cfg.workdir)
+        self.model_names = models if models is not None else cfg.eval.models
+        known = [s.name for s in cfg.eval.slices]
+        unknown = [s for s in slices or () if s not in known]
+        if unknown:
+            raise UserFacingError(f"compare: unknown slice(s) {unknown}; known: {', '.join(known)}")
+        self.slices = list(dict.fromkeys(slices)) if slices else known
+        self.engine = None
+        self.items: list[EvalItem] = []
+        self.dropped = 0
+        self.models: list[ModelSpec] = []
+
+    def setup(self) -> None:
+        from parallel_r1.train.base_model import resolve_base_model
+
+        self.base = resolve_base_model(self.cfg.base_model, self.paths)
+        self.paths.require(self.paths.batches, "batch")
+        self.models = select_models(self.paths, self.model_names)
+        items, self.dropped = build_heldout(self.cfg.eval, training_prefixes(self.paths.batches))
+        write_heldout(self.paths.eval / "heldout.json", items, self.dropped)
+        self.items = [i for i in items if set(i.slices) & set(self.slices)]
+
+    def _engine(self):
+        if self.engine is None:
+            from parallel_r1.inference import build_engine
+
+            adapters = {m.name: Path(m.source) for m in self.models if m.kind == "adapter"}
+            self.engine = build_engine(self.cfg.inference, self.base, adapters)
+        return self.engine
+
+    def _endpoint(self) -> OpenAIEndpointConfig:
+        """Where OpenAI fine-tuned models answer: the fine-tuning API's endpoint and key."""
+        ft = self.cfg.finetune.openai
+        return OpenAIEndpointConfig(base_url=ft.base_url, api_key_env=ft.api_key_env, timeout_s=ft.timeout_s,
+                                    max_retries=ft.max_retries)
+
+    def _prompts(self) -> list[list[dict]]:
+        from transformers import AutoConfig, AutoTokenizer
+
+        max_len = self.cfg.inference.max_model_len or AutoConfig.from_pretrained(self.base).max_position_embeddings
+        return prompts_for(self.items, AutoTokenizer.from_pretrained(self.base), max_len, self.cfg.eval.max_tokens)
+
+    def _replies(self) -> list[Reply]:
+        cache = ReplyCache(self.paths.eval / "replies")
+        sampling = sampling_of(self.cfg.eval)
+        engine_name = resolve_engine_name(self.cfg.inference)
+        base_key = {"heldout": fingerprint(self.items), "sampling": repr(sampling), "engine": engine_name,
+                    "base": str(self.base)}
+        replies: list[Reply] = []
+        prompts = None
+        with progress_bar() as bar:
+            task = bar.add_task("compare", total=len(self.models), status="")
+            for spec in self.models:
+                key = {**base_key, "model": spec.identity()}
+                got = cache.get(spec.name, key)
+                if got is None:
+                    bar.update(task, status=f"{spec.name}: generating {len(self.items) * sampling.n} replies")
+                    started = time.perf_counter()
+                    if spec.kind == "openai":
+                        got = generate_remote(self._endpoint(), spec, self.items, sampling)
+                    else:
+                        prompts = prompts or self._prompts()
+                        got = generate_local(self._engine(), spec, self.items, prompts, sampling)
+                    cache.put(spec.name, key, got)
+                    console.print(f"compare: {spec.name}: {len(got)} replies in {time.perf_counter() - started:.1f} s")
+                replies.extend(got)
+                bar.update(task, advance=1, status=spec.name)
+        return replies
+
+    def run(self) -> dict:
+        ecfg = self.cfg.eval
+        rows: list[ScoredReply] = score_replies(self.items, self._replies())
+        for r in rows:
+            r.slices = [s for s in r.slices if s in self.slices]
+        names = [m.name for m in self.models]
+        cells = compare_cells(rows, names, self.slices, samples=ecfg.bootstrap_samples, level=ecfg.ci_level)
+        summaries = summarise(rows, names)
+        criteria = success_criteria(rows, cells, names, ecfg)
+        verdict = decision(criteria)
+        routing = routing_table(rows, names, ecfg)
+        out = self.paths.eval
+        write_results(out / "results.parquet", rows)
+        plot_heatmap(cells, names, self.slices, out / "heatmap.png")
+        plot_deltas(cells, names, self.slices, out / "deltas.png")
+        meta = {"items": len(self.items), "dropped": self.dropped, "samples": ecfg.samples_per_prompt,
+                "temperature": ecfg.temperature, "engine": self.engine.name if self.engine else "cached"}
+        report, routing_path = write_report(out, render_report(cells, names, self.slices, summaries, criteria,
+                                                               verdict, meta), routing)
+        self._print(cells, names, summaries, criteria, verdict, report, routing_path)
+        return {"cells": cells, "summaries": summaries, "criteria": criteria, "decision": verdict,
+                "routing": routing, "report": report}
+
+    def _print(self, cells, names, summaries, criteria, verdict, report, routing_path) -> None:
+        cm = cell_map(cells)
+        rows = [[m, *(f"{cm[m, s].mean:.3f}" if m == "base" else f"{cm[m, s].mean:.3f} ({cm[m, s].delta:+.3f}"
+                      f"{'*' if cm[m, s].significant else ''})" for s in self.slices),
+                 f"{summaries[m].pattern_density:.2f}"] for m in names]
+        console.print(summary_table("compare: mean score (delta vs base, * = 95% CI excludes 0)",
+                                    ["model", *self.slices, "stock/reply"], rows))
+        console.print(summary_table("success criteria", ["criterion", "verdict", "numbers"],
+                                    [[c.name, c.verdict, c.detail] for c in criteria]))
+        console.print(f"[bold]decision: {verdict[0]}[/] — {verdict[1]}")
+        console.print(f"report: {report}\nrouting table: {routing_path}")
+
+    def cleanup(self) -> None:
+        if self.engine is not None:
+            self.engine.close()
+            self.engine = None
+
+
+def run_compare(cfg: PipelineConfig, models: list[str] | None = None, slices: list[str] | None = None) -> dict:
+    stage = CompareStage(cfg, models, slices)
+    try:
+        stage.setup()
+        return stage.run()
+    finally:
+        stage.cleanup()

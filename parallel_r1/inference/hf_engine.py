@@ -1,0 +1,176 @@
+"""The `hf` engine: transformers `generate` on one base model, with every LoRA adapter loaded into one PeftModel.
+
+Batches are left-padded, `InferenceConfig.max_batch_size` conversations per `generate` call. Sampling is done
+by a logits processor drawing each prompt's tokens from that prompt's own seeded generator, so a seeded
+prompt's samples do not depend on what else shares its batch (HF's own sampling draws from one global RNG).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from peft import PeftModel
+from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, LogitsProcessor, LogitsProcessorList
+
+from parallel_r1.config import InferenceConfig
+from parallel_r1.errors import UserFacingError
+from parallel_r1.inference.adapters import AdapterRegistry
+from parallel_r1.inference.engine import Completion, SamplingParams
+
+
+class _SeededSampler(LogitsProcessor):
+    """Samples every row (temperature, top-p) from the generator of its prompt, then leaves only the chosen
+    token possible, so greedy decoding takes it. Rows are grouped by prompt, `n` rows each, and each group
+    draws `n` uniforms per step whatever the batch: prompt i's samples depend on its generator alone."""
+
+    def __init__(self, generators: list[torch.Generator], n: int, temperature: float, top_p: float) -> None:
+        self.generators, self.n, self.temperature, self.top_p = generators, n, temperature, top_p
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        probs = torch.softmax(scores.float() / self.temperature, dim=-1)
+        sorted_p, order = probs.sort(dim=-1, descending=True)
+        if self.top_p < 1:  # keep the smallest prefix whose mass reaches top_p (at least one token)
+            sorted_p = sorted_p.masked_fill(sorted_p.cumsum(-1) - sorted_p >= self.top_p, 0.0)
+        cdf = sorted_p.cumsum(-1)
+        u = torch.cat([torch.rand(self.n, generator=g) for g in self.generators]).to(cdf.device)
+        pick = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(-1)).clamp_(max=cdf.shape[-1] - 1)
+        chosen = torch.full_like(scores, float("-inf"))
+        return chosen.scatter_(-1, order.gather(-1, pick), 0.0)
+
+
+class HFEngine:
+    """transformers + PEFT. One lock serialises adapter switching and generation: PEFT's active adapter is
+    shared model state, and concurrent requests for different adapters would otherwise get each other's."""
+
+    name = "hf"
+
+    def __init__(self, cfg: InferenceConfig, base_model: Path | str,
+                 adapters: dict[str, Path | str] | None = None) -> None:
+        self._cfg = cfg
+        self._device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self._tokenizer = AutoTokenizer.from_pretrained(base_model)
+        model = AutoModelForCausalLM.from_pretrained(base_model, dtype=getattr(torch, cfg.dtype))
+        self._model: torch.nn.Module | None = model.to(self._device).eval()
+        self._context = (cfg.max_model_len or getattr(model.config, "max_position_embeddings", None)
+                         or self._tokenizer.model_max_length)
+        eos = model.generation_config.eos_token_id
+        eos = [eos] if isinstance(eos, int) else list(eos or [])
+        if self._tokenizer.eos_token_id is not None and self._tokenizer.eos_token_id not in eos:
+            eos.append(self._tokenizer.eos_token_id)
+        if not eos:
+            raise UserFacingError(f"{base_model} defines no eos / end-of-turn token: generation could not stop")
+        self._eos = eos
+        self._pad = self._tokenizer.pad_token_id if self._tokenizer.pad_token_id is not None else eos[0]
+        self._lock = threading.Lock()
+        self._registry = AdapterRegistry()
+        for name, path in (adapters or {}).items():
+            self.add_adapter(name, path)
+
+    @property
+    def adapters(self) -> list[str]:
+        return self._registry.names
+
+    def add_adapter(self, name: str, path: Path | str) -> None:
+        with self._lock:
+            adapter = self._registry.check(name, path)
+            if adapter is None:
+                return
+            if isinstance(self._model, PeftModel):
+                self._model.load_adapter(str(adapter.path), adapter_name=name)
+            else:
+                self._model = PeftModel.from_pretrained(self._live_model(), str(adapter.path), adapter_name=name)
+            self._model.eval()
+            self._registry.add(adapter)
+
+    def generate(self, conversations: list[list[dict]], sampling: SamplingParams,
+                 adapter: str | None = None) -> list[Completion]:
+        if adapter is not None:
+            self._registry.get(adapter)
+        step = self._cfg.max_batch_size
+        out: list[Completion] = []
+        with self._lock, torch.inference_mode(), self._active(adapter):  # the tokenizer is not thread-safe either
+            prompts = [self._encode(conv, i) for i, conv in enumerate(conversations)]
+            for start in range(0, len(prompts), step):
+                out += self._generate_chunk(prompts[start:start + step], start, sampling, adapter)
+        return out
+
+    def close(self) -> None:
+        with self._lock:
+            self._model = None
+        gc.collect()
+        if self._device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def _live_model(self) -> torch.nn.Module:
+        if self._model is None:
+            raise RuntimeError("the HF engine is closed")
+        return self._model
+
+    def _encode(self, conversation: list[dict], index: int) -> list[int]:
+        text = self._tokenizer.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
+        ids = self._tokenizer(text, add_special_tokens=False)["input_ids"]  # the template writes bos itself
+        if len(ids) >= self._context:
+            raise UserFacingError(f"conversation {index} has {len(ids)} prompt tokens: no room to reply within "
+                                  f"the context length ({self._context})")
+        return ids
+
+    @contextlib.contextmanager
+    def _active(self, adapter: str | None) -> Iterator[None]:
+        """Route generation through `adapter`, or through the bare base model when None."""
+        model = self._live_model()
+        if not isinstance(model, PeftModel):
+            yield
+        elif adapter is None:
+            with model.disable_adapter():
+                yield
+        else:
+            model.set_adapter(adapter)
+            yield
+
+    def _generate_chunk(self, prompts: list[list[int]], first: int, sampling: SamplingParams,
+                        adapter: str | None) -> list[Completion]:
+        n = sampling.n
+        rows = [p for p in prompts for _ in range(n)]
+        width = max(map(len, rows))
+        ids = torch.full((len(rows), width), self._pad, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for r, p in enumerate(rows):
+            ids[r, width - len(p):] = torch.tensor(p)
+            mask[r, width - len(p):] = 1
+        # Like vLLM, a reply stops at the context length: each prompt gets its own budget, cut after generation.
+        budgets = [min(sampling.max_tokens, self._context - len(p)) for p in prompts]
+        config = GenerationConfig(do_sample=False, num_beams=1, max_new_tokens=max(budgets), eos_token_id=self._eos,
+                                  pad_token_id=self._pad, temperature=1.0, top_p=1.0, top_k=None)
+        processors = LogitsProcessorList()
+        if sampling.temperature > 0:
+            generators = [self._generator(sampling.seed, first + j) for j in range(len(prompts))]
+            processors.append(_SeededSampler(generators, n, sampling.temperature, sampling.top_p))
+        seqs = self._live_model().generate(input_ids=ids.to(self._device), attention_mask=mask.to(self._device),
+                                           generation_config=config, logits_processor=processors)
+        new = seqs[:, width:].tolist()
+        return [self._completion(new[j * n:(j + 1) * n], budgets[j], len(p), adapter) for j, p in enumerate(prompts)]
+
+    @staticmethod
+    def _generator(seed: int | None, index: int) -> torch.Generator:
+        generator = torch.Generator()
+        if seed is None:
+            generator.seed()
+        else:
+            generator.manual_seed(seed + index)
+        return generator
+
+    def _completion(self, rows: list[list[int]], budget: int, prompt_tokens: int, adapter: str | None) -> Completion:
+        done = Completion(texts=[], adapter=adapter, prompt_tokens=prompt_tokens)
+        for row in rows:
+            row = row[:budget]
+            end = next((k for k, t in enumerate(row) if t in self._eos), None)
+            reply = row if end is None else row[:end]
+            done.texts.append(self._tokenizer.decode(reply, skip_special_tokens=True).strip())
+            done.completion_tokens.append(len(row) if end is None else end + 1)  # the end token counts, as in vLLM
+            done.finish_reasons.append("length" if end is None else "stop")
+        return done

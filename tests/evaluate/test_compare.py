@@ -1,0 +1,124 @@
+"""compare end to end on a tiny base model and two (untrained, non-identity) LoRA adapters, with the HF
+engine: results, report, plots, routing table, reply cache, model/slice selection and bad input; plus an
+OpenAI fine-tuned model from the manifest answered by a local server through the real `openai` client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from parallel_r1.cli import app
+from parallel_r1.config import load_config
+from parallel_r1.data import discovery_plan, write_dialogues
+from parallel_r1.discover.procedural import ProceduralBackend
+from parallel_r1.discover.simulator import simulate_dialogue
+from parallel_r1.errors import UserFacingError
+from parallel_r1.evaluate.stage import run_compare
+from parallel_r1.train.manifest import FinetuneJob, FinetuneManifest
+from tests.fakes.openai_server import FakeOpenAIServer
+
+SETTINGS = {"eval.prompts_per_slice": 3, "eval.samples_per_prompt": 1, "eval.max_tokens": 12,
+            "inference.max_model_len": 256,  # beyond the 64 tokens the tiny model was trained on (RoPE)
+            "eval.bootstrap_samples": 200, "inference.engine": "hf"}
+
+
+def make_adapter(base: Path, out: Path, seed: int) -> None:
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base),
+                           LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False))
+    model.save_pretrained(out)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, tiny_base_model) -> Path:
+    """A run directory with a base model (copied), a training batch and two adapters."""
+    work = tmp_path_factory.mktemp("compare")
+    shutil.copytree(tiny_base_model, work / "models" / "base")
+    backend = ProceduralBackend(3)
+    dialogues = [asyncio.run(simulate_dialogue(backend, t)) for t in discovery_plan(40, True, 3)]
+    write_dialogues(work / "batches" / "neurodivergent.parquet", dialogues)
+    for seed, name in enumerate(["neurodivergent", "prior_trauma_recovery"]):
+        make_adapter(work / "models" / "base", work / "adapters" / name, seed)
+    return work
+
+
+def cfg_for(work: Path, **extra):
+    return load_config(overrides={"workdir": str(work), **SETTINGS, **extra})
+
+
+def test_compare_writes_results_report_plots_and_routing(run_dir):
+    out = run_compare(cfg_for(run_dir))
+    models = ["base", "neurodivergent", "prior_trauma_recovery"]
+    table = pq.read_table(run_dir / "eval" / "results.parquet").to_pylist()
+    assert {r["model"] for r in table} == set(models)
+    n_items = len(json.loads((run_dir / "eval" / "heldout.json").read_text())["items"])
+    assert len(table) == 3 * n_items and all(0 <= r["score"] <= 1 for r in table)
+    replies = {m: [r["reply"] for r in table if r["model"] == m] for m in models}
+    assert replies["neurodivergent"] != replies["base"]  # the adapter really answered
+    report = (run_dir / "eval" / "report.md").read_text()
+    for text in ["abstract_scenarios", "validation_heavy", "Success criteria", "Decision:", "stock phrases / reply"]:
+        assert text in report
+    for png in ["heatmap.png", "deltas.png"]:
+        assert (run_dir / "eval" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    routing = json.loads((run_dir / "eval" / "routing.json").read_text())
+    assert set(routing["by_slice"]) == {s.name for s in load_config().eval.slices}
+    assert routing["by_profile"]["rejects_metaphor"]["model"] in models
+    assert {c.verdict for c in out["criteria"]} <= {"pass", "fail", "n/a"}
+
+
+def test_rerun_uses_cached_replies_and_a_changed_adapter_is_regenerated(run_dir, capsys):
+    cache = run_dir / "eval" / "replies"
+    before = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
+    run_compare(cfg_for(run_dir))
+    assert {p.name: p.stat().st_mtime_ns for p in cache.iterdir()} == before
+    assert "replies in" not in capsys.readouterr().out
+    make_adapter(run_dir / "models" / "base", run_dir / "adapters" / "prior_trauma_recovery", seed=7)
+    run_compare(cfg_for(run_dir))
+    after = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
+    changed = {n for n in after if after[n] != before.get(n)}
+    assert changed == {"prior_trauma_recovery.json"}
+
+
+def test_named_model_and_slice_like_the_seed(run_dir):
+    result = CliRunner().invoke(app, ["compare", "neurodivergent", "--test-on", "abstract_scenarios",
+                                      "--workdir", str(run_dir), *(f"--set={k}={v}" for k, v in SETTINGS.items())])
+    assert result.exit_code == 0, result.output
+    assert "abstract_scenarios" in result.output and "validation_heavy" not in result.output.split("success")[0]
+    rows = pq.read_table(run_dir / "eval" / "results.parquet").to_pylist()
+    assert {r["model"] for r in rows} == {"base", "neurodivergent"}
+    assert all(r["slices"] == ["abstract_scenarios"] for r in rows)
+
+
+def test_unknown_model_or_slice_is_a_clear_error(run_dir):
+    with pytest.raises(UserFacingError, match="unknown model.*available: base"):
+        run_compare(cfg_for(run_dir), ["batch_9"])
+    with pytest.raises(UserFacingError, match="unknown slice"):
+        run_compare(cfg_for(run_dir), None, ["martians"])
+    result = CliRunner().invoke(app, ["compare", "nope", "--workdir", str(run_dir)])
+    assert result.exit_code == 2 and "unknown model" in result.output
+
+
+def test_openai_fine_tuned_model_from_the_manifest_is_compared(run_dir, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    with FakeOpenAIServer() as server:
+        FinetuneManifest(run_dir / "finetune_manifest.json").put(FinetuneJob(
+            name="neurodivergent", backend="openai", batches=["neurodivergent"], status="succeeded",
+            result="ft:gpt-4o-mini:org:parallel-r1:abc"))
+        cfg = cfg_for(run_dir, **{"finetune.openai.base_url": server.base_url})
+        out = run_compare(cfg, ["openai:neurodivergent"], ["general"])
+        assert {r["model"] for r in server.requests} == {"ft:gpt-4o-mini:org:parallel-r1:abc"}
+    rows = pq.read_table(run_dir / "eval" / "results.parquet").to_pylist()
+    remote = [r for r in rows if r["model"] == "openai:neurodivergent"]
+    assert remote and all(r["reply"].startswith("You said") for r in remote)
+    assert any(c.model == "openai:neurodivergent" for c in out["cells"])
+    (run_dir / "finetune_manifest.json").unlink()

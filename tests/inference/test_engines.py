@@ -1,0 +1,182 @@
+"""The HF and vLLM engines on a tiny model: records, adapters, seeds, concurrency, errors, engine choice, and
+that both engines give the same greedy replies."""
+
+from __future__ import annotations
+
+import importlib.util
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from parallel_r1.errors import UserFacingError
+from parallel_r1.inference import SamplingParams, build_engine, factory, vllm_available
+from parallel_r1.inference.adapters import UnknownAdapterError
+from parallel_r1.inference.hf_engine import HFEngine
+
+OPENINGS = ["I don't understand fractions.", "Why does the moon change shape?", "Can you help me with loops?",
+            "What is a variable?", "hi", "I keep getting recursion wrong."]
+CONVERSATIONS = [[{"role": "user", "content": text}] for text in OPENINGS]
+CONVERSATIONS[3] = [{"role": "system", "content": "You are a patient tutor."}, *CONVERSATIONS[3]]
+GREEDY = SamplingParams(temperature=0, max_tokens=24)
+SAMPLED = SamplingParams(n=2, temperature=0.8, max_tokens=16, seed=11)
+
+
+@pytest.fixture(scope="module")
+def hf(tiny_inference_config, tiny_base_model, tiny_adapters):
+    engine = HFEngine(tiny_inference_config, tiny_base_model, tiny_adapters)
+    yield engine
+    engine.close()
+
+
+def _key(completions):
+    return [(c.texts, c.completion_tokens, c.finish_reasons) for c in completions]
+
+
+def _assert_concurrent_routes(engine, conversations, requests: int, workers: int) -> None:
+    """Requests for the base and both adapters from several threads each get what they get alone."""
+    routes = [None, "style", "other"]
+    expected = {r: _key(engine.generate(conversations, GREEDY, adapter=r)) for r in routes}
+    sent = [routes[i % 3] for i in range(requests)]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        got = list(pool.map(lambda r: _key(engine.generate(conversations, GREEDY, adapter=r)), sent))
+    assert [g == expected[r] for g, r in zip(got, sent, strict=True)] == [True] * len(sent)
+
+
+def test_hf_records(hf):
+    out = hf.generate(CONVERSATIONS[:3], SamplingParams(max_tokens=12), adapter="style")
+    assert len(out) == 3 and hf.adapters == ["style", "other"]
+    for c in out:
+        assert c.adapter == "style" and c.prompt_tokens > 5 and len(c.texts) == 1 and isinstance(c.text, str)
+        assert 1 <= c.completion_tokens[0] <= 12 and c.finish_reasons[0] in ("stop", "length")
+        assert c.finish_reasons[0] == "stop" or c.completion_tokens[0] == 12
+    assert hf.generate([], GREEDY) == []
+
+
+def test_adapter_changes_greedy_output_and_base_is_the_bare_model(hf, tiny_inference_config, tiny_base_model):
+    base = hf.generate(CONVERSATIONS, GREEDY)
+    styled = hf.generate(CONVERSATIONS, GREEDY, adapter="style")
+    other = hf.generate(CONVERSATIONS, GREEDY, adapter="other")
+    assert sum(b.text != s.text for b, s in zip(base, styled, strict=True)) >= len(CONVERSATIONS) - 1
+    assert _key(styled) != _key(other)
+    bare = HFEngine(tiny_inference_config, tiny_base_model)  # no PeftModel at all
+    assert _key(bare.generate(CONVERSATIONS, GREEDY)) == _key(base)
+    assert any(c.finish_reasons[0] == "length" and c.completion_tokens[0] == 24 for c in base)
+
+
+def test_seeds_reproducible_and_independent_of_batching(hf, tiny_inference_config, tiny_base_model, tiny_adapters):
+    first = hf.generate(CONVERSATIONS, SAMPLED, adapter="style")
+    assert _key(hf.generate(CONVERSATIONS, SAMPLED, adapter="style")) == _key(first)
+    one_by_one = HFEngine(tiny_inference_config.model_copy(update={"max_batch_size": 1}), tiny_base_model,
+                          {"style": tiny_adapters["style"]})
+    assert _key(one_by_one.generate(CONVERSATIONS, SAMPLED, adapter="style")) == _key(first)
+    # Prompt i is sampled with seed + i: the same conversation at index 0 with seed + 2 gets the same replies.
+    shifted = hf.generate(CONVERSATIONS[2:3], SamplingParams(n=2, max_tokens=16, seed=SAMPLED.seed + 2), "style")
+    assert _key(shifted) == _key(first[2:3])
+    other_seed = hf.generate(CONVERSATIONS, SamplingParams(n=2, max_tokens=16, seed=99), adapter="style")
+    assert _key(other_seed) != _key(first)
+
+
+def test_n_samples(hf):
+    out = hf.generate(CONVERSATIONS[:2], SamplingParams(n=3, temperature=1.0, max_tokens=16))
+    for c in out:
+        assert len(c.texts) == len(c.completion_tokens) == len(c.finish_reasons) == 3
+        assert len(set(c.texts)) > 1  # three independent samples, not one repeated
+    greedy = hf.generate(CONVERSATIONS[:1], SamplingParams(n=2, temperature=0, max_tokens=8))[0]
+    assert greedy.texts[0] == greedy.texts[1]
+
+
+def test_concurrent_requests_for_different_adapters_get_their_own_replies(hf):
+    """Without the engine's lock, one thread's set_adapter changes another's generation midway."""
+    _assert_concurrent_routes(hf, CONVERSATIONS[:3], requests=18, workers=6)
+
+
+def test_adapter_errors(hf, tmp_path, tiny_adapters):
+    with pytest.raises(FileNotFoundError, match=str(tmp_path / "missing")):
+        hf.add_adapter("missing", tmp_path / "missing")
+    with pytest.raises(FileNotFoundError, match="adapter_config.json"):
+        hf.add_adapter("empty", tmp_path)
+    with pytest.raises(UnknownAdapterError, match=r"'nope'.*'style', 'other'") as err:
+        hf.generate(CONVERSATIONS[:1], GREEDY, adapter="nope")
+    assert isinstance(err.value, KeyError) and isinstance(err.value, UserFacingError)
+    hf.add_adapter("style", tiny_adapters["style"])  # the same folder again: nothing to do
+    with pytest.raises(UserFacingError, match="new name"):
+        hf.add_adapter("style", tiny_adapters["other"])
+    with pytest.raises(UserFacingError, match="context length"):
+        hf.generate([[{"role": "user", "content": "word " * 40}]], GREEDY)
+    assert hf.adapters == ["style", "other"]
+
+
+class _FakeVLLMEngine:
+    def __init__(self, cfg, base_model, adapters=None):
+        self.args = (cfg, base_model, adapters)
+
+
+def test_build_engine_choice(monkeypatch, tiny_inference_config, tiny_base_model, tiny_adapters):
+    assert vllm_available() is vllm_available()  # a cached bool
+    monkeypatch.setattr("parallel_r1.inference.vllm_engine.VLLMEngine", _FakeVLLMEngine)
+    auto, hf_only, vllm_only = (tiny_inference_config.model_copy(update={"engine": e}) for e in ("auto", "hf", "vllm"))
+
+    monkeypatch.setattr(factory, "vllm_available", lambda: True)
+    assert isinstance(build_engine(auto, tiny_base_model), _FakeVLLMEngine)
+    assert build_engine(vllm_only, tiny_base_model, tiny_adapters).args[2] == tiny_adapters
+    engine = build_engine(hf_only, tiny_base_model, tiny_adapters)
+    assert isinstance(engine, HFEngine) and engine.adapters == ["style", "other"]
+
+    monkeypatch.setattr(factory, "vllm_available", lambda: False)
+    assert isinstance(build_engine(auto, tiny_base_model), HFEngine)
+    with pytest.raises(UserFacingError, match="inference.engine is 'vllm'"):
+        build_engine(vllm_only, tiny_base_model)
+
+
+# ---- vLLM: one engine for the module (starting one takes 20-60 s on 2 cores) ----
+
+needs_vllm = pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vLLM is not installed")
+
+
+@pytest.fixture(scope="module")
+def vllm(tiny_inference_config, tiny_base_model, tiny_adapters):
+    from parallel_r1.inference.vllm_engine import VLLMEngine
+
+    engine = VLLMEngine(tiny_inference_config, tiny_base_model, tiny_adapters)
+    yield engine
+    engine.close()
+    engine.close()  # idempotent
+
+
+@pytest.mark.slow
+@needs_vllm
+@pytest.mark.parametrize("adapter", [None, "style"])
+def test_vllm_and_hf_agree_on_greedy_replies(vllm, hf, adapter):
+    """Both engines run the fp32 model, so greedy replies match token for token; a reduction-order difference
+    could still flip a near-tie and change one reply's tail, so one mismatch in six is tolerated (none was seen).
+    The prompt tokens must match exactly: both render the same chat template."""
+    v = vllm.generate(CONVERSATIONS, GREEDY, adapter=adapter)
+    h = hf.generate(CONVERSATIONS, GREEDY, adapter=adapter)
+    assert [c.prompt_tokens for c in v] == [c.prompt_tokens for c in h]
+    assert all(c.adapter == adapter for c in v)
+    matches = [a == b for a, b in zip(_key(v), _key(h), strict=True)]
+    assert sum(matches) >= len(matches) - 1, list(zip(_key(v), _key(h), strict=True))
+
+
+@pytest.mark.slow
+@needs_vllm
+def test_vllm_seeds_records_and_errors(vllm, tmp_path):
+    first = vllm.generate(CONVERSATIONS, SAMPLED, adapter="other")
+    assert _key(vllm.generate(CONVERSATIONS, SAMPLED, adapter="other")) == _key(first)
+    shifted = vllm.generate(CONVERSATIONS[2:3], SamplingParams(n=2, max_tokens=16, seed=SAMPLED.seed + 2), "other")
+    assert _key(shifted) == _key(first[2:3])
+    for c in first:
+        assert len(c.texts) == 2 and all(1 <= k <= 16 for k in c.completion_tokens)
+        assert all(r == "stop" or k == 16 for r, k in zip(c.finish_reasons, c.completion_tokens, strict=True))
+    with pytest.raises(UnknownAdapterError, match="nope"):
+        vllm.generate(CONVERSATIONS[:1], GREEDY, adapter="nope")
+    with pytest.raises(FileNotFoundError, match="adapter_config.json"):
+        vllm.add_adapter("empty", tmp_path)
+    with pytest.raises(UserFacingError, match="context length"):
+        vllm.generate([[{"role": "user", "content": "word " * 40}]], GREEDY)
+
+
+@pytest.mark.slow
+@needs_vllm
+def test_vllm_concurrent_requests(vllm):
+    _assert_concurrent_routes(vllm, CONVERSATIONS[:2], requests=6, workers=3)
