@@ -34,6 +34,7 @@ lint: install
 bench: install
 	$(PY) benchmarks/bench_discover.py
 	$(PY) benchmarks/bench_finetune.py
+	$(PY) benchmarks/bench_inference.py
 
 clean:
 	rm -rf data .pytest_cache

@@ -1,5 +1,5 @@
-"""run_pipeline(config): discover → grade → batch → init-model → finetune (six specialists, then the
-monolithic baseline) → compare → gate, each skipped (or resumed) when its artifact is already complete."""
+"""run_pipeline(config): discover → grade → batch → init-model → finetune (six specialists and the
+monolithic baseline at once) → compare → gate, each skipped (or resumed) when its artifact is already complete."""
 
 from __future__ import annotations
 
@@ -36,9 +36,7 @@ def run_pipeline(cfg: PipelineConfig, *, force: bool = False) -> None:
         console.rule("init-model")
         build_base_model(cfg.base_model, paths.base_model, force=force)
     console.rule("finetune")
-    jobs = run_finetune(cfg, force=force)
-    if cfg.finetune.monolithic_baseline:
-        jobs |= run_finetune(cfg, monolithic=True, force=force)
+    jobs = run_finetune(cfg, with_baseline=cfg.finetune.monolithic_baseline, force=force)
     if cfg.finetune.backend != "ray":
         console.print("finetune: OpenAI jobs submitted; follow them with `parallel-r1 watch`, then run compare")
         return

@@ -39,9 +39,11 @@ class VLLMEngine:
             raise UserFacingError(f"inference.max_lora_rank {cfg.max_lora_rank} is above vLLM's largest LoRA rank "
                                   f"{max(get_args(MaxLoRARanks))}")
         self._max_rank = ranks[0]
-        # On CPU the KV cache is given in bytes (a fraction of host memory would look at one NUMA node only).
+        # On CPU the KV cache is given in bytes (a fraction of host memory would look at one NUMA node only), and
+        # prefills are never split across steps: vLLM rewinds a seeded request's generator after a partial
+        # prefill with `set_offset`, which CPU generators lack ("CPU Generator does not use offset").
         memory = ({"gpu_memory_utilization": cfg.gpu_memory_utilization} if torch.cuda.is_available()
-                  else {"kv_cache_memory_bytes": cfg.kv_cache_memory_bytes})
+                  else {"kv_cache_memory_bytes": cfg.kv_cache_memory_bytes, "enable_chunked_prefill": False})
         kwargs = {"dtype": cfg.dtype, "enable_lora": True, "max_lora_rank": self._max_rank,
                   "max_loras": cfg.max_loras, "max_model_len": cfg.max_model_len, **memory, **llm_kwargs}
         self._llm: Any = LLM(model=str(base_model), **kwargs)

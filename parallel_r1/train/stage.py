@@ -22,10 +22,14 @@ MONOLITHIC = "monolithic"
 class FinetuneStage:
     """setup() → run() over one PipelineConfig (nothing to clean up: Ray Train owns its workers)."""
 
-    def __init__(self, cfg: PipelineConfig, *, monolithic: bool = False, force: bool = False):
+    def __init__(self, cfg: PipelineConfig, *, monolithic: bool = False, with_baseline: bool = False,
+                 force: bool = False):
+        """monolithic: only the one job on the union of the batches; with_baseline: that job as well as one
+        per batch, all launched together."""
         self.cfg = cfg
         self.paths = RunPaths(cfg.workdir)
         self.monolithic = monolithic
+        self.with_baseline = with_baseline
         self.force = force
         self.manifest = FinetuneManifest(self.paths.finetune_manifest)
         self.files: dict[str, Path] = {}
@@ -46,12 +50,11 @@ class FinetuneStage:
 
     def setup(self) -> None:
         files = self._batch_files()
-        if self.monolithic:
+        self.files, self.batches_of = ({}, {}) if self.monolithic else (dict(files), {b: [b] for b in files})
+        if self.monolithic or self.with_baseline:
             union = [row for p in files.values() for row in read_jsonl(p)]
-            path = atomic_write_jsonl(self.paths.workdir / "finetune" / f"{MONOLITHIC}.jsonl", union)
-            self.files, self.batches_of = {MONOLITHIC: path}, {MONOLITHIC: list(files)}
-        else:
-            self.files, self.batches_of = files, {b: [b] for b in files}
+            self.files[MONOLITHIC] = atomic_write_jsonl(self.paths.workdir / "finetune" / f"{MONOLITHIC}.jsonl", union)
+            self.batches_of[MONOLITHIC] = list(files)
         backend = self.cfg.finetune.backend
         existing = self.manifest.read()
         for name, path in self.files.items():
@@ -116,8 +119,9 @@ def manifest_table(jobs: dict[str, FinetuneJob]):
                                            "wall s", "result / error"], rows)
 
 
-def run_finetune(cfg: PipelineConfig, *, monolithic: bool = False, force: bool = False) -> dict[str, FinetuneJob]:
-    stage = FinetuneStage(cfg, monolithic=monolithic, force=force)
+def run_finetune(cfg: PipelineConfig, *, monolithic: bool = False, with_baseline: bool = False,
+                 force: bool = False) -> dict[str, FinetuneJob]:
+    stage = FinetuneStage(cfg, monolithic=monolithic, with_baseline=with_baseline, force=force)
     stage.setup()
     jobs = stage.run()
     console.print(manifest_table(jobs))

@@ -178,5 +178,18 @@ def test_vllm_seeds_records_and_errors(vllm, tmp_path):
 
 @pytest.mark.slow
 @needs_vllm
+def test_vllm_many_seeded_prompts_beyond_one_steps_token_budget(vllm):
+    """More prompt tokens than one engine step schedules (4096): on CPU a split (chunked) prefill of a seeded
+    request used to kill the engine ("CPU Generator does not use offset")."""
+    long = " ".join(OPENINGS[:4])  # ~45 prompt tokens: 120 of them fill more than one step, in fewer than 256 seqs
+    many = [[{"role": "user", "content": f"{i} {long}"}] for i in range(120)]
+    sampling = SamplingParams(n=1, temperature=0.8, max_tokens=4, seed=3)
+    out = vllm.generate(many, sampling)
+    assert len(out) == 120 and sum(c.prompt_tokens for c in out) > 4096
+    assert _key(vllm.generate(many[:8], sampling)) == _key(out[:8])
+
+
+@pytest.mark.slow
+@needs_vllm
 def test_vllm_concurrent_requests(vllm):
     _assert_concurrent_routes(vllm, CONVERSATIONS[:2], requests=6, workers=3)

@@ -1,0 +1,51 @@
+"""The demo's whole chain on configs/smoke.yaml: init-model → discover → grade → batch → finetune (six at once,
+then the monolithic baseline) → compare → gate, through the CLI; then a rerun that redoes nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from parallel_r1.cli import app
+from parallel_r1.train.manifest import FinetuneManifest
+from tests.support.batches import BATCHES
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_run_goes_from_nothing_to_a_gated_comparison_and_a_rerun_redoes_nothing(ray_session, tmp_path):
+    args = ["run", "--config", str(ROOT / "configs" / "smoke.yaml"), "--workdir", str(tmp_path)]
+    first = CliRunner().invoke(app, args)
+    assert first.exit_code == 0, first.output[-4000:]
+    for stage in ("discover", "batch", "init-model", "finetune", "compare", "gate"):
+        assert stage in first.output
+    assert "success criteria" in first.output and "decision:" in first.output
+    assert str(tmp_path / "eval" / "report.md") in first.output.replace("\n", "")
+
+    jobs = FinetuneManifest(tmp_path / "finetune_manifest.json").read()
+    assert sorted(jobs) == sorted([*BATCHES, "monolithic"])
+    assert {j.status for j in jobs.values()} == {"succeeded"}, {n: j.error for n, j in jobs.items()}
+    assert all(j.started_at <= min(k.finished_at for k in jobs.values()) for j in jobs.values())  # seven at once
+    models = {r["model"] for r in pq.read_table(tmp_path / "eval" / "results.parquet").to_pylist()}
+    assert models == {"base", "monolithic", *BATCHES}
+    routing = json.loads((tmp_path / "eval" / "routing.json").read_text())
+    assert routing["default"] in models and routing["by_profile"]
+    promotion = json.loads((tmp_path / "promotion.json").read_text())
+    assert len(promotion["decisions"]) == 1 and promotion["decisions"][0]["candidate"] in models
+    for png in ("heatmap.png", "deltas.png"):
+        assert (tmp_path / "eval" / png).stat().st_size > 1000
+
+    replies = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "eval" / "replies").iterdir()}
+    finished = {n: j.finished_at for n, j in jobs.items()}
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0, again.output[-4000:]
+    assert "already decided on these results" in again.output and "replies in" not in again.output
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "eval" / "replies").iterdir()} == replies
+    assert {n: j.finished_at for n, j in FinetuneManifest(tmp_path / "finetune_manifest.json").read().items()
+            } == finished
+    assert len(json.loads((tmp_path / "promotion.json").read_text())["decisions"]) == 1
