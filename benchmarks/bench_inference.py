@@ -28,21 +28,10 @@ from parallel_r1.data.io import atomic_write_json  # noqa: E402
 from parallel_r1.inference import InferenceEngine, SamplingParams  # noqa: E402
 from parallel_r1.inference.hf_engine import HFEngine  # noqa: E402
 from parallel_r1.train.base_model import build_base_model, generate_corpus  # noqa: E402
+from tests.support.adapters import random_adapter  # noqa: E402
 
 ADAPTER = "bench"
 ROUTES = {"base": None, "adapter": ADAPTER}
-
-
-def random_adapter(base: Path, out: Path) -> Path:
-    """A rank-16 LoRA on all linear layers (the demo's shape) with random weights: real adapter compute."""
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_pretrained(base)
-    get_peft_model(model, LoraConfig(r=16, lora_alpha=32, target_modules="all-linear",
-                                     init_lora_weights=False)).save_pretrained(out)
-    return out
 
 
 def measure(engine: InferenceEngine, conversations: list[list[dict]], sampling: SamplingParams,
@@ -79,7 +68,7 @@ def main() -> None:
     built = build_base_model(BaseModelConfig(hidden_size=192, intermediate_size=512, num_layers=4, num_heads=4,
                                              max_seq_len=256, vocab_size=2048, corpus_dialogues=300, max_steps=5),
                              base, progress=False)
-    adapters = {ADAPTER: random_adapter(base, work / "adapter")}
+    adapters = {ADAPTER: random_adapter(base, work / "adapter", r=16)}
     # Openings of dialogues the base model was not pre-trained on (another corpus seed).
     conversations = [d.messages()[:1] for d in generate_corpus(args.n, seed=1)]
     sampling = SamplingParams(temperature=args.temperature, max_tokens=args.max_tokens, seed=0)

@@ -154,6 +154,8 @@ def finetune(
     backend: Annotated[str | None, typer.Option(help="ray | openai")] = None,
     batches: Annotated[str | None, typer.Option(help="Comma-separated batch names (default: all).")] = None,
     monolithic: Annotated[bool, typer.Option(help="One adapter on the union of the batches.")] = False,
+    with_baseline: Annotated[bool, typer.Option(help="The specialists and the monolithic adapter, all at once.")
+                             ] = False,
     force: Annotated[bool, typer.Option(help="Re-run jobs that already succeeded.")] = False,
     config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None,
 ) -> None:
@@ -163,7 +165,7 @@ def finetune(
 
     names = f"[{', '.join(b.strip() for b in batches.split(','))}]" if batches else None
     cfg = _config(config, workdir, set_, **{"finetune.backend": backend, "finetune.batches": names})
-    jobs = run_finetune(cfg, monolithic=monolithic, force=force)
+    jobs = run_finetune(cfg, monolithic=monolithic, with_baseline=with_baseline, force=force)
     if cfg.finetune.backend == "ray" and exit_code(jobs) == 1:
         raise typer.Exit(1)
 
@@ -234,6 +236,21 @@ def tune_cmd(
 
     sizes = f"[{batch_sizes}]" if batch_sizes else None
     run_tune(_config(config, workdir, set_, **{"tune.specialist": specialist, "tune.batch_sizes": sizes}))
+
+
+@app.command("serve")
+@user_errors
+def serve_cmd(
+    host: Annotated[str | None, typer.Option(help="Address to listen on (default: serve.host).")] = None,
+    port: Annotated[int | None, typer.Option(help="HTTP port (default: serve.port).")] = None,
+    backend: Annotated[str | None, typer.Option(help="Model backend: hf | vllm.")] = None,
+    config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None,
+) -> None:
+    """Serve the specialists behind the OpenAI-compatible ensemble router (Ray Serve) until Ctrl-C."""
+    from parallel_r1.serving.local import serve_until_interrupted
+
+    serve_until_interrupted(_config(config, workdir, set_, **{
+        "serve.host": host, "serve.port": port, "serve.backend": backend}))
 
 
 if __name__ == "__main__":

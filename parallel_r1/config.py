@@ -128,8 +128,11 @@ class BaseModelConfig(_Section):
     max_seq_len: int = Field(256, ge=32, description="Context length of the embedded model.")
     vocab_size: int = Field(2048, ge=300, description="Target BPE vocabulary (a templated corpus saturates lower).")
     corpus_dialogues: int = Field(3000, ge=10, description="Procedural dialogues generated to pre-train on.")
-    train_minutes: float = Field(5.0, gt=0, description="Wall-clock budget of pre-training.")
-    max_steps: int | None = Field(None, ge=1, description="Stop after this many steps (before the budget).")
+    max_steps: int | None = Field(350, ge=1, description="Pre-training steps (~5 minutes on 2 idle cores); a "
+                                                        "step budget keeps the model the same however busy the "
+                                                        "machine is. None: train for train_minutes.")
+    train_minutes: float = Field(8.0, gt=0, description="Wall-clock cap of pre-training (stops before max_steps "
+                                                        "on a slow or busy machine).")
     batch_size: int = Field(16, ge=1)
     learning_rate: float = Field(3e-3, gt=0)
     seed: int = 0
@@ -157,8 +160,8 @@ class FinetuneConfig(_Section):
     backend: Literal["ray", "openai"] = Field("ray", description="Ray Train + TRL + PEFT, or the OpenAI API.")
     batches: list[str] | None = Field(None, description="Batch names to train; None: every batch on disk.")
     # optimisation
-    learning_rate: float = Field(2e-3, gt=0)
-    epochs: float = Field(3.0, gt=0)
+    learning_rate: float = Field(4e-3, gt=0, description="Peak learning rate (high: the demo's model is tiny).")
+    epochs: float = Field(4.0, gt=0)
     max_length: int = Field(256, ge=16, description="Tokens per training example (longer ones are cut).")
     per_device_batch_size: int = Field(4, ge=1)
     gradient_accumulation_steps: int = Field(1, ge=1)
@@ -166,15 +169,16 @@ class FinetuneConfig(_Section):
     lora: LoraSection = Field(default_factory=LoraSection)
     # resources
     num_workers: int = Field(1, ge=1, description="Data-parallel workers per job.")
-    cpus_per_worker: float = Field(0.3, gt=0, description="CPUs reserved per worker (fractions allowed; six "
-                                                          "jobs x 0.3 fit at once on a 2-CPU local Ray).")
+    cpus_per_worker: float = Field(0.25, gt=0, description="CPUs reserved per worker (fractions allowed; the six "
+                                                           "specialists and the baseline x 0.25 fit on 2 CPUs).")
     use_gpu: bool = Field(False, description="One GPU per worker (cluster).")
     gpus_per_worker: float = Field(1.0, gt=0)
     max_concurrent_jobs: int | None = Field(None, ge=1, description="None: every job at once.")
     storage_path: str | None = Field(None, description="Ray Train storage (absolute path or URI); "
                                                        "None: <workdir>/ray_results.")
-    monolithic_baseline: bool = Field(True, description="`run` also trains the monolithic adapter (the "
-                                                        "baseline `compare` measures the specialists against).")
+    monolithic_baseline: bool = Field(True, description="`run` also trains the monolithic adapter (the baseline "
+                                                        "`compare` measures the specialists against), together "
+                                                        "with the specialists.")
     max_failures: int = Field(1, ge=0, description="Ray Train restarts of a failed job (from its checkpoint).")
     openai: OpenAIFinetuneConfig = Field(default_factory=OpenAIFinetuneConfig)
 
@@ -266,11 +270,164 @@ class GateConfig(_Section):
 class TuneConfig(_Section):
     specialist: str = Field("neurodivergent", description="The batch whose specialist is swept.")
     batch_sizes: list[int] = Field(default_factory=lambda: [30, 50, 100], description="Training samples per trial.")
-    learning_rates: list[float] = Field(default_factory=lambda: [2e-3])
+    learning_rates: list[float] = Field(default_factory=lambda: [4e-3])
     lora_ranks: list[int] = Field(default_factory=lambda: [16])
     max_concurrent_trials: int = Field(3, ge=1)
     grace_epochs: int = Field(1, ge=1, description="Epochs before a poor trial may be stopped early.")
     eval_prompts: int = Field(16, ge=2, description="Held-out prefixes of the specialist's slices per trial.")
+
+
+def _default_static_routes() -> dict[str, str]:
+    return {
+        "standard": "varied_original_diverse",
+        "neurodivergent": "neurodivergent",
+        "rejects_metaphor": "neurodivergent",
+        "executive_function_gap": "neurodivergent",
+        "hyperfocus": "neurodivergent",
+        "bad_prior_teacher": "prior_trauma_recovery",
+    }
+
+
+class ServeConfig(_Section):
+    host: str = Field("127.0.0.1", description="Address the Serve HTTP proxy listens on (0.0.0.0: every interface).")
+    port: int = Field(8000, ge=1, le=65535, description="HTTP port of the Serve proxy (8000 may be taken on a "
+                                                        "shared host).")
+    backend: Literal["hf", "vllm"] = Field("hf", description="hf: one deployment with transformers + PEFT and every "
+                                                             "adapter; vllm: Ray Serve LLM with multi-LoRA.")
+    app_name: str = Field("parallel_r1", description="Name of the Serve application.")
+    route_prefix: str = Field("/", pattern=r"^/", description="URL prefix of the application on the Serve proxy.")
+    router_model: str = Field("parallel-r1", description="Model id that asks the router to pick the specialist "
+                                                         "(a specialist's own name or 'base' bypasses routing).")
+    auth_token_env: str | None = Field(None, description="Environment variable holding the bearer token clients "
+                                                         "must send; None: no auth.")
+    router_replicas: int = Field(1, ge=1, description="Router replicas (without autoscaling).")
+    model_replicas: int = Field(1, ge=1, description="Model deployment replicas (without autoscaling).")
+    autoscaling: bool = Field(False, description="Autoscale both deployments between min_replicas and max_replicas.")
+    min_replicas: int = Field(1, ge=0, description="Autoscaling: fewest replicas per deployment.")
+    max_replicas: int = Field(2, ge=1, description="Autoscaling: most replicas per deployment.")
+    target_ongoing_requests: float = Field(4.0, gt=0, description="Autoscaling: ongoing requests per replica aimed at.")
+    router_num_cpus: float = Field(0.1, ge=0, description="CPUs reserved per router replica (fractions allowed).")
+    model_num_cpus: float = Field(0.5, ge=0, description="CPUs reserved per hf model replica (fractions allowed).")
+    model_num_gpus: float = Field(0.0, ge=0, description="GPUs per hf model replica (vllm: see use_gpu).")
+    use_gpu: bool = Field(False, description="vllm backend: run the engine on a GPU instead of the CPU build.")
+    max_ongoing_requests: int = Field(32, ge=1, description="Requests a replica accepts at once before queueing.")
+    access_log: bool = Field(False, description="Serve's per-request access log lines in the replicas' logs.")
+    temperature: float = Field(0.8, ge=0, le=2, description="Default temperature when a request sets none (greedy "
+                                                            "decoding of tiny models loops).")
+    top_p: float = Field(0.95, gt=0, le=1, description="Default top_p when a request sets none.")
+    max_tokens: int = Field(96, ge=1, description="Default max_tokens when a request sets none.")
+    max_tokens_limit: int = Field(1024, ge=1, description="Largest max_tokens a request may ask for (else 400).")
+    max_n: int = Field(4, ge=1, description="Largest n (choices per request) a request may ask for (else 400).")
+    add_system_prompt: bool = Field(True, description="Prepend the specialist's training system prompt when the "
+                                                      "request has no system message.")
+    static_routes: dict[str, str] = Field(default_factory=_default_static_routes,
+                                          description="Profile kind -> specialist, used when <workdir>/eval/"
+                                                      "routing.json is missing or names no loaded model for it.")
+    grading_fraction: float = Field(0.1, ge=0, le=1, description="Share of served replies graded by the rubric "
+                                                                 "after the response is sent.")
+    score_log: str | None = Field(None, description="JSONL score log of online grading; None: "
+                                                    "<workdir>/serve/scores.jsonl.")
+    ready_timeout_s: float = Field(600.0, gt=0, description="How long `parallel-r1 serve` waits for the app.")
+
+
+class ParallelInferenceConfig(_Section):
+    branches: int = Field(3, ge=2, description="Paths per <Parallel> block the model is asked for at inference.")
+    max_blocks: int = Field(3, ge=1, description="Parallel blocks allowed in one reply at inference.")
+    temperature: float = Field(0.8, ge=0, le=2, description="Sampling temperature of parallel inference.")
+    top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling mass of parallel inference.")
+    max_tokens: int = Field(256, ge=1, description="Token budget of one parallel reply, paths and summaries included.")
+
+
+class ParallelConfig(_Section):
+    # the format
+    max_blocks: int = Field(3, ge=1, description="K: parallel blocks allowed in one reply (validation and rewards).")
+    branches: int = Field(3, ge=2, description="Paths per block in the cold-start targets.")
+    # the cold-start dataset
+    dataset_threshold: float = Field(0.9, ge=0, le=1, description="Only dialogues scoring >= this become targets.")
+    min_dialogues: int = Field(20, ge=1, description="Fewer dialogues at or above the threshold is an error that "
+                                                     "says which threshold would do (never a silently smaller set).")
+    turns_per_dialogue: int = Field(1, ge=1, description="Teacher turns of each dialogue rewritten as targets.")
+    path_min_grade: float = Field(0.6, ge=0, le=1, description="Rubric grade a candidate reply needs to be a path.")
+    max_path_overlap: float = Field(0.5, gt=0, le=1, description="Paths whose word overlap reaches this are not "
+                                                                 "distinct; only one of them is kept.")
+    summary_mode: Literal["choose", "merge"] = Field("choose", description="choose: the summary is the best-graded "
+                                                                           "path; merge: it adds the runner-up's "
+                                                                           "closing sentence when that grades as well.")
+    seed: int = Field(0, description="Seed of the turns drawn and of the path order.")
+    inference: ParallelInferenceConfig = Field(default_factory=ParallelInferenceConfig,
+                                               description="The execution policy of parallel inference.")
+
+
+class RewardWeightsConfig(_Section):
+    rubric: float = Field(1.0, ge=0, description="Weight of the rubric grade of the reply the student sees.")
+    diversity: float = Field(0.2, ge=0, description="Weight of path diversity (1 - mean pairwise self-BLEU).")
+    consistency: float = Field(0.2, ge=0, description="Weight of verification consistency (summary vs best path, "
+                                                      "critic vs rubric).")
+    format: float = Field(0.5, ge=0, description="Weight of the format reward.")
+
+
+class RewardScheduleConfig(_Section):
+    kind: Literal["constant", "alternating"] = Field("constant", description="constant: every weight every step; "
+                                                                             "alternating: the paper's schedule.")
+    period: int = Field(10, ge=1, description="alternating: steps per cycle.")
+    bonus_steps: int = Field(2, ge=1, description="alternating: the last steps of each cycle with every component.")
+    task_components: list[Literal["rubric", "diversity", "consistency", "format"]] = Field(
+        default_factory=lambda: ["rubric"], description="alternating: the components of the other steps.")
+
+    @model_validator(mode="after")
+    def _check(self) -> RewardScheduleConfig:
+        if self.bonus_steps > self.period:
+            raise ValueError(f"bonus_steps ({self.bonus_steps}) must be <= period ({self.period})")
+        return self
+
+
+class RLExploreConfig(_Section):
+    temperature: float = Field(1.0, ge=0, le=2, description="Rollout sampling temperature while exploring.")
+    branches: int = Field(4, ge=2, description="Paths per parallel block asked for while exploring.")
+    max_tokens: int = Field(256, ge=1, description="Rollout token budget while exploring.")
+
+
+class RLVerifyConfig(_Section):
+    temperature: float = Field(0.6, ge=0, le=2, description="Rollout sampling temperature while verifying.")
+    branches: int = Field(2, ge=2, description="Paths per parallel block asked for while verifying.")
+    max_tokens: int = Field(256, ge=1, description="Rollout token budget while verifying.")
+
+
+class CurriculumConfig(_Section):
+    tiers: list[Literal["easy", "medium", "hard"]] = Field(
+        default_factory=lambda: ["easy", "medium", "hard"], min_length=1, description="Scenario tiers, in order.")
+    promote_threshold: float = Field(0.7, description="Mean step reward over promote_window that promotes.")
+    promote_window: int = Field(20, ge=1, description="Steps the promotion mean is taken over.")
+    explore_steps: int | None = Field(50, ge=0, description="Steps on a tier before the verify phase; None: by "
+                                                            "reward only.")
+    verify_from_reward: float | None = Field(0.5, description="Windowed mean reward that starts the verify phase "
+                                                              "early; None: by steps only.")
+
+
+class RLStopConfig(_Section):
+    eval_window: int = Field(10, ge=1, description="Steps per evaluation window.")
+    min_improvement: float = Field(0.01, ge=0, description="Relative improvement a window must bring ...")
+    patience: int = Field(3, ge=1, description="... within this many windows, else stop (plateau).")
+    min_variance: float = Field(0.02, ge=0, description="Stop when a window's reward variance is below this.")
+
+
+class RLConfig(_Section):
+    # rewards
+    rewards: RewardWeightsConfig = Field(default_factory=RewardWeightsConfig, description="Reward weights.")
+    schedule: RewardScheduleConfig = Field(default_factory=RewardScheduleConfig, description="Which weights apply "
+                                                                                             "at which step.")
+    format_partial_credit: float = Field(0.5, ge=0, le=1, description="Format reward of a malformed reply whose "
+                                                                      "blocks are all well formed.")
+    diversity_max_n: int = Field(4, ge=1, description="Longest n-gram of the self-BLEU behind path diversity.")
+    critic_weight: float = Field(0.5, ge=0, le=1, description="Share of consistency from critic-rubric agreement "
+                                                              "(when a critic is given).")
+    # curriculum and phases
+    curriculum: CurriculumConfig = Field(default_factory=CurriculumConfig, description="easy -> medium -> hard.")
+    explore: RLExploreConfig = Field(default_factory=RLExploreConfig,
+                                     description="Sampling of the explore phase (early on each tier).")
+    verify: RLVerifyConfig = Field(default_factory=RLVerifyConfig,
+                                   description="Sampling of the verify phase (conservative).")
+    stop: RLStopConfig = Field(default_factory=RLStopConfig, description="Stop criteria.")
 
 
 class PipelineConfig(_Section):
@@ -285,6 +442,9 @@ class PipelineConfig(_Section):
     eval: EvalConfig = Field(default_factory=EvalConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
     tune: TuneConfig = Field(default_factory=TuneConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
+    parallel: ParallelConfig = Field(default_factory=ParallelConfig)
+    rl: RLConfig = Field(default_factory=RLConfig)
 
 
 def _format_validation_error(err: ValidationError, source: str) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 
 from parallel_r1.config import PipelineConfig
-from parallel_r1.console import console
+from parallel_r1.console import console, summary_table
 from parallel_r1.errors import UserFacingError
 from parallel_r1.paths import RunPaths
 
@@ -46,6 +46,14 @@ def run_pipeline(cfg: PipelineConfig, *, force: bool = False) -> None:
     console.rule("compare")
     if force:
         shutil.rmtree(paths.eval / "replies", ignore_errors=True)
-    run_compare(cfg)
+    compared = run_compare(cfg)
     console.rule("gate")
-    run_gate(cfg)
+    gated = run_gate(cfg)
+    console.rule("run summary")
+    console.print(summary_table("the seed's success criteria", ["criterion", "verdict"],
+                                [[c.name, c.verdict] for c in compared["criteria"]]))
+    verdict, next_step = compared["decision"]
+    console.print(f"[bold]decision: {verdict}[/] — {next_step}")
+    console.print(f"gate: {gated.candidate} {'promoted' if gated.promoted else 'not promoted'} "
+                  f"({'; '.join(gated.reasons)})")
+    console.print(f"report: {compared['report']}")

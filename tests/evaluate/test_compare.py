@@ -22,21 +22,11 @@ from parallel_r1.errors import UserFacingError
 from parallel_r1.evaluate.stage import run_compare
 from parallel_r1.train.manifest import FinetuneJob, FinetuneManifest
 from tests.fakes.openai_server import FakeOpenAIServer
+from tests.support.adapters import random_adapter
 
 SETTINGS = {"eval.prompts_per_slice": 3, "eval.samples_per_prompt": 1, "eval.max_tokens": 12,
             "inference.max_model_len": 256,  # beyond the 64 tokens the tiny model was trained on (RoPE)
             "eval.bootstrap_samples": 200, "inference.engine": "hf"}
-
-
-def make_adapter(base: Path, out: Path, seed: int) -> None:
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(seed)
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base),
-                           LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False))
-    model.save_pretrained(out)
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +38,7 @@ def run_dir(tmp_path_factory, tiny_base_model) -> Path:
     dialogues = [asyncio.run(simulate_dialogue(backend, t)) for t in discovery_plan(40, True, 3)]
     write_dialogues(work / "batches" / "neurodivergent.parquet", dialogues)
     for seed, name in enumerate(["neurodivergent", "prior_trauma_recovery"]):
-        make_adapter(work / "models" / "base", work / "adapters" / name, seed)
+        random_adapter(work / "models" / "base", work / "adapters" / name, seed, r=4)
     return work
 
 
@@ -82,7 +72,7 @@ def test_rerun_uses_cached_replies_and_a_changed_adapter_is_regenerated(run_dir,
     run_compare(cfg_for(run_dir))
     assert {p.name: p.stat().st_mtime_ns for p in cache.iterdir()} == before
     assert "replies in" not in capsys.readouterr().out
-    make_adapter(run_dir / "models" / "base", run_dir / "adapters" / "prior_trauma_recovery", seed=7)
+    random_adapter(run_dir / "models" / "base", run_dir / "adapters" / "prior_trauma_recovery", seed=7, r=4)
     run_compare(cfg_for(run_dir))
     after = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
     changed = {n for n in after if after[n] != before.get(n)}

@@ -1,0 +1,207 @@
+"""The serving components without Ray: routing rules, profile inference and its held-out accuracy, the score log,
+request validation and the app plan's checks of the run directory."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+from parallel_r1.config import ConfigError, ServeConfig, load_config
+from parallel_r1.data.profiles import PROFILE_KINDS
+from parallel_r1.errors import UserFacingError
+from parallel_r1.serving.online_grading import OnlineGrader, append_line
+from parallel_r1.serving.profile_inference import infer_profile, inference_accuracy
+from parallel_r1.serving.routing import Router, read_routing_table
+from parallel_r1.serving.schema import APIError, parse_request, requested_profile, stream_pieces, with_system_prompt
+
+STATIC = ServeConfig().static_routes
+AVAILABLE = ["neurodivergent", "prior_trauma_recovery", "varied_original_diverse", "short_original_high"]
+
+
+def test_routing_json_wins_over_static_routes_when_it_names_a_loaded_model():
+    table = {"default": "short_original_high", "by_profile": {
+        "hyperfocus": {"model": "short_original_high"}, "standard": {"model": "not_deployed"}}}
+    router = Router(AVAILABLE, table, STATIC)
+    assert router.route("hyperfocus").specialist == "short_original_high"
+    assert router.route("hyperfocus").source == "routing.json"
+    assert (router.route("standard").specialist, router.route("standard").source) == ("varied_original_diverse",
+                                                                                      "static")
+    assert [kind for kind, _, _ in router.describe()] == list(PROFILE_KINDS)
+
+
+def test_static_fallback_then_default_then_base():
+    assert Router(AVAILABLE, None, STATIC).route("rejects_metaphor").specialist == "neurodivergent"
+    assert Router(AVAILABLE, None, STATIC).route("bad_prior_teacher").specialist == "prior_trauma_recovery"
+    only_one = Router(["short_original_high"], {"default": "short_original_high"}, STATIC)
+    assert (only_one.route("standard").specialist, only_one.route("standard").source) == ("short_original_high",
+                                                                                          "default")
+    assert Router([], None, STATIC).route("standard").specialist == "base"
+    with pytest.raises(UserFacingError, match="serve.static_routes: unknown profile kind"):
+        Router(AVAILABLE, None, {"sleepy": "neurodivergent"})
+
+
+def test_routing_table_file_errors_name_the_file(tmp_path):
+    assert read_routing_table(tmp_path / "missing.json") is None
+    bad = tmp_path / "routing.json"
+    bad.write_text("{not json")
+    with pytest.raises(UserFacingError, match="routing.json is not valid JSON"):
+        read_routing_table(bad)
+    bad.write_text(json.dumps({"by_profile": []}))
+    with pytest.raises(UserFacingError, match="is not a routing table"):
+        read_routing_table(bad)
+
+
+def test_infer_profile_from_cues():
+    assert infer_profile(["No analogies please, what literally happens?"]).profile.kind == "rejects_metaphor"
+    assert infer_profile(["Wait, what do I do first?"]).profile.kind == "executive_function_gap"
+    assert infer_profile(["But why exactly? Is there a deeper reason?"]).profile.kind == "hyperfocus"
+    assert infer_profile(["Sorry. I guess I'm just bad at this."]).profile.kind == "bad_prior_teacher"
+    assert infer_profile(["Why is 0.1 + 0.2 not 0.3?"]).profile.kind == "standard"
+    assert infer_profile(["Sorry.", "I'm bad at this"]).profile.traits == ["bad_prior_teacher"]
+
+
+def test_profile_inference_accuracy_on_heldout_dialogues():
+    """Far above always guessing the most common kind (standard: ~17 % of a trait-heavy plan)."""
+    result = inference_accuracy(n=600)
+    majority = max(sum(c.values()) for c in result.confusion.values()) / result.n
+    assert result.n == 600 and result.kind_accuracy > majority + 0.25
+    assert result.route_accuracy >= result.kind_accuracy
+    assert result.per_kind["standard"] > 0.9 and result.per_kind["rejects_metaphor"] > 0.5
+
+
+def test_score_log_lines_stay_whole_under_concurrent_writers(tmp_path):
+    log = tmp_path / "serve" / "scores.jsonl"
+    payload = "x" * 5000
+
+    def write(i: int) -> None:
+        for j in range(50):
+            append_line(log, {"writer": i, "j": j, "payload": payload})
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(rows) == 400 and {r["payload"] for r in rows} == {payload}
+
+
+def test_online_grader_fraction_and_record(tmp_path):
+    from parallel_r1.data.profiles import StudentProfileConfig
+
+    assert not any(OnlineGrader(0.0, tmp_path / "a.jsonl").should_grade() for _ in range(100))
+    sometimes = OnlineGrader(0.3, tmp_path / "b.jsonl", seed=1)
+    assert 40 < sum(sometimes.should_grade() for _ in range(200)) < 80
+    grader = OnlineGrader(1.0, tmp_path / "c.jsonl")
+    record = grader.grade(request_id="r1", history=[{"role": "system", "content": "be kind"},
+                                                    {"role": "user", "content": "What is a loop?"}],
+                          reply="What do you think happens on each pass?", specialist="neurodivergent",
+                          profile=StudentProfileConfig(hyperfocus_trait=True), profile_source="body",
+                          route_source="static", latency_s=0.01)
+    assert json.loads((tmp_path / "c.jsonl").read_text()) == record
+    assert record["profile_kind"] == "hyperfocus" and record["traits"] == ["neurodivergent", "hyperfocus_trait"]
+
+
+def test_requested_profile_sources():
+    cfg = ServeConfig()
+    body = {"model": "m", "messages": [{"role": "developer", "content": "x"}, {"role": "user", "content": "hi"}]}
+    assert requested_profile(parse_request(json.dumps(body).encode(), cfg)) == (None, None)
+    chat = parse_request(json.dumps({**body, "student_profile": {"hyperfocus_trait": True}}).encode(), cfg)
+    assert requested_profile(chat)[0].kind == "hyperfocus" and requested_profile(chat)[1] == "body"
+    assert chat.conversation()[0]["role"] == "system"
+    with pytest.raises(APIError) as err:
+        parse_request(json.dumps({**body, "metadata": {"student_profile": {"x": 1}}}).encode(), cfg)
+    assert err.value.status == 400 and err.value.param == "metadata.student_profile.x"
+
+
+def test_serve_config_section():
+    cfg = load_config(None, ["serve.port=9123", "serve.backend=vllm", "serve.model_num_cpus=0.25"])
+    assert (cfg.serve.port, cfg.serve.backend, cfg.serve.model_num_cpus) == (9123, "vllm", 0.25)
+    assert all(f.description for f in ServeConfig.model_fields.values())
+    with pytest.raises(ConfigError, match="serve.grading_fraction"):
+        load_config(None, ["serve.grading_fraction=2"])
+    with pytest.raises(ConfigError, match="serve.colour: unknown field"):
+        load_config(None, ["serve.colour=red"])
+
+
+def test_plan_names_the_missing_artifacts(tmp_path, tiny_base_model):
+    from parallel_r1.serving.app import plan
+
+    cfg = load_config(None, {"workdir": str(tmp_path), "base_model.path": str(tiny_base_model)})
+    with pytest.raises(FileNotFoundError, match="run `parallel-r1 finetune` first"):
+        plan(cfg)
+    (tmp_path / "adapters" / "empty").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="no adapter folder"):
+        plan(cfg)
+
+
+def test_serve_config_file_builds_the_app(serve_workdir, tiny_base_model, monkeypatch):
+    """serve/config.yaml is a valid Serve config whose import path builds the router app from its args."""
+    from pathlib import Path
+
+    import yaml
+    from ray.serve.deployment import Application
+    from ray.serve.schema import ServeDeploySchema
+
+    from parallel_r1.serving.app import app_builder
+
+    spec = ServeDeploySchema.model_validate(yaml.safe_load((Path(__file__).parents[2] / "serve" / "config.yaml")
+                                                           .read_text()))
+    app = spec.applications[0]
+    assert app.import_path == "parallel_r1.serving.app:app_builder"
+    monkeypatch.setenv("PARALLEL_R1_WORKDIR", str(serve_workdir))
+    built = app_builder({**app.args, "set": [*app.args["set"], f"base_model.path={tiny_base_model}"]})
+    assert isinstance(built, Application)
+    with pytest.raises(UserFacingError, match="unknown key"):
+        app_builder({"workdri": "x"})
+
+
+def test_cli_serve_names_the_missing_run_directory_artifacts(tmp_path, tiny_base_model):
+    from typer.testing import CliRunner
+
+    from parallel_r1.cli import app
+
+    result = CliRunner().invoke(app, ["serve", "--workdir", str(tmp_path), "--set",
+                                      f"base_model.path={tiny_base_model}", "--port", "18765"])
+    assert result.exit_code == 2 and "run `parallel-r1 finetune` first" in result.output
+
+
+def test_system_prompt_and_stream_pieces():
+    user = [{"role": "user", "content": "hi"}]
+    assert with_system_prompt(user, "be patient") == [{"role": "system", "content": "be patient"}, *user]
+    own = [{"role": "system", "content": "mine"}, *user]
+    assert with_system_prompt(own, "be patient") == own and with_system_prompt(user, "") == user
+    text = "Step 1:  read the  loop."
+    assert "".join(stream_pieces(text)) == text and stream_pieces("") == []
+
+
+def test_plan_reads_the_routing_table_and_adapters(serve_workdir, tiny_base_model, tmp_path):
+    import shutil
+
+    from parallel_r1.serving.app import plan
+
+    workdir = tmp_path / "run"
+    shutil.copytree(serve_workdir / "adapters", workdir / "adapters")
+    (workdir / "adapters" / "notes").mkdir()  # not an adapter: ignored
+    cfg = load_config(None, {"workdir": str(workdir), "base_model.path": str(tiny_base_model)})
+    assert plan(cfg).routing_table is None and sorted(plan(cfg).adapters) == sorted(
+        ["neurodivergent", "prior_trauma_recovery", "varied_original_diverse"])
+    table = {"default": "neurodivergent", "by_profile": {"standard": {"model": "prior_trauma_recovery"}}}
+    (workdir / "eval").mkdir()
+    (workdir / "eval" / "routing.json").write_text(json.dumps(table))
+    loaded = plan(cfg)
+    assert loaded.routing_table == table and loaded.score_log == workdir.resolve() / "serve" / "scores.jsonl"
+    assert Router(list(loaded.adapters), loaded.routing_table, STATIC).route("standard").specialist == \
+        "prior_trauma_recovery"
+
+
+def test_auth_without_its_token_variable_is_a_clear_error(serve_workdir, tiny_base_model, monkeypatch):
+    from parallel_r1.serving.app import build_app
+
+    monkeypatch.delenv("PARALLEL_R1_UNSET_TOKEN", raising=False)
+    cfg = load_config(None, {"workdir": str(serve_workdir), "base_model.path": str(tiny_base_model),
+                             "serve": {"auth_token_env": "PARALLEL_R1_UNSET_TOKEN"}})
+    with pytest.raises(UserFacingError, match="PARALLEL_R1_UNSET_TOKEN.*not set"):
+        build_app(cfg)
