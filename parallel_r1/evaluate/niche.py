@@ -30,7 +30,7 @@ def niche_score(eval_cfg: EvalConfig, inference: InferenceConfig, base_model: st
     spec = ModelSpec("trial", "adapter", str(adapter_dir)) if adapter_dir else ModelSpec(BASE, "base")
     engine = build_engine(inference, base_model, {"trial": Path(adapter_dir)} if adapter_dir else {})
     try:
-        rows = score_replies(items, generate_local(engine, spec, items, prompts, sampling_of(cfg)))
+        rows = score_replies(items, generate_local(engine, [spec], items, prompts, sampling_of(cfg))[spec.name])
     finally:
         engine.close()
     scores = {s: sum(v := list(item_means(rows, spec.name, s).values())) / len(v) for s in slices}

@@ -70,10 +70,12 @@ def _to_replies(model: str, items: list[EvalItem], completions: list[Completion]
             for item, c in zip(items, completions, strict=True) for k, text in enumerate(c.texts)]
 
 
-def generate_local(engine: InferenceEngine, spec: ModelSpec, items: list[EvalItem], prompts: list[list[dict]],
-                   sampling: SamplingParams) -> list[Reply]:
-    adapter = spec.name if spec.kind == "adapter" else None
-    return _to_replies(spec.name, items, engine.generate(prompts, sampling, adapter=adapter))
+def generate_local(engine: InferenceEngine, specs: list[ModelSpec], items: list[EvalItem],
+                   prompts: list[list[dict]], sampling: SamplingParams) -> dict[str, list[Reply]]:
+    """Every local model's replies to the same prompts, in one `generate_each` call: {model name: replies}."""
+    requests = [(prompts, spec.name if spec.kind == "adapter" else None) for spec in specs]
+    outputs = engine.generate_each(requests, sampling)
+    return {spec.name: _to_replies(spec.name, items, out) for spec, out in zip(specs, outputs, strict=True)}
 
 
 def generate_remote(endpoint: OpenAIEndpointConfig, spec: ModelSpec, items: list[EvalItem],

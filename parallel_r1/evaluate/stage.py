@@ -80,30 +80,43 @@ class CompareStage:
         return prompts_for(self.items, AutoTokenizer.from_pretrained(self.base), max_len, self.cfg.eval.max_tokens)
 
     def _replies(self) -> list[Reply]:
+        """Cached replies where the key still matches; the rest generated, every local model in one engine call
+        (vLLM batches all adapters together), and cached per model."""
         cache = ReplyCache(self.paths.eval / "replies")
         sampling = sampling_of(self.cfg.eval)
         engine_name = resolve_engine_name(self.cfg.inference)
         base_key = {"heldout": fingerprint(self.items), "sampling": repr(sampling), "engine": engine_name,
                     "base": str(self.base)}
+        keys = {spec.name: {**base_key, "model": spec.identity()} for spec in self.models}
         replies: list[Reply] = []
-        prompts = None
+        local: list[ModelSpec] = []
+        per_model = len(self.items) * sampling.n
         with progress_bar() as bar:
             task = bar.add_task("compare", total=len(self.models), status="")
             for spec in self.models:
-                key = {**base_key, "model": spec.identity()}
-                got = cache.get(spec.name, key)
+                got = cache.get(spec.name, keys[spec.name])
+                if got is None and spec.kind != "openai":
+                    local.append(spec)
+                    continue
                 if got is None:
-                    bar.update(task, status=f"{spec.name}: generating {len(self.items) * sampling.n} replies")
+                    bar.update(task, status=f"{spec.name}: generating {per_model} replies")
                     started = time.perf_counter()
-                    if spec.kind == "openai":
-                        got = generate_remote(self._endpoint(), spec, self.items, sampling)
-                    else:
-                        prompts = prompts or self._prompts()
-                        got = generate_local(self._engine(), spec, self.items, prompts, sampling)
-                    cache.put(spec.name, key, got)
+                    got = generate_remote(self._endpoint(), spec, self.items, sampling)
+                    cache.put(spec.name, keys[spec.name], got)
                     console.print(f"compare: {spec.name}: {len(got)} replies in {time.perf_counter() - started:.1f} s")
                 replies.extend(got)
                 bar.update(task, advance=1, status=spec.name)
+            if local:
+                names = ", ".join(s.name for s in local)
+                bar.update(task, status=f"generating {per_model * len(local)} replies ({names})")
+                started = time.perf_counter()
+                generated = generate_local(self._engine(), local, self.items, self._prompts(), sampling)
+                for name, got in generated.items():
+                    cache.put(name, keys[name], got)
+                    replies.extend(got)
+                console.print(f"compare: {per_model * len(local)} replies of {len(local)} model(s) ({names}) in "
+                              f"{time.perf_counter() - started:.1f} s")
+                bar.update(task, advance=len(local), status="done")
         return replies
 
     def run(self) -> dict:

@@ -66,5 +66,10 @@ class InferenceEngine(Protocol):
         """One Completion per conversation (chat `messages`, ending with a user turn), in order;
         `adapter=None` answers with the base model. Safe to call from several threads at once."""
 
+    def generate_each(self, requests: list[tuple[list[list[dict]], str | None]],
+                      sampling: SamplingParams) -> list[list[Completion]]:
+        """`[generate(conversations, sampling, adapter) for conversations, adapter in requests]`, with the same
+        results, in as few engine calls as the engine can (vLLM: one, batching every adapter together)."""
+
     def close(self) -> None:
         """Free the engine's model(s) and processes."""

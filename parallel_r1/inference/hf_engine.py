@@ -99,6 +99,11 @@ class HFEngine:
                 out += self._generate_chunk(prompts[start:start + step], start, sampling, adapter)
         return out
 
+    def generate_each(self, requests: list[tuple[list[list[dict]], str | None]],
+                      sampling: SamplingParams) -> list[list[Completion]]:
+        """`generate` per (conversations, adapter) request, in order (adapters cannot share a batch here)."""
+        return [self.generate(conversations, sampling, adapter) for conversations, adapter in requests]
+
     def close(self) -> None:
         with self._lock:
             self._model = None

@@ -74,27 +74,53 @@ class VLLMEngine:
 
     def generate(self, conversations: list[list[dict]], sampling: SamplingParams,
                  adapter: str | None = None) -> list[Completion]:
+        return self.generate_each([(conversations, adapter)], sampling)[0]
+
+    def generate_each(self, requests: list[tuple[list[list[dict]], str | None]],
+                      sampling: SamplingParams) -> list[list[Completion]]:
+        """The adapters' requests in one `LLM.chat` call (a LoRARequest per prompt), so vLLM batches them together,
+        and the base model's in another: on the CPU build a prompt without a LoRARequest in a batch with LoRA
+        prompts is answered through a stale adapter slot. Prompt i of each request keeps the seed `seed + i`."""
+        done: list[list[Completion] | None] = [None] * len(requests)
+        for with_adapter in (False, True):
+            group = [i for i, (_, adapter) in enumerate(requests) if (adapter is not None) == with_adapter]
+            for i, completions in zip(group, self._chat([requests[i] for i in group], sampling), strict=True):
+                done[i] = completions
+        return done
+
+    def _chat(self, requests: list[tuple[list[list[dict]], str | None]],
+              sampling: SamplingParams) -> list[list[Completion]]:
         from vllm import SamplingParams as VLLMSamplingParams
         from vllm.exceptions import VLLMValidationError
 
-        lora = None if adapter is None else self._request(self._registry.get(adapter))
-        if not conversations:
-            return []
+        loras = [None if a is None else self._request(self._registry.get(a)) for _, a in requests]
         greedy = sampling.temperature == 0
-        params = [VLLMSamplingParams(n=sampling.n, temperature=sampling.temperature,
-                                     top_p=1.0 if greedy else sampling.top_p, max_tokens=sampling.max_tokens,
-                                     seed=None if sampling.seed is None else sampling.seed + i)
-                  for i in range(len(conversations))]
-        with self._lock:
-            try:
-                outputs = self._live_llm().chat(conversations, sampling_params=params, lora_request=lora,
-                                                use_tqdm=False)
-            except VLLMValidationError as e:  # e.g. a prompt longer than the context
-                raise UserFacingError(str(e)) from e
-        return [Completion(texts=[o.text.strip() for o in out.outputs], adapter=adapter,
-                           prompt_tokens=len(out.prompt_token_ids),
-                           completion_tokens=[len(o.token_ids) for o in out.outputs],
-                           finish_reasons=[o.finish_reason for o in out.outputs]) for out in outputs]
+        conversations, params, per_prompt_lora = [], [], []
+        for (convs, _), lora in zip(requests, loras, strict=True):
+            for i, conv in enumerate(convs):
+                conversations.append(conv)
+                per_prompt_lora.append(lora)
+                params.append(VLLMSamplingParams(n=sampling.n, temperature=sampling.temperature,
+                                                 top_p=1.0 if greedy else sampling.top_p,
+                                                 max_tokens=sampling.max_tokens,
+                                                 seed=None if sampling.seed is None else sampling.seed + i))
+        outputs = []
+        if conversations:
+            with self._lock:
+                try:
+                    outputs = self._live_llm().chat(conversations, sampling_params=params,
+                                                    lora_request=per_prompt_lora, use_tqdm=False)
+                except VLLMValidationError as e:  # e.g. a prompt longer than the context
+                    raise UserFacingError(str(e)) from e
+        done, start = [], 0
+        for convs, adapter in requests:
+            done.append([Completion(texts=[o.text.strip() for o in out.outputs], adapter=adapter,
+                                    prompt_tokens=len(out.prompt_token_ids),
+                                    completion_tokens=[len(o.token_ids) for o in out.outputs],
+                                    finish_reasons=[o.finish_reason for o in out.outputs])
+                         for out in outputs[start:start + len(convs)]])
+            start += len(convs)
+        return done
 
     def close(self) -> None:
         """Stops the engine processes and drops the model; idempotent."""

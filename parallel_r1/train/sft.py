@@ -8,6 +8,7 @@ training in the calling process (the plain baseline of the benchmark).
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -46,6 +47,7 @@ def build_trainer(config: dict, output_dir: str, callbacks: list | None = None):
         assistant_only_loss=True, use_cpu=not use_gpu, bf16=False, report_to="none", logging_steps=1,
         save_strategy="steps", save_steps=config["save_steps"], save_total_limit=2, disable_tqdm=True,
         seed=config["seed"], dataloader_num_workers=0, lr_scheduler_type="linear", warmup_steps=0,
+        logging_nan_inf_filter=False,  # a diverged run must log NaN: the filter would log 0.0, the best loss
     )
     records = _load_records(config["train_file"])
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(records),
@@ -122,6 +124,9 @@ def sft_train_loop(config: dict) -> None:
             resumed_from_step = json.load(f)["global_step"]
     trainer.train(resume_from_checkpoint=resume_dir)
     metrics = _metrics(trainer, started, resumed_from_step)
+    if metrics["train_loss"] is not None and not math.isfinite(metrics["train_loss"]):
+        raise FloatingPointError(f"{config['name']}: the training loss diverged ({metrics['train_loss']}) at "
+                                 f"learning rate {config['learning_rate']:g}: lower finetune.learning_rate")
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = None
         if ctx.get_world_rank() == 0:

@@ -181,7 +181,8 @@ class _EpochLoss(TuneReportCallback):
 
     def after_report(self, run_context, metrics, checkpoint):
         m = metrics[0]
-        out = {"loss": m.get("loss", m.get("train_loss", math.nan))}
+        loss = m.get("loss", m.get("train_loss", math.nan))
+        out = {"loss": loss if math.isfinite(loss) else math.inf}  # diverged: the worst loss, so ASHA stops it
         if "epoch" in m and m["epoch"] < self.epochs - 1e-6:
             out["epoch"] = m["epoch"]
         super().after_report(run_context, [out], checkpoint)
