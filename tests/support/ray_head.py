@@ -77,7 +77,7 @@ class RayHead:
         self._wait_ready()
         return self
 
-    def _wait_ready(self, timeout_s: float = 120) -> None:
+    def _wait_ready(self, timeout_s: float = 300) -> None:  # a loaded 2-core host took over 120 s once
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -88,7 +88,8 @@ class RayHead:
                         return
             except OSError:
                 time.sleep(1)
-        raise TimeoutError("the Ray head's job server did not come up")
+        raise TimeoutError(f"the Ray head's job server did not come up in {timeout_s:g} s: "
+                           f"{Path(self.log.name).read_text()[-2000:]}")
 
     def __exit__(self, *exc) -> None:
         if self.proc is not None:
