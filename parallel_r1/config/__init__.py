@@ -1,0 +1,122 @@
+"""Pipeline configuration: one pydantic model per stage, loaded from YAML and overridable from the CLI.
+
+Unknown or ill-typed fields are errors that name the field (`ConfigError`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import Field, ValidationError
+
+from parallel_r1.config.base import ConfigError, _Section
+from parallel_r1.config.parallel import (
+    CurriculumConfig,
+    ParallelConfig,
+    ParallelInferenceConfig,
+    RewardScheduleConfig,
+    RewardWeightsConfig,
+    RLConfig,
+    RLExploreConfig,
+    RLStopConfig,
+    RLVerifyConfig,
+)
+from parallel_r1.config.serve import ServeConfig
+from parallel_r1.config.stages import (
+    BaseModelConfig,
+    BatchConfig,
+    BatchSpec,
+    DiscoverConfig,
+    EvalConfig,
+    EvalSliceSpec,
+    FinetuneConfig,
+    GateConfig,
+    GradeConfig,
+    InferenceConfig,
+    LoraSection,
+    OpenAIEndpointConfig,
+    OpenAIFinetuneConfig,
+    RayConfig,
+    TuneConfig,
+)
+
+__all__ = ["BaseModelConfig", "BatchConfig", "BatchSpec", "ConfigError", "CurriculumConfig", "DiscoverConfig",
+           "EvalConfig", "EvalSliceSpec", "FinetuneConfig", "GateConfig", "GradeConfig", "InferenceConfig",
+           "LoraSection", "OpenAIEndpointConfig", "OpenAIFinetuneConfig", "ParallelConfig",
+           "ParallelInferenceConfig", "PipelineConfig", "RLConfig", "RLExploreConfig", "RLStopConfig",
+           "RLVerifyConfig", "RayConfig", "RewardScheduleConfig", "RewardWeightsConfig", "ServeConfig",
+           "TuneConfig", "dump_config", "load_config", "parse_override"]
+
+
+class PipelineConfig(_Section):
+    workdir: Path = Field(Path("data"), description="Run directory every stage reads and writes.")
+    ray: RayConfig = Field(default_factory=RayConfig)
+    discover: DiscoverConfig = Field(default_factory=DiscoverConfig)
+    grade: GradeConfig = Field(default_factory=GradeConfig)
+    batch: BatchConfig = Field(default_factory=BatchConfig)
+    base_model: BaseModelConfig = Field(default_factory=BaseModelConfig)
+    finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
+    inference: InferenceConfig = Field(default_factory=InferenceConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    gate: GateConfig = Field(default_factory=GateConfig)
+    tune: TuneConfig = Field(default_factory=TuneConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
+    parallel: ParallelConfig = Field(default_factory=ParallelConfig)
+    rl: RLConfig = Field(default_factory=RLConfig)
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration ({source}):"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "<root>"
+        msg = "unknown field" if e["type"] == "extra_forbidden" else e["msg"]
+        lines.append(f"  {loc}: {msg}")
+    return "\n".join(lines)
+
+
+def _set_dotted(data: dict, dotted: str, value) -> None:
+    keys = dotted.split(".")
+    node = data
+    for k in keys[:-1]:
+        node = node.setdefault(k, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {dotted!r}: {k!r} is not a section")
+    node[keys[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, object]:
+    """`discover.num_actors=4` -> ("discover.num_actors", 4); the value is parsed as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like section.field=value")
+    key, raw = text.split("=", 1)
+    return key.strip(), yaml.safe_load(raw)
+
+
+def load_config(path: Path | str | None = None, overrides: dict | list[str] | None = None) -> PipelineConfig:
+    """Load YAML (or the embedded defaults when path is None) and apply dotted overrides."""
+    data: dict = {}
+    source = "defaults"
+    if path is not None:
+        path = Path(path)
+        if not path.exists():
+            raise ConfigError(f"config file {path} not found")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {path} must hold a mapping at the top level")
+        source = str(path)
+    items = overrides.items() if isinstance(overrides, dict) else (parse_override(o) for o in overrides or [])
+    for key, value in items:
+        if value is not None:
+            _set_dotted(data, key, value)
+    try:
+        return PipelineConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format_validation_error(e, source)) from None
+
+
+def dump_config(cfg: PipelineConfig) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,110 @@
+"""Config sections of the Parallel-R1 stage: the parallel-thinking format, its dataset, and the GRPO loop."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from parallel_r1.config.base import _Section
+
+
+class ParallelInferenceConfig(_Section):
+    branches: int = Field(3, ge=2, description="Paths per <Parallel> block the model is asked for at inference.")
+    max_blocks: int = Field(3, ge=1, description="Parallel blocks allowed in one reply at inference.")
+    temperature: float = Field(0.8, ge=0, le=2, description="Sampling temperature of parallel inference.")
+    top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling mass of parallel inference.")
+    max_tokens: int = Field(256, ge=1, description="Token budget of one parallel reply, paths and summaries included.")
+
+
+class ParallelConfig(_Section):
+    # the format
+    max_blocks: int = Field(3, ge=1, description="K: parallel blocks allowed in one reply (validation and rewards).")
+    branches: int = Field(3, ge=2, description="Paths per block in the cold-start targets.")
+    # the cold-start dataset
+    dataset_threshold: float = Field(0.9, ge=0, le=1, description="Only dialogues scoring >= this become targets.")
+    min_dialogues: int = Field(20, ge=1, description="Fewer dialogues at or above the threshold is an error that "
+                                                     "says which threshold would do (never a silently smaller set).")
+    turns_per_dialogue: int = Field(1, ge=1, description="Teacher turns of each dialogue rewritten as targets.")
+    path_min_grade: float = Field(0.6, ge=0, le=1, description="Rubric grade a candidate reply needs to be a path.")
+    max_path_overlap: float = Field(0.5, gt=0, le=1, description="Paths whose word overlap reaches this are not "
+                                                                 "distinct; only one of them is kept.")
+    summary_mode: Literal["choose", "merge"] = Field("choose", description="choose: the summary is the best-graded "
+                                                                           "path; merge: it adds the runner-up's "
+                                                                           "closing sentence when that grades as well.")
+    seed: int = Field(0, description="Seed of the turns drawn and of the path order.")
+    inference: ParallelInferenceConfig = Field(default_factory=ParallelInferenceConfig,
+                                               description="The execution policy of parallel inference.")
+
+
+class RewardWeightsConfig(_Section):
+    rubric: float = Field(1.0, ge=0, description="Weight of the rubric grade of the reply the student sees.")
+    diversity: float = Field(0.2, ge=0, description="Weight of path diversity (1 - mean pairwise self-BLEU).")
+    consistency: float = Field(0.2, ge=0, description="Weight of verification consistency (summary vs best path, "
+                                                      "critic vs rubric).")
+    format: float = Field(0.5, ge=0, description="Weight of the format reward.")
+
+
+class RewardScheduleConfig(_Section):
+    kind: Literal["constant", "alternating"] = Field("constant", description="constant: every weight every step; "
+                                                                             "alternating: the paper's schedule.")
+    period: int = Field(10, ge=1, description="alternating: steps per cycle.")
+    bonus_steps: int = Field(2, ge=1, description="alternating: the last steps of each cycle with every component.")
+    task_components: list[Literal["rubric", "diversity", "consistency", "format"]] = Field(
+        default_factory=lambda: ["rubric"], description="alternating: the components of the other steps.")
+
+    @model_validator(mode="after")
+    def _check(self) -> RewardScheduleConfig:
+        if self.bonus_steps > self.period:
+            raise ValueError(f"bonus_steps ({self.bonus_steps}) must be <= period ({self.period})")
+        return self
+
+
+class RLExploreConfig(_Section):
+    temperature: float = Field(1.0, ge=0, le=2, description="Rollout sampling temperature while exploring.")
+    branches: int = Field(4, ge=2, description="Paths per parallel block asked for while exploring.")
+    max_tokens: int = Field(256, ge=1, description="Rollout token budget while exploring.")
+
+
+class RLVerifyConfig(_Section):
+    temperature: float = Field(0.6, ge=0, le=2, description="Rollout sampling temperature while verifying.")
+    branches: int = Field(2, ge=2, description="Paths per parallel block asked for while verifying.")
+    max_tokens: int = Field(256, ge=1, description="Rollout token budget while verifying.")
+
+
+class CurriculumConfig(_Section):
+    tiers: list[Literal["easy", "medium", "hard"]] = Field(
+        default_factory=lambda: ["easy", "medium", "hard"], min_length=1, description="Scenario tiers, in order.")
+    promote_threshold: float = Field(0.7, description="Mean step reward over promote_window that promotes.")
+    promote_window: int = Field(20, ge=1, description="Steps the promotion mean is taken over.")
+    explore_steps: int | None = Field(50, ge=0, description="Steps on a tier before the verify phase; None: by "
+                                                            "reward only.")
+    verify_from_reward: float | None = Field(0.5, description="Windowed mean reward that starts the verify phase "
+                                                              "early; None: by steps only.")
+
+
+class RLStopConfig(_Section):
+    eval_window: int = Field(10, ge=1, description="Steps per evaluation window.")
+    min_improvement: float = Field(0.01, ge=0, description="Relative improvement a window must bring ...")
+    patience: int = Field(3, ge=1, description="... within this many windows, else stop (plateau).")
+    min_variance: float = Field(0.02, ge=0, description="Stop when a window's reward variance is below this.")
+
+
+class RLConfig(_Section):
+    # rewards
+    rewards: RewardWeightsConfig = Field(default_factory=RewardWeightsConfig, description="Reward weights.")
+    schedule: RewardScheduleConfig = Field(default_factory=RewardScheduleConfig, description="Which weights apply "
+                                                                                             "at which step.")
+    format_partial_credit: float = Field(0.5, ge=0, le=1, description="Format reward of a malformed reply whose "
+                                                                      "blocks are all well formed.")
+    diversity_max_n: int = Field(4, ge=1, description="Longest n-gram of the self-BLEU behind path diversity.")
+    critic_weight: float = Field(0.5, ge=0, le=1, description="Share of consistency from critic-rubric agreement "
+                                                              "(when a critic is given).")
+    # curriculum and phases
+    curriculum: CurriculumConfig = Field(default_factory=CurriculumConfig, description="easy -> medium -> hard.")
+    explore: RLExploreConfig = Field(default_factory=RLExploreConfig,
+                                     description="Sampling of the explore phase (early on each tier).")
+    verify: RLVerifyConfig = Field(default_factory=RLVerifyConfig,
+                                   description="Sampling of the verify phase (conservative).")
+    stop: RLStopConfig = Field(default_factory=RLStopConfig, description="Stop criteria.")
+

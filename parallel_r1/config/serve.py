@@ -1,0 +1,63 @@
+"""Config section of the Serve ensemble router."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from parallel_r1.config.base import _Section
+
+
+def _default_static_routes() -> dict[str, str]:
+    return {
+        "standard": "varied_original_diverse",
+        "neurodivergent": "neurodivergent",
+        "rejects_metaphor": "neurodivergent",
+        "executive_function_gap": "neurodivergent",
+        "hyperfocus": "neurodivergent",
+        "bad_prior_teacher": "prior_trauma_recovery",
+    }
+
+
+class ServeConfig(_Section):
+    host: str = Field("127.0.0.1", description="Address the Serve HTTP proxy listens on (0.0.0.0: every interface).")
+    port: int = Field(8000, ge=1, le=65535, description="HTTP port of the Serve proxy (8000 may be taken on a "
+                                                        "shared host).")
+    backend: Literal["hf", "vllm"] = Field("hf", description="hf: one deployment with transformers + PEFT and every "
+                                                             "adapter; vllm: Ray Serve LLM with multi-LoRA.")
+    app_name: str = Field("parallel_r1", description="Name of the Serve application.")
+    route_prefix: str = Field("/", pattern=r"^/", description="URL prefix of the application on the Serve proxy.")
+    router_model: str = Field("parallel-r1", description="Model id that asks the router to pick the specialist "
+                                                         "(a specialist's own name or 'base' bypasses routing).")
+    auth_token_env: str | None = Field(None, description="Environment variable holding the bearer token clients "
+                                                         "must send; None: no auth.")
+    router_replicas: int = Field(1, ge=1, description="Router replicas (without autoscaling).")
+    model_replicas: int = Field(1, ge=1, description="Model deployment replicas (without autoscaling).")
+    autoscaling: bool = Field(False, description="Autoscale both deployments between min_replicas and max_replicas.")
+    min_replicas: int = Field(1, ge=0, description="Autoscaling: fewest replicas per deployment.")
+    max_replicas: int = Field(2, ge=1, description="Autoscaling: most replicas per deployment.")
+    target_ongoing_requests: float = Field(4.0, gt=0, description="Autoscaling: ongoing requests per replica aimed at.")
+    router_num_cpus: float = Field(0.1, ge=0, description="CPUs reserved per router replica (fractions allowed).")
+    model_num_cpus: float = Field(0.5, ge=0, description="CPUs reserved per hf model replica (fractions allowed).")
+    model_num_gpus: float = Field(0.0, ge=0, description="GPUs per hf model replica (vllm: see use_gpu).")
+    use_gpu: bool = Field(False, description="vllm backend: run the engine on a GPU instead of the CPU build.")
+    max_ongoing_requests: int = Field(32, ge=1, description="Requests a replica accepts at once before queueing.")
+    access_log: bool = Field(False, description="Serve's per-request access log lines in the replicas' logs.")
+    temperature: float = Field(0.8, ge=0, le=2, description="Default temperature when a request sets none (greedy "
+                                                            "decoding of tiny models loops).")
+    top_p: float = Field(0.95, gt=0, le=1, description="Default top_p when a request sets none.")
+    max_tokens: int = Field(96, ge=1, description="Default max_tokens when a request sets none.")
+    max_tokens_limit: int = Field(1024, ge=1, description="Largest max_tokens a request may ask for (else 400).")
+    max_n: int = Field(4, ge=1, description="Largest n (choices per request) a request may ask for (else 400).")
+    add_system_prompt: bool = Field(True, description="Prepend the specialist's training system prompt when the "
+                                                      "request has no system message.")
+    static_routes: dict[str, str] = Field(default_factory=_default_static_routes,
+                                          description="Profile kind -> specialist, used when <workdir>/eval/"
+                                                      "routing.json is missing or names no loaded model for it.")
+    grading_fraction: float = Field(0.1, ge=0, le=1, description="Share of served replies graded by the rubric "
+                                                                 "after the response is sent.")
+    score_log: str | None = Field(None, description="JSONL score log of online grading; None: "
+                                                    "<workdir>/serve/scores.jsonl.")
+    ready_timeout_s: float = Field(600.0, gt=0, description="How long `parallel-r1 serve` waits for the app.")
+
