@@ -157,17 +157,38 @@ def finetune(
     with_baseline: Annotated[bool, typer.Option(help="The specialists and the monolithic adapter, all at once.")
                              ] = False,
     force: Annotated[bool, typer.Option(help="Re-run jobs that already succeeded.")] = False,
+    parallel_format: Annotated[bool, typer.Option(help="The Parallel-R1 cold-start SFT instead (= parallel-sft).")
+                               ] = False,
     config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None,
 ) -> None:
     """Fine-tune one LoRA specialist per batch, all at once (Ray Train), or via the OpenAI API."""
     from parallel_r1.train.stage import run_finetune
     from parallel_r1.train.watch import exit_code
 
+    if parallel_format:
+        from parallel_r1.train.parallel_sft import run_parallel_sft
+
+        run_parallel_sft(_config(config, workdir, set_), force=force)
+        return
     names = f"[{', '.join(b.strip() for b in batches.split(','))}]" if batches else None
     cfg = _config(config, workdir, set_, **{"finetune.backend": backend, "finetune.batches": names})
     jobs = run_finetune(cfg, monolithic=monolithic, with_baseline=with_baseline, force=force)
     if cfg.finetune.backend == "ray" and exit_code(jobs) == 1:
         raise typer.Exit(1)
+
+
+@app.command("parallel-sft")
+@user_errors
+def parallel_sft(
+    branches: Annotated[int | None, typer.Option(help="Paths per <Parallel> block (default: parallel.branches).")
+                        ] = None,
+    force: Annotated[bool, typer.Option(help="Rebuild the dataset, retrain and re-evaluate.")] = False,
+    config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None,
+) -> None:
+    """Parallel-R1 cold start: parallel dataset, SFT with the tags on Ray Train, merged model, validation before RL."""
+    from parallel_r1.train.parallel_sft import run_parallel_sft
+
+    run_parallel_sft(_config(config, workdir, set_, **{"parallel.branches": branches}), force=force)
 
 
 @app.command()
@@ -236,6 +257,22 @@ def tune_cmd(
 
     sizes = f"[{batch_sizes}]" if batch_sizes else None
     run_tune(_config(config, workdir, set_, **{"tune.specialist": specialist, "tune.batch_sizes": sizes}))
+
+
+@app.command("rl")
+@user_errors
+def rl_cmd(
+    model: Annotated[Path | None, typer.Option(help="Policy to start from (default: <workdir>/parallel/sft/model).")
+                     ] = None,
+    steps: Annotated[int | None, typer.Option(help="GRPO steps in total (default: rl.max_steps); resumes up to it.")
+                     ] = None,
+    rollouts: Annotated[str | None, typer.Option(help="Rollout backend: auto | vllm | hf.")] = None,
+    config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None,
+) -> None:
+    """GRPO on the parallel-SFT model (Ray Train + TRL), easy -> medium -> hard; metrics in <workdir>/parallel/rl/."""
+    from parallel_r1.train.rl_stage import run_rl
+
+    run_rl(_config(config, workdir, set_, **{"rl.max_steps": steps, "rl.rollout_backend": rollouts}), model)
 
 
 @app.command("serve")

@@ -65,6 +65,50 @@ class RunPaths:
     def tune(self) -> Path:
         return self.workdir / "tune"
 
+    @property
+    def parallel(self) -> Path:
+        return self.workdir / "parallel"
+
+    @property
+    def parallel_sft_model(self) -> Path:
+        return self.workdir / "parallel" / "sft" / "model"
+
+    @property
+    def rl(self) -> Path:
+        return self.parallel / "rl"
+
+    @property
+    def rl_metrics(self) -> Path:
+        return self.rl / "metrics.jsonl"
+
+    @property
+    def rl_plot(self) -> Path:
+        return self.rl / "metrics.png"
+
+    @property
+    def rl_state(self) -> Path:
+        return self.rl / "state.json"
+
+    @property
+    def rl_checkpoints(self) -> Path:
+        return self.rl / "checkpoints"
+
+    @property
+    def rl_model(self) -> Path:
+        return self.rl / "model"
+
+    @property
+    def parallel_sft_data(self) -> Path:
+        return self.parallel / "sft_data.jsonl"
+
+    @property
+    def parallel_sft(self) -> Path:
+        return self.parallel / "sft"
+
+    @property
+    def parallel_sft_eval(self) -> Path:
+        return self.parallel_sft / "eval.json"
+
     def require(self, path: Path, produced_by: str) -> Path:
         """The path, or a clear error naming the stage that produces it."""
         if not path.exists():

@@ -15,11 +15,13 @@ RAY_ENV_DEFAULTS = {
     "RAY_AUTH_MODE": "disabled",
 }
 # Only for a Ray this process starts itself (one machine): each TorchTrainer would otherwise start a
-# spot-preemption watcher actor and metrics callbacks, a fixed cost per concurrent job.
+# spot-preemption watcher actor and metrics callbacks, a fixed cost per concurrent job; on a loaded machine the
+# dashboard agent can take longer than the raylet's default 30 s to register, which fails the start.
 LOCAL_RAY_ENV_DEFAULTS = {
     **RAY_ENV_DEFAULTS,
     "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
     "RAY_TRAIN_METRICS_ENABLED": "0",
+    "RAY_agent_register_timeout_ms": "180000",
 }
 
 

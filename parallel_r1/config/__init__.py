@@ -15,6 +15,7 @@ from parallel_r1.config.parallel import (
     CurriculumConfig,
     ParallelConfig,
     ParallelInferenceConfig,
+    ParallelSFTConfig,
     RewardScheduleConfig,
     RewardWeightsConfig,
     RLConfig,
@@ -44,8 +45,8 @@ from parallel_r1.config.stages import (
 __all__ = ["BaseModelConfig", "BatchConfig", "BatchSpec", "ConfigError", "CurriculumConfig", "DiscoverConfig",
            "EvalConfig", "EvalSliceSpec", "FinetuneConfig", "GateConfig", "GradeConfig", "InferenceConfig",
            "LoraSection", "OpenAIEndpointConfig", "OpenAIFinetuneConfig", "ParallelConfig",
-           "ParallelInferenceConfig", "PipelineConfig", "RLConfig", "RLExploreConfig", "RLStopConfig",
-           "RLVerifyConfig", "RayConfig", "RewardScheduleConfig", "RewardWeightsConfig", "ServeConfig",
+           "ParallelInferenceConfig", "ParallelSFTConfig", "PipelineConfig", "RLConfig", "RLExploreConfig",
+           "RLStopConfig", "RLVerifyConfig", "RayConfig", "RewardScheduleConfig", "RewardWeightsConfig", "ServeConfig",
            "TuneConfig", "dump_config", "load_config", "parse_override"]
 
 

@@ -88,6 +88,10 @@ class BatchConfig(_Section):
     high_confidence: float = Field(0.7, ge=0, le=1, description="Confidence >= this is 'high'.")
     medium_confidence: float = Field(0.5, ge=0, le=1, description="'medium' is [this, high_confidence).")
     quality_floor: float = Field(0.6, ge=0, le=1, description="Only dialogues scoring >= this are used.")
+    turn_floor: float | None = Field(
+        0.7, ge=0, le=1, description="Teacher turns the rubric grades below this stay in a training dialogue as "
+                                      "context but carry no loss (weight 0); a dialogue's best turn is always "
+                                      "trained. None: every teacher turn is trained.")
     max_stock_phrase_density: float = Field(
         0.05, ge=0, description="Cap on a batch's mean stock-phrase density (stock phrases per teacher turn)."
     )
@@ -229,6 +233,10 @@ class EvalConfig(_Section):
                                                        "OpenAI fine-tuned models from the manifest.")
     niches: dict[str, list[str]] = Field(default_factory=_default_niches,
                                          description="Specialist -> the slices it is trained for.")
+    system_prompt: Literal["served", "generic"] = Field(
+        "served", description="served: each model gets the system prompt it is trained and served with (a "
+                              "specialist's own, the generic tutor prompt for the base and the monolithic "
+                              "baseline); generic: every model gets the generic tutor prompt.")
     # sampling: the same for every model
     samples_per_prompt: int = Field(2, ge=1, description="Sampled replies per prefix (same seeds for every model).")
     temperature: float = Field(0.8, ge=0, le=2, description="Greedy decoding of tiny models loops; sample.")

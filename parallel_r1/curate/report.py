@@ -13,7 +13,9 @@ from parallel_r1.config import BatchSpec
 from parallel_r1.curate.batches import Batch, BatchSet, confidence_tier, describe
 from parallel_r1.curate.sampler import teacher_openers
 from parallel_r1.data.io import atomic_write_jsonl, atomic_write_text
-from parallel_r1.data.schema import write_dialogues
+from parallel_r1.data.schema import Dialogue, write_dialogues
+from parallel_r1.grading.records import profile_of, scenario_of
+from parallel_r1.grading.rubric import grade_turn
 
 TUTOR_SYSTEM_PROMPT = (
     "You are a patient tutor who teaches rather than tells: ask guiding questions, build on what the "
@@ -55,10 +57,40 @@ def system_prompt(spec: BatchSpec) -> str:
     return " ".join(parts)
 
 
-def sft_records(batch: Batch) -> list[dict]:
-    """One `{"messages": [...]}` per dialogue: the system prompt, then the student as user, the teacher as assistant."""
+def served_system_prompt(model: str, specs: Iterable[BatchSpec]) -> str:
+    """The system prompt `model` is trained and served with: a specialist's own (an OpenAI fine-tune of batch b is
+    `openai:b`), the generic tutor prompt for every other model (the base, the monolithic baseline)."""
+    batch = model.removeprefix("openai:")
+    return next((system_prompt(s) for s in specs if s.name == batch), TUTOR_SYSTEM_PROMPT)
+
+
+def training_messages(dialogue: Dialogue, system: str, turn_floor: float | None = None) -> list[dict]:
+    """The dialogue as chat messages after `system`. With a `turn_floor`, each teacher turn carries a `weight`
+    (the OpenAI fine-tuning format's): 1 when the rubric grades it >= the floor or it is the dialogue's best turn,
+    0 otherwise — a weak turn stays as context for the next one but is not a target."""
+    messages = dialogue.messages(system=system)
+    if turn_floor is None:
+        return messages
+    profile, scenario = profile_of(dialogue), scenario_of(dialogue)
+    turns = messages[1:]
+    scores = {i: grade_turn(turns[:i], m["content"], profile, scenario).score
+              for i, m in enumerate(turns) if m["role"] == "assistant"}
+    best = max(scores, key=scores.get, default=None)
+    return messages[:1] + [{**m, "weight": int(scores[i] >= turn_floor or i == best)} if i in scores else m
+                           for i, m in enumerate(turns)]
+
+
+def sft_records(batch: Batch, turn_floor: float | None = None) -> list[dict]:
+    """One `{"messages": [...]}` per dialogue: the system prompt, then the student as user, the teacher as
+    assistant (weighted per turn with a `turn_floor`, see `training_messages`)."""
     prompt = system_prompt(batch.spec)
-    return [{"messages": d.messages(system=prompt)} for d in batch.dialogues]
+    return [{"messages": training_messages(d, prompt, turn_floor)} for d in batch.dialogues]
+
+
+def trained_turns(records: list[dict]) -> tuple[int, int]:
+    """(teacher turns that carry loss, all teacher turns) over SFT records."""
+    turns = [m for r in records for m in r["messages"] if m["role"] == "assistant"]
+    return sum(1 for m in turns if m.get("weight", 1)), len(turns)
 
 
 def _fmt(x: float | None, digits: int = 3) -> str:
@@ -91,6 +123,12 @@ def _opener_variety(batch: Batch) -> str:
     return f"{len(set(openers))} distinct of {len(openers)}" if openers else "–"
 
 
+def _trained_turns(batch: Batch, turn_floor: float | None) -> str:
+    trained, total = trained_turns(sft_records(batch, turn_floor))
+    rule = "every teacher turn" if turn_floor is None else f"turns graded >= {turn_floor:g} or a dialogue's best"
+    return f"{trained} of {total} ({rule})"
+
+
 def _composition(batch: Batch, batch_set: BatchSet) -> list[str]:
     cfg = batch_set.config
     ds = batch.dialogues
@@ -107,6 +145,7 @@ def _composition(batch: Batch, batch_set: BatchSet) -> list[str]:
         ("mean stock-phrase density",
          f"{_fmt(batch.mean_density)} (cap {cfg.max_stock_phrase_density:g}; {batch.cap_removed} replaced or dropped)"),
         ("teacher openers", _opener_variety(batch)),
+        ("trained teacher turns", _trained_turns(batch, cfg.turn_floor)),
     ]
     return ["| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]
 
@@ -148,6 +187,7 @@ def write_batches(batch_set: BatchSet, out_dir: Path) -> list[Path]:
     paths: list[Path] = []
     for batch in batch_set:
         paths.append(write_dialogues(out_dir / f"{batch.name}.parquet", batch.dialogues))
-        paths.append(atomic_write_jsonl(out_dir / f"{batch.name}.jsonl", sft_records(batch)))
+        paths.append(atomic_write_jsonl(out_dir / f"{batch.name}.jsonl",
+                                        sft_records(batch, batch_set.config.turn_floor)))
     paths.append(atomic_write_text(out_dir / "report.md", render_report(batch_set)))
     return paths

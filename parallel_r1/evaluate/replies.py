@@ -9,10 +9,10 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from parallel_r1.config import EvalConfig, OpenAIEndpointConfig
-from parallel_r1.curate.report import TUTOR_SYSTEM_PROMPT
+from parallel_r1.config import BatchSpec, EvalConfig, OpenAIEndpointConfig
+from parallel_r1.curate.report import TUTOR_SYSTEM_PROMPT, served_system_prompt
+from parallel_r1.data.context import fit_prompt, token_counter
 from parallel_r1.data.io import atomic_write_json
-from parallel_r1.errors import UserFacingError
 from parallel_r1.evaluate.heldout import EvalItem
 from parallel_r1.evaluate.models import ModelSpec
 from parallel_r1.inference.engine import Completion, InferenceEngine, SamplingParams
@@ -33,35 +33,15 @@ def sampling_of(cfg: EvalConfig) -> SamplingParams:
                           max_tokens=cfg.max_tokens, seed=cfg.sampling_seed)
 
 
-def fit_prompt(history: list[dict], count_tokens, budget: int) -> list[dict]:
-    """System prompt + the latest messages of `history` that fit `budget` tokens, starting with a student
-    turn; the oldest go first. When not even the last student message fits, its beginning is cut.
-    `count_tokens(messages)` measures a prompt."""
-    system = [{"role": "system", "content": TUTOR_SYSTEM_PROMPT}]
-    starts = [i for i, m in enumerate(history) if m["role"] == "user"]
-    for start in starts:
-        prompt = system + history[start:]
-        if count_tokens(prompt) <= budget:
-            return prompt
-    last = dict(history[-1])
-    while last["content"] and count_tokens(system + [last]) > budget:
-        last["content"] = last["content"][max(1, len(last["content"]) // 4):]
-    if not last["content"]:
-        raise UserFacingError(f"eval: the system prompt leaves no room for a student message and {budget} prompt "
-                              "tokens at most: lower eval.max_tokens or raise inference.max_model_len")
-    return system + [last]
+def eval_system_prompt(model: str, cfg: EvalConfig, batches: list[BatchSpec]) -> str:
+    """The system prompt `model` is evaluated with (see `eval.system_prompt`)."""
+    return TUTOR_SYSTEM_PROMPT if cfg.system_prompt == "generic" else served_system_prompt(model, batches)
 
 
-def token_counter(tokenizer):
-    def count(messages: list[dict]) -> int:
-        return len(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
-                                                 return_dict=True)["input_ids"])
-    return count
-
-
-def prompts_for(items: list[EvalItem], tokenizer, max_model_len: int, max_tokens: int) -> list[list[dict]]:
+def prompts_for(items: list[EvalItem], tokenizer, max_model_len: int, max_tokens: int,
+                system_prompt: str = TUTOR_SYSTEM_PROMPT) -> list[list[dict]]:
     count = token_counter(tokenizer)
-    return [fit_prompt(i.history, count, max_model_len - max_tokens) for i in items]
+    return [fit_prompt(i.history, count, max_model_len - max_tokens, system_prompt) for i in items]
 
 
 def _to_replies(model: str, items: list[EvalItem], completions: list[Completion]) -> list[Reply]:
@@ -71,15 +51,17 @@ def _to_replies(model: str, items: list[EvalItem], completions: list[Completion]
 
 
 def generate_local(engine: InferenceEngine, specs: list[ModelSpec], items: list[EvalItem],
-                   prompts: list[list[dict]], sampling: SamplingParams) -> dict[str, list[Reply]]:
-    """Every local model's replies to the same prompts, in one `generate_each` call: {model name: replies}."""
-    requests = [(prompts, spec.name if spec.kind == "adapter" else None) for spec in specs]
+                   prompts: dict[str, list[list[dict]]], sampling: SamplingParams) -> dict[str, list[Reply]]:
+    """Every local model's replies to its prompts for `items` ({model name: prompts}), in one `generate_each`
+    call: {model name: replies}."""
+    requests = [(prompts[spec.name], spec.name if spec.kind == "adapter" else None) for spec in specs]
     outputs = engine.generate_each(requests, sampling)
     return {spec.name: _to_replies(spec.name, items, out) for spec, out in zip(specs, outputs, strict=True)}
 
 
 def generate_remote(endpoint: OpenAIEndpointConfig, spec: ModelSpec, items: list[EvalItem],
-                    sampling: SamplingParams, concurrency: int = 8) -> list[Reply]:
+                    sampling: SamplingParams, system_prompt: str = TUTOR_SYSTEM_PROMPT,
+                    concurrency: int = 8) -> list[Reply]:
     """A fine-tuned model behind the OpenAI API (or any compatible endpoint), with retries."""
     from parallel_r1.llm_client import OpenAIChatClient
 
@@ -91,7 +73,7 @@ def generate_remote(endpoint: OpenAIEndpointConfig, spec: ModelSpec, items: list
         async with OpenAIChatClient(cfg, seed=sampling.seed) as client:
             async def one(item: EvalItem, k: int) -> Reply:
                 async with gate:
-                    prompt = [{"role": "system", "content": TUTOR_SYSTEM_PROMPT}, *item.history]
+                    prompt = [{"role": "system", "content": system_prompt}, *item.history]
                     text = await client.complete(prompt)
                 return Reply(spec.name, item.item_id, k, text, 0, "stop")
             return list(await asyncio.gather(*(one(i, k) for i in items for k in range(sampling.n))))

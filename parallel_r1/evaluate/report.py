@@ -108,6 +108,12 @@ def render_report(cells: list[Cell], models: list[str], slices: list[str], summa
               "|---|---|---|---|---|---|"]
     lines += [f"| {s.model} | {s.mean:.3f} | {s.pattern_density:.3f} | {s.dismissive_rate:.1%} | "
               f"{s.answer_dump_rate:.1%} | {s.mean_tokens:.1f} |" for s in summaries.values()]
+    lines += ["", "## Parallel thinking", "",
+              "Replies in the `<Parallel><Path>…</Path>…</Parallel><Summary>…</Summary>` format (graded by what the "
+              "student sees); diversity and consensus over the well-formed blocks.", "",
+              "| model | parallel ratio | path diversity | consensus rate |", "|---|---|---|---|"]
+    lines += [f"| {s.model} | {s.parallel.parallel_ratio:.1%} | {s.parallel.mean_path_diversity:.3f} | "
+              f"{s.parallel.consensus_rate:.1%} |" for s in summaries.values()]
     lines += ["", "![scores](heatmap.png)", "", "![deltas](deltas.png)", ""]
     return "\n".join(lines)
 

@@ -1,10 +1,12 @@
 """Grade every reply with the rubric, in the context it answered, and note the compliance signals the
-promotion gate reads (dismissive tone, answer dumping, stock phrases)."""
+promotion gate reads (dismissive tone, answer dumping, stock phrases). A reply in the Parallel-R1 format is graded
+by what the student sees (`student_view`: its summaries and the text between blocks)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from parallel_r1.curate.parallel_format import student_view
 from parallel_r1.data import get_card
 from parallel_r1.evaluate.heldout import EvalItem
 from parallel_r1.evaluate.replies import Reply
@@ -41,12 +43,13 @@ def score_replies(items: list[EvalItem], replies: list[Reply],
     for r in replies:
         item = by_id[r.item_id]
         card = get_card(item.scenario_id)
-        grade = grader.grade_turn(item.history, r.text, item.student, card)
+        seen = student_view(r.text)
+        grade = grader.grade_turn(item.history, seen, item.student, card)
         out.append(ScoredReply(
             model=r.model, item_id=r.item_id, sample=r.sample, slices=item.slices, profile_kind=item.profile_kind,
             scenario_id=item.scenario_id, question_type=item.question_type, score=grade.score,
             criteria=grade.criteria,
-            stock_phrases=len(stock_phrases(r.text)), dismissive=extract(r.text).dismissive > 0,
+            stock_phrases=len(stock_phrases(seen)), dismissive=extract(seen).dismissive > 0,
             answer_dump=card.question_type == "original" and grade.criteria["no_answer_reveal"] < ANSWER_DUMP_BELOW,
             completion_tokens=r.completion_tokens, reply=r.text,
         ))

@@ -20,6 +20,7 @@ from parallel_r1.evaluate.models import ModelSpec, select_models
 from parallel_r1.evaluate.replies import (
     Reply,
     ReplyCache,
+    eval_system_prompt,
     generate_local,
     generate_remote,
     prompts_for,
@@ -73,11 +74,16 @@ class CompareStage:
         return OpenAIEndpointConfig(base_url=ft.base_url, api_key_env=ft.api_key_env, timeout_s=ft.timeout_s,
                                     max_retries=ft.max_retries)
 
-    def _prompts(self) -> list[list[dict]]:
+    def _system_prompt(self, spec: ModelSpec) -> str:
+        return eval_system_prompt(spec.name, self.cfg.eval, self.cfg.batch.batches)
+
+    def _prompts(self, specs: list[ModelSpec]) -> dict[str, list[list[dict]]]:
         from transformers import AutoConfig, AutoTokenizer
 
         max_len = self.cfg.inference.max_model_len or AutoConfig.from_pretrained(self.base).max_position_embeddings
-        return prompts_for(self.items, AutoTokenizer.from_pretrained(self.base), max_len, self.cfg.eval.max_tokens)
+        tokenizer = AutoTokenizer.from_pretrained(self.base)
+        return {s.name: prompts_for(self.items, tokenizer, max_len, self.cfg.eval.max_tokens, self._system_prompt(s))
+                for s in specs}
 
     def _replies(self) -> list[Reply]:
         """Cached replies where the key still matches; the rest generated, every local model in one engine call
@@ -87,7 +93,8 @@ class CompareStage:
         engine_name = resolve_engine_name(self.cfg.inference)
         base_key = {"heldout": fingerprint(self.items), "sampling": repr(sampling), "engine": engine_name,
                     "base": str(self.base)}
-        keys = {spec.name: {**base_key, "model": spec.identity()} for spec in self.models}
+        keys = {spec.name: {**base_key, "model": spec.identity(), "system_prompt": self._system_prompt(spec)}
+                for spec in self.models}
         replies: list[Reply] = []
         local: list[ModelSpec] = []
         per_model = len(self.items) * sampling.n
@@ -101,7 +108,7 @@ class CompareStage:
                 if got is None:
                     bar.update(task, status=f"{spec.name}: generating {per_model} replies")
                     started = time.perf_counter()
-                    got = generate_remote(self._endpoint(), spec, self.items, sampling)
+                    got = generate_remote(self._endpoint(), spec, self.items, sampling, self._system_prompt(spec))
                     cache.put(spec.name, keys[spec.name], got)
                     console.print(f"compare: {spec.name}: {len(got)} replies in {time.perf_counter() - started:.1f} s")
                 replies.extend(got)
@@ -110,7 +117,7 @@ class CompareStage:
                 names = ", ".join(s.name for s in local)
                 bar.update(task, status=f"generating {per_model * len(local)} replies ({names})")
                 started = time.perf_counter()
-                generated = generate_local(self._engine(), local, self.items, self._prompts(), sampling)
+                generated = generate_local(self._engine(), local, self.items, self._prompts(local), sampling)
                 for name, got in generated.items():
                     cache.put(name, keys[name], got)
                     replies.extend(got)

@@ -10,6 +10,7 @@ import numpy as np
 
 from parallel_r1.evaluate.models import BASE
 from parallel_r1.evaluate.scoring import ScoredReply
+from parallel_r1.inference.policy import ParallelKPIs, parallel_kpis
 
 
 @dataclass
@@ -92,6 +93,7 @@ class ModelSummary:
     dismissive_rate: float
     answer_dump_rate: float  # among replies to direct questions
     mean_tokens: float
+    parallel: ParallelKPIs  # of the raw replies: 0 for a model that never uses the format
 
 
 def summarise(rows: list[ScoredReply], models: list[str]) -> dict[str, ModelSummary]:
@@ -107,5 +109,6 @@ def summarise(rows: list[ScoredReply], models: list[str]) -> dict[str, ModelSumm
             dismissive_rate=float(np.mean([r.dismissive for r in mine])),
             answer_dump_rate=float(np.mean([r.answer_dump for r in direct])) if direct else 0.0,
             mean_tokens=float(np.mean([r.completion_tokens for r in mine])),
+            parallel=parallel_kpis([r.reply for r in mine]),
         )
     return out

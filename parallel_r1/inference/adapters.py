@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,8 +28,8 @@ class Adapter:
 
 
 class AdapterRegistry:
-    """The adapters of one engine. `check` validates a new one, `add` records it once the engine loaded it;
-    engines call both under their own lock."""
+    """The adapters of one engine. `register` validates a new one, has the engine load it, then records it;
+    engines call it under their own lock."""
 
     def __init__(self) -> None:
         self._by_name: dict[str, Adapter] = {}
@@ -37,7 +38,7 @@ class AdapterRegistry:
     def names(self) -> list[str]:
         return list(self._by_name)
 
-    def check(self, name: str, path: Path | str) -> Adapter | None:
+    def _check(self, name: str, path: Path | str) -> Adapter | None:
         """The adapter to load, or None when `name` already holds this folder; raises when the folder is
         not a PEFT adapter or the name is taken by another folder."""
         if not name or "." in name:
@@ -56,8 +57,12 @@ class AdapterRegistry:
         next_id = len(self._by_name) + 1
         return Adapter(name=name, path=path, id=next_id, rank=int(json.loads(config.read_text()).get("r", 0)))
 
-    def add(self, adapter: Adapter) -> None:
-        self._by_name[adapter.name] = adapter
+    def register(self, name: str, path: Path | str, load: Callable[[Adapter], None]) -> None:
+        """Validate, `load` into the engine and record the adapter; a no-op when `name` already holds `path`."""
+        adapter = self._check(name, path)
+        if adapter is not None:
+            load(adapter)
+            self._by_name[name] = adapter
 
     def get(self, name: str) -> Adapter:
         try:

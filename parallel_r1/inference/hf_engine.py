@@ -16,10 +16,11 @@ from pathlib import Path
 import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, LogitsProcessor, LogitsProcessorList
+from transformers.generation.streamers import BaseStreamer
 
 from parallel_r1.config import InferenceConfig
 from parallel_r1.errors import UserFacingError
-from parallel_r1.inference.adapters import AdapterRegistry
+from parallel_r1.inference.adapters import Adapter, AdapterRegistry
 from parallel_r1.inference.engine import Completion, SamplingParams
 
 
@@ -75,20 +76,26 @@ class HFEngine:
     def adapters(self) -> list[str]:
         return self._registry.names
 
+    @property
+    def eos_token_ids(self) -> list[int]:
+        """The tokens that end a reply (what a streamer needs to know where a row's reply stops)."""
+        return list(self._eos)
+
     def add_adapter(self, name: str, path: Path | str) -> None:
         with self._lock:
-            adapter = self._registry.check(name, path)
-            if adapter is None:
-                return
-            if isinstance(self._model, PeftModel):
-                self._model.load_adapter(str(adapter.path), adapter_name=name)
-            else:
-                self._model = PeftModel.from_pretrained(self._live_model(), str(adapter.path), adapter_name=name)
-            self._model.eval()
-            self._registry.add(adapter)
+            self._registry.register(name, path, self._load_adapter)
+
+    def _load_adapter(self, adapter: Adapter) -> None:
+        if isinstance(self._model, PeftModel):
+            self._model.load_adapter(str(adapter.path), adapter_name=adapter.name)
+        else:
+            self._model = PeftModel.from_pretrained(self._live_model(), str(adapter.path), adapter_name=adapter.name)
+        self._model.eval()
 
     def generate(self, conversations: list[list[dict]], sampling: SamplingParams,
-                 adapter: str | None = None) -> list[Completion]:
+                 adapter: str | None = None, streamer: BaseStreamer | None = None) -> list[Completion]:
+        """`streamer` (a transformers streamer, for one conversation) gets the prompt's ids, then each step's new
+        token of every row (`n` rows) while generation runs, under the lock like the rest of the call."""
         if adapter is not None:
             self._registry.get(adapter)
         step = self._cfg.max_batch_size
@@ -96,7 +103,7 @@ class HFEngine:
         with self._lock, torch.inference_mode(), self._active(adapter):  # the tokenizer is not thread-safe either
             prompts = [self._encode(conv, i) for i, conv in enumerate(conversations)]
             for start in range(0, len(prompts), step):
-                out += self._generate_chunk(prompts[start:start + step], start, sampling, adapter)
+                out += self._generate_chunk(prompts[start:start + step], start, sampling, adapter, streamer)
         return out
 
     def generate_each(self, requests: list[tuple[list[list[dict]], str | None]],
@@ -138,7 +145,7 @@ class HFEngine:
             yield
 
     def _generate_chunk(self, prompts: list[list[int]], first: int, sampling: SamplingParams,
-                        adapter: str | None) -> list[Completion]:
+                        adapter: str | None, streamer: BaseStreamer | None = None) -> list[Completion]:
         n = sampling.n
         rows = [p for p in prompts for _ in range(n)]
         width = max(map(len, rows))
@@ -156,7 +163,8 @@ class HFEngine:
             generators = [self._generator(sampling.seed, first + j) for j in range(len(prompts))]
             processors.append(_SeededSampler(generators, n, sampling.temperature, sampling.top_p))
         seqs = self._live_model().generate(input_ids=ids.to(self._device), attention_mask=mask.to(self._device),
-                                           generation_config=config, logits_processor=processors)
+                                           generation_config=config, logits_processor=processors,
+                                           streamer=streamer)
         new = seqs[:, width:].tolist()
         return [self._completion(new[j * n:(j + 1) * n], budgets[j], len(p), adapter) for j, p in enumerate(prompts)]
 

@@ -63,14 +63,13 @@ class VLLMEngine:
     def add_adapter(self, name: str, path: Path | str) -> None:
         """Registers and loads the adapter now, so a folder vLLM cannot use fails here rather than mid-run."""
         with self._lock:
-            adapter = self._registry.check(name, path)
-            if adapter is None:
-                return
-            if adapter.rank > self._max_rank:
-                raise UserFacingError(f"adapter {name!r} ({adapter.path}) has LoRA rank {adapter.rank}, above the "
-                                      f"engine's largest ({self._max_rank}): raise inference.max_lora_rank")
-            self._live_llm().llm_engine.add_lora(self._request(adapter))
-            self._registry.add(adapter)
+            self._registry.register(name, path, self._load_adapter)
+
+    def _load_adapter(self, adapter: Adapter) -> None:
+        if adapter.rank > self._max_rank:
+            raise UserFacingError(f"adapter {adapter.name!r} ({adapter.path}) has LoRA rank {adapter.rank}, above the "
+                                  f"engine's largest ({self._max_rank}): raise inference.max_lora_rank")
+        self._live_llm().llm_engine.add_lora(self._request(adapter))
 
     def generate(self, conversations: list[list[dict]], sampling: SamplingParams,
                  adapter: str | None = None) -> list[Completion]:

@@ -35,7 +35,7 @@ from parallel_r1.paths import RunPaths
 from parallel_r1.train.tokenizer import train_tokenizer
 
 INFO_FILE = "base_model.json"
-BUILDER_VERSION = 1  # bump when the corpus, tokenizer or template change, so older builds are rebuilt
+BUILDER_VERSION = 2  # bump when the corpus, tokenizer or template change, so older builds are rebuilt
 CORPUS_SEED_OFFSET = 7000  # corpus plan seed = this + cfg.seed: ids "d7000-…" never collide with discover's
 SYSTEM_PROMPTS = (  # a third of the corpus gets one, so the base knows the system role before SFT uses it
     "You are a patient tutor.",

@@ -69,7 +69,10 @@ def validate_training_file(path: Path, min_examples: int = MIN_EXAMPLES) -> int:
                 content = m.get("content")
                 if not content or not isinstance(content, (str, list)):
                     raise InvalidTrainingFile(f"{where}: message {i} ({m['role']}) has no content")
-            if not any(m["role"] == "assistant" for m in messages):
+                if "weight" in m and (m["role"] != "assistant" or m["weight"] not in (0, 1)):
+                    raise InvalidTrainingFile(f"{where}: message {i} ({m['role']}) has weight {m['weight']!r}; "
+                                              "only assistant messages carry a weight, 0 or 1")
+            if not any(m["role"] == "assistant" and m.get("weight", 1) for m in messages):
                 raise InvalidTrainingFile(f"{where}: no assistant message to train on")
             n += 1
     if n < min_examples:

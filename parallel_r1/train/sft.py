@@ -1,5 +1,7 @@
 """The LoRA SFT job that runs on each Ray Train worker: TRL's SFTTrainer with a PEFT LoRA config,
-loss on assistant (teacher) turns only, checkpoints reported to Ray Train for resumption.
+loss on assistant (teacher) turns only, checkpoints reported to Ray Train for resumption. A job with
+`parallel_tokens` (the Parallel-R1 cold start) first adds the format's tags to the tokenizer and trains their
+new embedding rows along with the LoRA.
 
 `sft_train_loop(config)` is the `train_loop_per_worker`; `run_sft_locally(config)` runs the same
 training in the calling process (the plain baseline of the benchmark).
@@ -13,6 +15,9 @@ import os
 import time
 from pathlib import Path
 
+from parallel_r1.data.context import token_counter
+from parallel_r1.train.windows import training_windows
+
 ADAPTER_SUBDIR = "adapter"
 
 
@@ -22,6 +27,17 @@ def _load_records(path: str) -> list[dict]:
     if not rows:
         raise ValueError(f"training file {path} is empty")
     return [{"messages": r["messages"]} for r in rows]
+
+
+def _check_weights(records: list[dict], tokenizer, train_file: str) -> None:
+    """Turns marked `"weight": 0` must stay out of the loss: only a chat template that reads the weight does that."""
+    if "weight" in (tokenizer.chat_template or ""):
+        return
+    if any(m.get("weight") == 0 for r in records for m in r["messages"]):
+        raise ValueError(f"{train_file} marks teacher turns with weight 0 (batch.turn_floor), but the base model's "
+                         "chat template ignores per-message weights, so they would be trained: rebuild the embedded "
+                         "model (`parallel-r1 init-model --force`), give the model a template that skips weight-0 "
+                         "turns, or set batch.turn_floor: null and rerun `parallel-r1 batch --force`")
 
 
 def build_trainer(config: dict, output_dir: str, callbacks: list | None = None):
@@ -37,8 +53,10 @@ def build_trainer(config: dict, output_dir: str, callbacks: list | None = None):
     tokenizer = AutoTokenizer.from_pretrained(config["base_model"])
     model = AutoModelForCausalLM.from_pretrained(config["base_model"], dtype=torch.float32)
     lora = config["lora"]
+    tag_ids = _add_parallel_tags(tokenizer, model, config["max_length"]) if config.get("parallel_tokens") else None
     peft_config = LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
-                             target_modules=lora["target_modules"], task_type="CAUSAL_LM")
+                             target_modules=lora["target_modules"], task_type="CAUSAL_LM",
+                             trainable_token_indices=tag_ids)
     use_gpu = config["use_gpu"]
     args = SFTConfig(
         output_dir=output_dir, num_train_epochs=config["epochs"], learning_rate=config["learning_rate"],
@@ -50,13 +68,44 @@ def build_trainer(config: dict, output_dir: str, callbacks: list | None = None):
         logging_nan_inf_filter=False,  # a diverged run must log NaN: the filter would log 0.0, the best loss
     )
     records = _load_records(config["train_file"])
-    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(records),
-                         processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks or [])
+    _check_weights(records, tokenizer, config["train_file"])
+    n_records = len(records)
+    if "weight" in (tokenizer.chat_template or ""):  # windows need context turns kept out of the loss
+        count = token_counter(tokenizer)
+        records = [{"messages": w} for r in records for w in training_windows(r["messages"], count,
+                                                                                config["max_length"])]
+    trainer_class = _full_logits_trainer(SFTTrainer) if tag_ids else SFTTrainer
+    trainer = trainer_class(model=model, args=args, train_dataset=Dataset.from_list(records),
+                            processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks or [])
     if len(trainer.train_dataset) == 0:
         raise ValueError(f"{config['train_file']}: none of the {len(records)} examples has an assistant token within "
                          f"finetune.max_length={config['max_length']}; raise max_length")
     trainer.examples_dropped = len(records) - len(trainer.train_dataset)
+    trainer.records = n_records
     return trainer
+
+
+def _add_parallel_tags(tokenizer, model, max_length: int) -> list[int]:
+    """The Parallel-R1 tags as atomic tokens, embeddings resized, context raised to `max_length`; their ids, which
+    PEFT trains as `trainable_token_indices` (the rows are new: LoRA on the linear layers alone never moves them)."""
+    from parallel_r1.train.parallel_tokens import add_parallel_tokens, extend_context, parallel_token_ids
+
+    add_parallel_tokens(tokenizer, model)
+    extend_context(model, tokenizer, max_length)
+    return sorted(parallel_token_ids(tokenizer).values())
+
+
+def _full_logits_trainer(sft_trainer: type) -> type:
+    """An SFTTrainer whose loss comes from the model's own logits. TRL's fused LM head multiplies by
+    `lm_head.weight` directly, which skips PEFT's trainable-token wrapper on a tied head (and fails on it)."""
+    from transformers import Trainer
+
+    class FullLogitsSFTTrainer(sft_trainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            return Trainer.compute_loss(self, model, inputs, return_outputs=return_outputs,
+                                        num_items_in_batch=num_items_in_batch)
+
+    return FullLogitsSFTTrainer
 
 
 def _trained_tokens(trainer) -> int:
@@ -89,6 +138,7 @@ def _metrics(trainer, started: float, resumed_from_step: int) -> dict:
         "epochs": epochs_done,
         "examples": len(trainer.train_dataset),
         "examples_dropped": getattr(trainer, "examples_dropped", 0),  # no assistant token within max_length
+        "records": getattr(trainer, "records", None),  # before turns past max_length got their own windows
         "assistant_tokens_per_epoch": trained,
         "tokens_per_epoch": tokens,
         "tokens_per_s": tokens * trainer.args.num_train_epochs * frac / wall if wall > 0 else None,

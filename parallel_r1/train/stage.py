@@ -11,6 +11,7 @@ from pathlib import Path
 
 from parallel_r1.config import PipelineConfig
 from parallel_r1.console import console, summary_table
+from parallel_r1.curate.report import TUTOR_SYSTEM_PROMPT
 from parallel_r1.data.io import atomic_write_jsonl, read_jsonl
 from parallel_r1.errors import UserFacingError
 from parallel_r1.paths import RunPaths
@@ -52,7 +53,7 @@ class FinetuneStage:
         files = self._batch_files()
         self.files, self.batches_of = ({}, {}) if self.monolithic else (dict(files), {b: [b] for b in files})
         if self.monolithic or self.with_baseline:
-            union = [row for p in files.values() for row in read_jsonl(p)]
+            union = [_generic_prompt(row) for p in files.values() for row in read_jsonl(p)]
             self.files[MONOLITHIC] = atomic_write_jsonl(self.paths.workdir / "finetune" / f"{MONOLITHIC}.jsonl", union)
             self.batches_of[MONOLITHIC] = list(files)
         backend = self.cfg.finetune.backend
@@ -108,6 +109,13 @@ class FinetuneStage:
         backend = OpenAIFinetuneBackend(self.cfg.finetune.openai, self.manifest)
         backend.submit({n: self.files[n] for n in self.todo}, self.batches_of)
         console.print("finetune: submitted to the OpenAI fine-tuning API; follow with `parallel-r1 watch`")
+
+def _generic_prompt(record: dict) -> dict:
+    """A batch's training record with the generic tutor prompt: the monolithic baseline is one model for every
+    student, trained (and evaluated, and served) without a specialism in its prompt."""
+    turns = [m for m in record["messages"] if m["role"] != "system"]
+    return {**record, "messages": [{"role": "system", "content": TUTOR_SYSTEM_PROMPT}, *turns]}
+
 
 def manifest_table(jobs: dict[str, FinetuneJob]):
     rows = []

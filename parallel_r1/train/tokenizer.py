@@ -1,7 +1,8 @@
 """The embedded model's tokenizer: byte-level BPE trained on the dialogue corpus, and its chat template.
 
 The template marks assistant content with `{% generation %}` so TRL's `assistant_only_loss=True` and
-`return_assistant_tokens_mask=True` see exactly the assistant replies (each with its end-of-turn token).
+`return_assistant_tokens_mask=True` see exactly the assistant replies (each with its end-of-turn token), except
+those with `"weight": 0` (the OpenAI fine-tuning format's per-message weight): they are context, not targets.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ CHAT_TEMPLATE = (
     "{% if message['role'] not in ['system', 'user', 'assistant'] %}"
     "{{ raise_exception('unsupported role ' + message['role'] + ': use system, user or assistant') }}"
     "{% endif %}"
-    "{% if message['role'] == 'assistant' %}"
+    "{% if message['role'] == 'assistant' and message['weight'] is defined and message['weight'] == 0 %}"
+    "<|assistant|>\n{{ message['content'] }}<|end|>\n"
+    "{% elif message['role'] == 'assistant' %}"
     "<|assistant|>\n{% generation %}{{ message['content'] }}<|end|>{% endgeneration %}{{ '\\n' }}"
     "{% else %}"
     "<|{{ message['role'] }}|>\n{{ message['content'] }}<|end|>\n"

@@ -132,7 +132,8 @@ def prepare_data(cfg: PipelineConfig, spec: BatchSpec, paths: RunPaths) -> dict[
     out = {}
     for n in sorted(set(cfg.tune.batch_sizes)):
         chosen = pool[:n]
-        records = sft_records(Batch(spec=spec, dialogues=chosen, eligible=len(pool), cap_removed=0))
+        records = sft_records(Batch(spec=spec, dialogues=chosen, eligible=len(pool), cap_removed=0),
+                              cfg.batch.turn_floor)
         out[n] = (atomic_write_jsonl(paths.tune / "data" / f"bs{n}.jsonl", records), len(chosen), len(pool))
     return out
 
@@ -144,12 +145,12 @@ def _fingerprint(cfg: PipelineConfig, spec: BatchSpec, base: str, slices: list[s
         "spec": spec.model_dump(mode="json"), "base": base,
         "data": hashlib.sha1(paths.dialogues.read_bytes()).hexdigest(),
         "batch": cfg.batch.model_dump(mode="json", include={"high_confidence", "medium_confidence", "quality_floor",
-                                                            "seed"}),
+                                                            "turn_floor", "seed"}),
         "finetune": ft.model_dump(mode="json", include={"epochs", "max_length", "per_device_batch_size", "seed",
                                                         "gradient_accumulation_steps", "num_workers", "use_gpu"}),
         "lora": [ft.lora.alpha / ft.lora.r, ft.lora.dropout, ft.lora.target_modules],
         "eval": ev.model_dump(mode="json", include={"seed", "samples_per_prompt", "temperature", "top_p", "max_tokens",
-                                                    "sampling_seed"}),
+                                                    "sampling_seed", "system_prompt"}),
         "slices": [s.model_dump(mode="json") for s in ev.slices if s.name in slices],
         "inference": cfg.inference.model_dump(mode="json", include={"dtype", "max_model_len"}),
         "tune": [cfg.tune.eval_prompts, cfg.tune.grace_epochs],
@@ -191,6 +192,7 @@ class _EpochLoss(TuneReportCallback):
 def _trial(config: dict, setup: _Setup) -> None:
     """One Tune trial: fine-tune through Ray Train, then report the niche score of the adapter."""
     from parallel_r1.evaluate.niche import niche_score
+    from parallel_r1.evaluate.replies import eval_system_prompt
     from parallel_r1.train.launcher import fit_job, job_config
 
     spec, cfg = setup.trials[config["trial"]], setup.cfg
@@ -210,7 +212,7 @@ def _trial(config: dict, setup: _Setup) -> None:
         atomic_write_json(record, {**fit, "fingerprint": setup.fingerprint})
     inference = cfg.inference.model_copy(update={"engine": "hf"})  # a vLLM start per trial costs more than it saves
     scores = niche_score(cfg.eval, inference, setup.base_model, adapter, setup.slices, Path(setup.workdir),
-                         cfg.tune.eval_prompts)
+                         cfg.tune.eval_prompts, eval_system_prompt(cfg.tune.specialist, cfg.eval, cfg.batch.batches))
     tune.report({"loss": fit["train_loss_mean_last_5"], "niche_score": scores["mean"], "niche": scores,
                  "examples_trained": fit["examples"], "fit_wall_time_s": fit["fit_wall_time_s"]})
 

@@ -15,17 +15,20 @@ from typer.testing import CliRunner
 
 from parallel_r1.cli import app
 from parallel_r1.config import load_config
+from parallel_r1.curate.report import TUTOR_SYSTEM_PROMPT, system_prompt
 from parallel_r1.data import discovery_plan, write_dialogues
 from parallel_r1.discover.procedural import ProceduralBackend
 from parallel_r1.discover.simulator import simulate_dialogue
 from parallel_r1.errors import UserFacingError
+from parallel_r1.evaluate import stage as compare_stage
 from parallel_r1.evaluate.stage import run_compare
 from parallel_r1.train.manifest import FinetuneJob, FinetuneManifest
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.support.adapters import random_adapter
 
 SETTINGS = {"eval.prompts_per_slice": 3, "eval.samples_per_prompt": 1, "eval.max_tokens": 12,
-            "inference.max_model_len": 256,  # beyond the 64 tokens the tiny model was trained on (RoPE)
+            "inference.max_model_len": 1024,  # beyond the 64 tokens the tiny model was trained on (RoPE): the
+            # specialists' system prompts take ~700 of its tokens
             "eval.bootstrap_samples": 200, "inference.engine": "hf"}
 
 
@@ -77,6 +80,25 @@ def test_rerun_uses_cached_replies_and_a_changed_adapter_is_regenerated(run_dir,
     after = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
     changed = {n for n in after if after[n] != before.get(n)}
     assert changed == {"prior_trauma_recovery.json"}
+
+
+def test_each_model_answers_with_the_system_prompt_it_is_served_with(run_dir, monkeypatch):
+    seen: dict[str, set[str]] = {}
+    real = compare_stage.generate_local
+
+    def spy(engine, specs, items, prompts, sampling):
+        seen.update({name: {p[0]["content"] for p in ps} for name, ps in prompts.items()})
+        return real(engine, specs, items, prompts, sampling)
+
+    monkeypatch.setattr(compare_stage, "generate_local", spy)
+    specs = {s.name: s for s in load_config().batch.batches}
+    run_compare(cfg_for(run_dir, **{"eval.system_prompt": "generic"}))
+    # the base is prompted generically either way, so its cached replies stand
+    assert seen == {m: {TUTOR_SYSTEM_PROMPT} for m in ("neurodivergent", "prior_trauma_recovery")}
+    seen.clear()
+    run_compare(cfg_for(run_dir))  # served (the default): the prompt is in the cache key
+    assert seen == {"neurodivergent": {system_prompt(specs["neurodivergent"])},
+                    "prior_trauma_recovery": {system_prompt(specs["prior_trauma_recovery"])}}
 
 
 def test_named_model_and_slice_like_the_seed(run_dir):

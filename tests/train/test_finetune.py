@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from parallel_r1.config import load_config
+from parallel_r1.curate.report import TUTOR_SYSTEM_PROMPT
 from parallel_r1.train.manifest import FinetuneManifest
 from parallel_r1.train.stage import run_finetune
 from tests.support.batches import BATCHES, write_batches
@@ -62,6 +64,8 @@ def test_monolithic_trains_one_adapter_on_the_union(ray_session, tmp_path, tiny_
     assert job.status == "succeeded" and sorted(job.batches) == sorted(BATCHES[:2])
     assert job.metrics["examples"] == 8
     assert (tmp_path / "adapters" / "monolithic" / "adapter_config.json").exists()
+    union = [json.loads(line) for line in (tmp_path / "finetune" / "monolithic.jsonl").read_text().splitlines()]
+    assert len(union) == 8 and {r["messages"][0]["content"] for r in union} == {TUTOR_SYSTEM_PROMPT}
 
 
 @pytest.mark.slow

@@ -36,7 +36,7 @@ def _cfg(workdir: Path, base: Path | str = "/nonexistent/base", **tune):
         "tune.lora_ranks": [4], "tune.eval_prompts": 2, "tune.max_concurrent_trials": 2, "tune.grace_epochs": 1,
         "finetune.epochs": 2, "finetune.max_length": 512, "finetune.per_device_batch_size": 2,
         "finetune.cpus_per_worker": 0.25, "finetune.lora.r": 4, "finetune.lora.alpha": 8,
-        "eval.samples_per_prompt": 1, "eval.max_tokens": 16, "inference.max_model_len": 512,  # beyond the 64 trained
+        "eval.samples_per_prompt": 1, "eval.max_tokens": 16, "inference.max_model_len": 1024,  # beyond the 64 trained
     }
     overrides.update({f"tune.{k}": v for k, v in tune.items()})
     return load_config(overrides=overrides)
