@@ -8,13 +8,15 @@ then sends the same greedy, 8-token requests three ways: through the router (val
 the student's words, routing, online grading of the configured share), straight to the model deployment over
 HTTP (the same proxy: the difference is the router's hop and work), and through a Serve handle from this
 process (no HTTP at all). Sequential and with `--clients` concurrent clients, in alternating rounds (the host's
-load drifts); prints p50 / p99 / requests/s and the router's added latency against both direct paths, writes
+load drifts); prints p50 / p99 / requests/s and the router's added latency against both direct paths, and the
+host's load average over the run (on a shared host every figure moves with it), writes
 benchmarks/results/bench_serve.json. Target (against direct HTTP): +5 ms at p50, +15 ms at p99.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import statistics
 import sys
@@ -145,6 +147,7 @@ def main() -> None:
     for caller in paths.values():  # warm-up, and a check that every path answers
         run_load(caller, 1, 10)
     modes = {"sequential": 1, f"{args.clients} clients": args.clients}
+    loads = [os.getloadavg()[0]]
     samples = {(mode, path): ([], 0.0) for mode in modes for path in paths}
     for r in range(args.rounds):
         for mode, clients in modes.items():
@@ -152,7 +155,8 @@ def main() -> None:
                 latencies, wall = run_load(paths[path], clients, args.requests)
                 done, total = samples[mode, path]
                 samples[mode, path] = (done + latencies, total + wall)
-        console.print(f"round {r + 1}/{args.rounds} done")
+        loads.append(os.getloadavg()[0])
+        console.print(f"round {r + 1}/{args.rounds} done (load average {loads[-1]:.1f} on {os.cpu_count()} CPUs)")
     serve.shutdown()
 
     results, rows = {}, []
@@ -176,9 +180,11 @@ def main() -> None:
                                 ["path", "requests", "p50 ms", "p99 ms", "req/s"], rows))
     target = all(results[m][f"router - {BASELINES[0]}"]["added_ms"]["p50"] <= 5
                  and results[m][f"router - {BASELINES[0]}"]["added_ms"]["p99"] <= 15 for m in modes)
-    console.print(f"target (router adds <= 5 ms at p50 and <= 15 ms at p99): {'met' if target else 'NOT met'}")
+    console.print(f"target (router adds <= 5 ms at p50 and <= 15 ms at p99): {'met' if target else 'NOT met'}; "
+                  f"1-min load average {min(loads):.1f}..{max(loads):.1f} on {os.cpu_count()} CPUs")
     out = atomic_write_json(ROOT / "benchmarks" / "results" / "bench_serve.json",
-                            {"args": vars(args), "results": results, "target_met": target})
+                            {"args": vars(args), "results": results, "target_met": target,
+                             "load_average": loads, "cpus": os.cpu_count()})
     console.print(f"wrote {out}")
 
 

@@ -31,7 +31,8 @@ class ServeConfig(_Section):
     router_model: str = Field("parallel-r1", description="Model id that asks the router to pick the specialist "
                                                          "(a specialist's own name or 'base' bypasses routing).")
     auth_token_env: str | None = Field(None, description="Environment variable holding the bearer token clients "
-                                                         "must send; None: no auth.")
+                                                         "must send, read from the router replicas' environment "
+                                                         "(never put in the app's config); None: no auth.")
     router_replicas: int = Field(1, ge=1, description="Router replicas (without autoscaling).")
     model_replicas: int = Field(1, ge=1, description="Model deployment replicas (without autoscaling).")
     autoscaling: bool = Field(False, description="Autoscale both deployments between min_replicas and max_replicas.")
@@ -44,14 +45,14 @@ class ServeConfig(_Section):
     use_gpu: bool = Field(False, description="vllm backend: run the engine on a GPU instead of the CPU build.")
     max_ongoing_requests: int = Field(32, ge=1, description="Requests a replica accepts at once before queueing.")
     access_log: bool = Field(False, description="Serve's per-request access log lines in the replicas' logs.")
-    temperature: float = Field(0.8, ge=0, le=2, description="Default temperature when a request sets none (greedy "
-                                                            "decoding of tiny models loops).")
-    top_p: float = Field(0.95, gt=0, le=1, description="Default top_p when a request sets none.")
-    max_tokens: int = Field(96, ge=1, description="Default max_tokens when a request sets none.")
     max_tokens_limit: int = Field(1024, ge=1, description="Largest max_tokens a request may ask for (else 400).")
     max_n: int = Field(4, ge=1, description="Largest n (choices per request) a request may ask for (else 400).")
     add_system_prompt: bool = Field(True, description="Prepend the specialist's training system prompt when the "
                                                       "request has no system message.")
+    parallel_format: bool = Field(False, description="Ask for Parallel-R1 thinking (the parallel.inference "
+                                                     "policy's instruction in the system prompt): only for served "
+                                                     "models trained on that format; the finetune specialists "
+                                                     "are not.")
     static_routes: dict[str, str] = Field(default_factory=_default_static_routes,
                                           description="Profile kind -> specialist, used when <workdir>/eval/"
                                                       "routing.json is missing or names no loaded model for it.")

@@ -2,7 +2,9 @@
 
 `build_app(cfg)` binds the router to the model backend `serve.backend` names, with the adapters in
 <workdir>/adapters, the routing table in <workdir>/eval/routing.json (when `compare` wrote one), replicas,
-autoscaling and CPUs from `serve`. `app_builder` is the same for `serve run serve/config.yaml` and
+autoscaling and CPUs from `serve`, and the router's sampling defaults from the `parallel.inference` policy.
+The bearer token (`serve.auth_token_env`) is never bound into the app: the router reads it from its replica's
+environment. `app_builder` is the same for `serve run serve/config.yaml` and
 `serve deploy`; `parallel_r1.serving.local` starts it from `parallel-r1 serve`.
 """
 
@@ -16,6 +18,7 @@ from parallel_r1.config import PipelineConfig, ServeConfig, load_config
 from parallel_r1.curate.report import TUTOR_SYSTEM_PROMPT, system_prompt
 from parallel_r1.errors import UserFacingError
 from parallel_r1.inference.adapters import ADAPTER_CONFIG
+from parallel_r1.inference.policy import ParallelExecutionPolicy
 from parallel_r1.paths import RunPaths
 from parallel_r1.serving.online_grading import score_log_path
 from parallel_r1.serving.routing import read_routing_table
@@ -57,10 +60,10 @@ def plan(cfg: PipelineConfig) -> ServePlan:
 REPLICA_ENV = {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0", "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0"}
 
 
-def deployment_options(cfg: ServeConfig, replicas: int, num_cpus: float, num_gpus: float = 0.0,
-                       env: dict[str, str] | None = None) -> dict:
-    """Serve options of one deployment: CPUs / GPUs (and env) per replica, replicas or autoscaling, queue size."""
-    actor = {"num_cpus": num_cpus, "num_gpus": num_gpus, "runtime_env": {"env_vars": {**REPLICA_ENV, **(env or {})}}}
+def deployment_options(cfg: ServeConfig, replicas: int, num_cpus: float, num_gpus: float = 0.0) -> dict:
+    """Serve options of one deployment: CPUs / GPUs per replica, replicas or autoscaling, queue size. Nothing
+    secret goes in here: `serve status` and the dashboard show these options, runtime_env included."""
+    actor = {"num_cpus": num_cpus, "num_gpus": num_gpus, "runtime_env": {"env_vars": dict(REPLICA_ENV)}}
     scaling = ({"autoscaling_config": {"min_replicas": cfg.min_replicas, "max_replicas": cfg.max_replicas,
                                        "target_ongoing_requests": cfg.target_ongoing_requests}}
                if cfg.autoscaling else {"num_replicas": replicas})
@@ -96,14 +99,9 @@ def build_app(cfg: PipelineConfig, serve_plan: ServePlan | None = None):
                                                            sc.model_num_gpus)).bind(
             cfg.inference.model_dump(), serve_plan.base_model, serve_plan.adapters)
     prompts = {"": TUTOR_SYSTEM_PROMPT, **{spec.name: system_prompt(spec) for spec in cfg.batch.batches}}
-    token_env = None
-    if sc.auth_token_env:
-        if not os.environ.get(sc.auth_token_env):
-            raise UserFacingError(f"serve.auth_token_env is {sc.auth_token_env!r}, but that environment variable is "
-                                  "not set (or empty): set it to the bearer token clients must send")
-        token_env = {sc.auth_token_env: os.environ[sc.auth_token_env]}
-    router = ChatRouter.options(**deployment_options(sc, sc.router_replicas, sc.router_num_cpus, env=token_env))
-    return router.bind(model, sc.backend, sc.model_dump(), serve_plan.routing_table, prompts,
+    policy = ParallelExecutionPolicy.from_config(cfg.parallel.inference)
+    router = ChatRouter.options(**deployment_options(sc, sc.router_replicas, sc.router_num_cpus))
+    return router.bind(model, sc.backend, sc.model_dump(), policy.model_dump(), serve_plan.routing_table, prompts,
                        str(serve_plan.score_log), list(serve_plan.adapters))
 
 

@@ -1,5 +1,9 @@
 """Starting the app locally (what `parallel-r1 serve` and the tests run): Ray, Serve's proxy on serve.host and
-serve.port, the application, then a wait until `/ready` answers."""
+serve.port, the application, then a wait until `/ready` answers.
+
+The bearer token reaches the router as an environment variable of this process: the local Ray it starts passes
+its environment on to every worker, so the token is in no config or runtime_env that Serve shows.
+"""
 
 from __future__ import annotations
 
@@ -49,6 +53,9 @@ def start_local(cfg: PipelineConfig, serve_plan: ServePlan | None = None) -> str
     sc = cfg.serve
     serve_plan = serve_plan or plan(cfg)
     local = not (cfg.ray.address or os.environ.get("RAY_ADDRESS"))
+    if local and sc.auth_token_env and not os.environ.get(sc.auth_token_env):
+        raise UserFacingError(f"serve.auth_token_env is {sc.auth_token_env!r}, but that environment variable is not "
+                              "set (or empty): export it (the bearer token clients must send) before starting")
     ensure_ray(cfg.ray)
     if local and not _serve_running():
         _check_port_free(sc.host, sc.port)

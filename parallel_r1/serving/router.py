@@ -2,8 +2,10 @@
 
 Per request it validates the body (every bad input is a 4xx with an OpenAI-style error), takes the student
 profile from the request or infers it from the student's messages, picks the specialist (`routing.Router`),
-asks the model backend, and answers with the specialist named in the `x-parallel-r1-specialist` header and
-the `specialist` field. A share of replies is graded after the response is sent (`online_grading`).
+asks the model backend with the request's sampling or else the `ParallelExecutionPolicy` defaults, and answers
+with the specialist named in the `x-parallel-r1-specialist` header and the `specialist` field. `stream=true`
+passes the backend's tokens on as OpenAI SSE chunks while they are generated. A share of replies is graded
+after the response is sent (`online_grading`). The bearer token is read from the replica's own environment.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ from starlette.exceptions import HTTPException
 
 from parallel_r1.config import ServeConfig
 from parallel_r1.data.profiles import StudentProfileConfig
-from parallel_r1.inference.engine import SamplingParams
-from parallel_r1.serving.hf_backend import Generation
+from parallel_r1.inference.policy import ParallelExecutionPolicy
+from parallel_r1.serving.generation import Delta, Generation
 from parallel_r1.serving.online_grading import OnlineGrader
 from parallel_r1.serving.profile_inference import infer_profile
 from parallel_r1.serving.routing import Route, Router
@@ -35,8 +37,10 @@ from parallel_r1.serving.schema import (
     completion_body,
     completion_id,
     parse_request,
+    request_sampling,
     requested_profile,
-    stream_pieces,
+    usage_body,
+    with_instruction,
     with_system_prompt,
 )
 
@@ -53,6 +57,16 @@ def _error(err: APIError) -> JSONResponse:
     return JSONResponse(err.body(), status_code=err.status)
 
 
+def _backend_failure(e: Exception) -> APIError:
+    """A failed replica or engine: the server's fault, still in the OpenAI error shape."""
+    return APIError(500, f"the model backend failed: {type(e).__name__}: {e}", code="backend_error",
+                    kind="server_error")
+
+
+def _event(obj: dict) -> str:
+    return f"data: {json.dumps(obj)}\n\n"
+
+
 def _refusal(message: str) -> APIError:
     """The model backend refused the request (a prompt over the context length, ...): a 400."""
     code = "context_length_exceeded" if "context length" in message else "invalid_request"
@@ -63,19 +77,33 @@ def _refusal(message: str) -> APIError:
 @serve.ingress(api)
 class ChatRouter:
     """Routes OpenAI chat requests to specialists. `backend_handle`: the model deployment (wrapped in an `HFClient`
-    or `LLMClient` by `backend_kind`); `system_prompts`: specialist -> the system prompt it was trained with."""
+    or `LLMClient` by `backend_kind`); `policy`: the `ParallelExecutionPolicy` whose sampling requests default to;
+    `system_prompts`: specialist -> the system prompt it was trained with (the policy's parallel-thinking
+    instruction added when `serve.parallel_format`)."""
 
-    def __init__(self, backend_handle, backend_kind: str, cfg: dict, routing_table: dict | None,
+    def __init__(self, backend_handle, backend_kind: str, cfg: dict, policy: dict, routing_table: dict | None,
                  system_prompts: dict[str, str], score_log: str, adapters: list[str]) -> None:
         from parallel_r1.serving.app import backend_client
 
         self.cfg = ServeConfig(**cfg)
+        self.policy = ParallelExecutionPolicy(**policy)
         self.backend = backend_client(backend_kind, backend_handle, adapters)
         self.system_prompts = system_prompts
         self.routing_table = routing_table
         self.grader = OnlineGrader(self.cfg.grading_fraction, score_log)
-        self.token = os.environ.get(self.cfg.auth_token_env, "") if self.cfg.auth_token_env else ""
+        self.token = self._read_token()
         self._router: Router | None = None
+
+    def _read_token(self) -> str:
+        """The bearer token from this replica's environment (never from the app's config or runtime_env)."""
+        if not self.cfg.auth_token_env:
+            return ""
+        token = os.environ.get(self.cfg.auth_token_env, "")
+        if not token:
+            raise RuntimeError(f"serve.auth_token_env is {self.cfg.auth_token_env!r}, but that variable is not set "
+                               "(or empty) in the router replica's environment: set it on every node before "
+                               "`ray start` (or before `parallel-r1 serve`, which starts Ray with it)")
+        return token
 
     async def _routes(self) -> Router:
         if self._router is None:  # the model list comes from the backend, once it is up
@@ -86,7 +114,7 @@ class ChatRouter:
         if not self.cfg.auth_token_env:
             return
         sent = request.headers.get("authorization", "")
-        if not self.token or not hmac.compare_digest(sent, f"Bearer {self.token}"):
+        if not hmac.compare_digest(sent, f"Bearer {self.token}"):
             raise APIError(401, "missing or invalid bearer token (Authorization: Bearer <token>)",
                            code="invalid_api_key", kind="authentication_error")
 
@@ -126,28 +154,75 @@ class ChatRouter:
         except APIError as e:
             return _error(e)
         conversation = self._conversation(chat, route.specialist)
-        try:
-            result = await self.backend.generate(conversation, self._sampling(chat), route.specialist)
-        except Exception as e:  # a failed replica or engine: the server's fault, still in the OpenAI error shape
-            return _error(APIError(500, f"the model backend failed: {type(e).__name__}: {e}", code="backend_error",
-                                   kind="server_error"))
-        if result.error:
-            return _error(_refusal(result.error))
         extra = {"specialist": route.specialist, "route_source": route.source,
                  "student_profile": {"kind": profile.kind, "traits": profile.traits, "source": profile_source}}
-        cid = completion_id()
-        task = None
-        if self.grader.should_grade():
-            task = BackgroundTask(self.grader.grade, request_id=cid, history=conversation, reply=result.texts[0],
-                                  specialist=route.specialist, profile=profile, profile_source=profile_source,
-                                  route_source=route.source, latency_s=time.perf_counter() - started)
         headers = {SPECIALIST_HEADER: route.specialist}
+        record = {"history": conversation, "specialist": route.specialist, "profile": profile,
+                  "profile_source": profile_source, "route_source": route.source, "started": started}
         if chat.stream:
-            return StreamingResponse(self._stream(cid, chat, result, extra), media_type="text/event-stream",
-                                     headers=headers, background=task)
+            return await self._streamed(chat, conversation, route.specialist, extra, headers, record)
+        try:
+            result = await self.backend.generate(conversation, request_sampling(chat, self.policy), route.specialist)
+        except Exception as e:
+            return _error(_backend_failure(e))
+        if result.error:
+            return _error(_refusal(result.error))
+        cid = completion_id()
         body = completion_body(cid, chat.model, result.texts, result.finish_reasons, result.prompt_tokens,
                                result.completion_tokens, extra)
-        return JSONResponse(body, headers=headers, background=task)
+        return JSONResponse(body, headers=headers, background=self._grading(cid, result.texts[0], record))
+
+    def _grading(self, cid: str, reply: str, record: dict) -> BackgroundTask | None:
+        """The rubric grading of this reply after the response, for the configured share of replies; `record`:
+        the request's fields of the score log line and `started` (its perf_counter start)."""
+        if not self.grader.should_grade():
+            return None
+        fields = {k: v for k, v in record.items() if k != "started"}
+        return BackgroundTask(self.grader.grade, request_id=cid, reply=reply,
+                              latency_s=time.perf_counter() - record["started"], **fields)
+
+    async def _streamed(self, chat: ChatRequest, conversation: list[dict], specialist: str, extra: dict,
+                        headers: dict, record: dict):
+        """A streamed reply. The backend's first event is awaited before answering: a refused request (or a failed
+        backend) still gets its 4xx (5xx) JSON error rather than a stream."""
+        events = aiter(self.backend.stream(conversation, request_sampling(chat, self.policy), specialist))
+        try:
+            first = await anext(events)
+        except Exception as e:
+            return _error(_backend_failure(e))
+        if isinstance(first, Generation) and first.error:
+            return _error(_refusal(first.error))
+        cid = completion_id()
+        state: dict = {}
+
+        async def grade_later() -> None:
+            if "reply" in state and (task := self._grading(cid, state["reply"], record)) is not None:
+                await task()
+
+        body = self._sse(cid, chat, first, events, extra, state)
+        return StreamingResponse(body, media_type="text/event-stream", headers=headers,
+                                 background=BackgroundTask(grade_later))
+
+    async def _sse(self, cid: str, chat: ChatRequest, first: Delta | Generation, events: AsyncIterator,
+                   extra: dict, state: dict) -> AsyncIterator[str]:
+        """OpenAI SSE: a role chunk per choice, content chunks as generated, a finish_reason chunk per choice,
+        a usage chunk when `stream_options.include_usage`, then `[DONE]`. `state["reply"]`: choice 0's text."""
+        for i in range(chat.n):
+            yield _event(chunk_body(cid, chat.model, i, {"role": "assistant", "content": ""}, None, extra))
+        event = first
+        try:
+            while isinstance(event, Delta):
+                yield _event(chunk_body(cid, chat.model, event.index, {"content": event.text}, None, extra))
+                event = await anext(events)
+        except Exception as e:  # the backend failed mid-stream: an OpenAI error event ends the stream
+            yield _event(_backend_failure(e).body())
+            return
+        for i, reason in enumerate(event.finish_reasons):
+            yield _event(chunk_body(cid, chat.model, i, {}, reason, extra))
+        if chat.stream_options and chat.stream_options.include_usage:
+            yield _event(usage_body(cid, chat.model, event.prompt_tokens, event.completion_tokens, extra))
+        yield "data: [DONE]\n\n"
+        state["reply"] = event.texts[0]
 
     async def _pick(self, chat: ChatRequest, profile: StudentProfileConfig) -> Route:
         router = await self._routes()
@@ -160,26 +235,12 @@ class ChatRouter:
                        code="model_not_found")
 
     def _conversation(self, chat: ChatRequest, specialist: str) -> list[dict]:
-        if not self.cfg.add_system_prompt:
-            return chat.conversation()
-        return with_system_prompt(chat.conversation(), self.system_prompts.get(specialist,
-                                                                                self.system_prompts.get("", "")))
-
-    def _sampling(self, chat: ChatRequest) -> SamplingParams:
-        return SamplingParams(
-            n=chat.n, seed=chat.seed,
-            temperature=self.cfg.temperature if chat.temperature is None else chat.temperature,
-            top_p=self.cfg.top_p if chat.top_p is None else chat.top_p,
-            max_tokens=chat.max_completion_tokens or chat.max_tokens or self.cfg.max_tokens)
-
-    @staticmethod
-    async def _stream(cid: str, chat: ChatRequest, result: Generation, extra: dict) -> AsyncIterator[str]:
-        def event(obj: dict) -> str:
-            return f"data: {json.dumps(obj)}\n\n"
-
-        for i, (text, reason) in enumerate(zip(result.texts, result.finish_reasons, strict=True)):
-            yield event(chunk_body(cid, chat.model, i, {"role": "assistant", "content": ""}, None, extra))
-            for piece in stream_pieces(text):
-                yield event(chunk_body(cid, chat.model, i, {"content": piece}, None, extra))
-            yield event(chunk_body(cid, chat.model, i, {}, reason, extra))
-        yield "data: [DONE]\n\n"
+        """The messages the model sees: the specialist's training system prompt first (unless the client sent
+        one), and the policy's parallel-thinking instruction when the served models were trained for it."""
+        conversation = chat.conversation()
+        if self.cfg.add_system_prompt:
+            conversation = with_system_prompt(conversation, self.system_prompts.get(specialist,
+                                                                                    self.system_prompts.get("", "")))
+        if self.cfg.parallel_format:
+            conversation = with_instruction(conversation, self.policy.instruction())
+        return conversation

@@ -15,6 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from parallel_r1.config import ServeConfig
 from parallel_r1.data.profiles import StudentProfileConfig
+from parallel_r1.inference.engine import SamplingParams
+from parallel_r1.inference.policy import ParallelExecutionPolicy
 
 SPECIALIST_HEADER = "x-parallel-r1-specialist"
 PROFILE_KEY = "student_profile"
@@ -51,6 +53,14 @@ class ChatMessage(BaseModel):
         return "".join(p["text"] for p in content)
 
 
+class StreamOptions(BaseModel):
+    """OpenAI's `stream_options`: `include_usage` adds a last chunk with the token counts."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    include_usage: bool = False
+
+
 class ChatRequest(BaseModel):
     """The fields of an OpenAI chat completion request the router uses; other OpenAI fields are ignored."""
 
@@ -59,6 +69,7 @@ class ChatRequest(BaseModel):
     model: str
     messages: list[ChatMessage] = Field(min_length=1)
     stream: bool = False
+    stream_options: StreamOptions | None = None
     n: int = Field(1, ge=1)
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, gt=0, le=1)
@@ -144,8 +155,22 @@ def parse_request(raw: bytes, cfg: ServeConfig) -> ChatRequest:
     return request
 
 
+def request_sampling(request: ChatRequest, policy: ParallelExecutionPolicy) -> SamplingParams:
+    """The request's sampling; what it leaves unset (temperature, top_p, max tokens) comes from the policy."""
+    return SamplingParams(
+        n=request.n, seed=request.seed,
+        temperature=policy.temperature if request.temperature is None else request.temperature,
+        top_p=policy.top_p if request.top_p is None else request.top_p,
+        max_tokens=request.max_completion_tokens or request.max_tokens or policy.max_tokens)
+
+
 def completion_id() -> str:
     return f"chatcmpl-{uuid.uuid4().hex[:24]}"
+
+
+def _usage(prompt_tokens: int, completion_tokens: list[int]) -> dict:
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": sum(completion_tokens),
+            "total_tokens": prompt_tokens + sum(completion_tokens)}
 
 
 def completion_body(cid: str, model: str, texts: list[str], finish_reasons: list[str], prompt_tokens: int,
@@ -155,8 +180,7 @@ def completion_body(cid: str, model: str, texts: list[str], finish_reasons: list
         "id": cid, "object": "chat.completion", "created": int(time.time()), "model": model,
         "choices": [{"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": reason,
                      "logprobs": None} for i, (text, reason) in enumerate(zip(texts, finish_reasons, strict=True))],
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": sum(completion_tokens),
-                  "total_tokens": prompt_tokens + sum(completion_tokens)},
+        "usage": _usage(prompt_tokens, completion_tokens),
         **extra,
     }
 
@@ -167,10 +191,10 @@ def chunk_body(cid: str, model: str, index: int, delta: dict, finish_reason: str
             "choices": [{"index": index, "delta": delta, "finish_reason": finish_reason, "logprobs": None}], **extra}
 
 
-def stream_pieces(text: str) -> list[str]:
-    """A finished reply cut into word-sized deltas (the hf engine generates whole replies)."""
-    words = text.split(" ")
-    return [w if i == 0 else " " + w for i, w in enumerate(words)] if text else []
+def usage_body(cid: str, model: str, prompt_tokens: int, completion_tokens: list[int], extra: dict) -> dict:
+    """The last chunk of a stream with `stream_options.include_usage`: no choices, the token counts."""
+    return {"id": cid, "object": "chat.completion.chunk", "created": int(time.time()), "model": model,
+            "choices": [], "usage": _usage(prompt_tokens, completion_tokens), **extra}
 
 
 def with_system_prompt(conversation: list[dict], prompt: str) -> list[dict]:
@@ -178,3 +202,12 @@ def with_system_prompt(conversation: list[dict], prompt: str) -> list[dict]:
     if not prompt or any(m["role"] == "system" for m in conversation):
         return conversation
     return [{"role": "system", "content": prompt}, *conversation]
+
+
+def with_instruction(conversation: list[dict], instruction: str) -> list[dict]:
+    """The conversation with `instruction` appended to its first system message (one is added when it has none)."""
+    first = next((i for i, m in enumerate(conversation) if m["role"] == "system"), None)
+    if first is None:
+        return [{"role": "system", "content": instruction}, *conversation]
+    merged = {**conversation[first], "content": f"{conversation[first]['content']}\n\n{instruction}".strip()}
+    return [*conversation[:first], merged, *conversation[first + 1:]]

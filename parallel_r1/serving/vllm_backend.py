@@ -4,11 +4,19 @@ Adapter model ids are `<BASE_MODEL_ID>:<name>`. Serve LLM only downloads adapter
 replica gets `LocalLoraLoader`, which maps an id to <adapters dir>/<name> on local (or shared) disk. The router
 calls the LLM deployment through its handle with `multiplexed_model_id` equal to the request's `model` (else
 the base model would answer silently). `ray.serve.llm` imports vLLM, so this module is imported only for it.
+
+`base` requests go through a LoRA too: `ZERO_ADAPTER`, a copy of a specialist with every weight zero, whose
+replies are the base model's exactly. vLLM (its CPU build at least) answers a prompt *without* a LoRA through a
+stale adapter slot when it shares a batch with LoRA prompts; with every prompt on a LoRA there is none such, at
+the cost of one more adapter for vLLM to hold or swap, and no second engine.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import get_args
 
@@ -19,11 +27,14 @@ from ray.serve.llm.openai_api_models import ChatCompletionRequest
 
 from parallel_r1.config import PipelineConfig
 from parallel_r1.errors import UserFacingError
+from parallel_r1.inference.adapters import ADAPTER_CONFIG
 from parallel_r1.inference.engine import SamplingParams
-from parallel_r1.serving.hf_backend import Generation
+from parallel_r1.serving.generation import Delta, Generation, TextDeltas
 from parallel_r1.serving.routing import BASE
 
 BASE_MODEL_ID = "parallel-r1-base"
+ZERO_ADAPTER = "zero-lora"  # the adapter `base` requests are answered with (no specialist may take the name)
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTERS_ENV = "PARALLEL_R1_SERVE_ADAPTERS"  # "name=path;name=path" in the LLM replica's environment
 
 
@@ -57,10 +68,34 @@ def _lora_rank(wanted: int) -> int:
     return ranks[0]
 
 
+def write_zero_adapter(like: Path, out: Path) -> Path:
+    """Adapter `like` with every weight zero (same modules and rank), in `out`: LoRA adds exactly nothing."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    weights = like / ADAPTER_WEIGHTS
+    if not weights.is_file():
+        raise UserFacingError(f"{weights} not found: the vllm backend needs adapters saved as safetensors")
+    out.mkdir(parents=True, exist_ok=True)
+    tmp_weights, tmp_config = out / f".{ADAPTER_WEIGHTS}.tmp", out / f".{ADAPTER_CONFIG}.tmp"  # atomic writes
+    save_file({k: torch.zeros_like(v) for k, v in load_file(weights).items()}, tmp_weights)
+    shutil.copyfile(like / ADAPTER_CONFIG, tmp_config)
+    os.replace(tmp_weights, out / ADAPTER_WEIGHTS)
+    os.replace(tmp_config, out / ADAPTER_CONFIG)
+    return out
+
+
 def build_llm_backend(cfg: PipelineConfig, base_model: str, adapters: dict[str, str]):
-    """The Serve LLM deployment (an Application to bind into the router) for the base model and `adapters`."""
+    """The Serve LLM deployment (an Application to bind into the router) for the base model and `adapters`,
+    plus the zero adapter for `base` (written to <workdir>/serve/zero-lora)."""
     from parallel_r1.serving.app import deployment_options
 
+    if ZERO_ADAPTER in adapters:
+        raise UserFacingError(f"adapters/{ZERO_ADAPTER} is the name the vllm backend gives the base model's zero "
+                              "adapter: rename that specialist")
+    zero = write_zero_adapter(Path(next(iter(adapters.values()))),
+                              Path(cfg.workdir).resolve() / "serve" / ZERO_ADAPTER)
+    adapters = {**adapters, ZERO_ADAPTER: str(zero)}
     inf, sc = cfg.inference, cfg.serve
     # On CPU: the KV cache in bytes, and no chunked prefill (vLLM rewinds a seeded request's generator after a
     # partial prefill, which CPU generators cannot do; see parallel_r1/inference/vllm_engine.py).
@@ -84,7 +119,9 @@ def build_llm_backend(cfg: PipelineConfig, base_model: str, adapters: dict[str, 
 
 
 class LLMClient:
-    """The router's view of the Serve LLM deployment: OpenAI chat requests through its handle."""
+    """The router's view of the Serve LLM deployment: OpenAI chat requests through its handle. Streamed replies
+    come from the engine as OpenAI SSE strings (in lists, batched by Serve LLM every few ms); `stream` turns
+    them back into `Delta`s."""
 
     def __init__(self, handle, adapters: list[str]) -> None:
         self._handle, self._adapters = handle, list(adapters)
@@ -92,26 +129,81 @@ class LLMClient:
     async def models(self) -> list[str]:
         return [BASE, *self._adapters]
 
-    async def generate(self, conversation: list[dict], sampling: SamplingParams, model: str) -> Generation:
-        model_id = BASE_MODEL_ID if model == BASE else f"{BASE_MODEL_ID}:{model}"
-        request = ChatCompletionRequest(model=model_id, messages=conversation, n=sampling.n, stream=False,
+    def _call(self, conversation: list[dict], sampling: SamplingParams, model: str, stream: bool):
+        model_id = f"{BASE_MODEL_ID}:{ZERO_ADAPTER if model == BASE else model}"
+        request = ChatCompletionRequest(model=model_id, messages=conversation, n=sampling.n, stream=stream,
+                                        stream_options={"include_usage": True} if stream else None,
                                         temperature=sampling.temperature, max_tokens=sampling.max_tokens,
                                         top_p=1.0 if sampling.temperature == 0 else sampling.top_p,
                                         seed=sampling.seed)
-        handle = self._handle.options(stream=True, multiplexed_model_id="" if model == BASE else model_id)
+        handle = self._handle.options(stream=True, multiplexed_model_id=model_id)
+        return handle.chat.remote(request, None)
+
+    async def generate(self, conversation: list[dict], sampling: SamplingParams, model: str) -> Generation:
         seen = []
-        async for item in handle.chat.remote(request, None):
-            for part in item if isinstance(item, list) else [item]:
-                # Duck-typed: the engine yields Ray's internal response classes, not the public subclasses.
-                if (error := getattr(part, "error", None)) is not None:
-                    if 400 <= int(error.code or 500) < 500:
-                        return Generation.refused(error.message)
-                    raise RuntimeError(f"the LLM deployment failed: {error.message}")
-                if (choices := getattr(part, "choices", None)) is not None:
-                    return Generation(texts=[(c.message.content or "").strip() for c in choices],
-                                      finish_reasons=[c.finish_reason or "stop" for c in choices],
-                                      prompt_tokens=part.usage.prompt_tokens,
-                                      completion_tokens=[part.usage.completion_tokens])
-                seen.append(type(part).__name__)
+        async for part in _parts(self._call(conversation, sampling, model, stream=False)):
+            if (refusal := _refusal(part)) is not None:
+                return refusal
+            if (choices := getattr(part, "choices", None)) is not None:
+                return Generation(texts=[(c.message.content or "").strip() for c in choices],
+                                  finish_reasons=[c.finish_reason or "stop" for c in choices],
+                                  prompt_tokens=part.usage.prompt_tokens,
+                                  completion_tokens=[part.usage.completion_tokens])
+            seen.append(type(part).__name__)
         raise RuntimeError(f"the LLM deployment returned no chat completion (got {seen or 'nothing'})")
 
+    async def stream(self, conversation: list[dict], sampling: SamplingParams,
+                     model: str) -> AsyncIterator[Delta | Generation]:
+        raw, reasons = [""] * sampling.n, ["stop"] * sampling.n
+        deltas = [TextDeltas() for _ in range(sampling.n)]
+        usage = {"prompt_tokens": 0, "completion_tokens": 0}
+        async for part in _parts(self._call(conversation, sampling, model, stream=True)):
+            if (refusal := _refusal(part)) is not None:
+                yield refusal
+                return
+            for event in _sse_events(part):
+                usage = event.get("usage") or usage
+                for choice in event.get("choices", []):
+                    i = choice["index"]
+                    raw[i] += choice.get("delta", {}).get("content") or ""
+                    reasons[i] = choice.get("finish_reason") or reasons[i]
+                    if text := deltas[i].update(raw[i]):
+                        yield Delta(i, text)
+        texts = [r.strip() for r in raw]
+        for i, text in enumerate(texts):
+            if rest := deltas[i].finish(text):
+                yield Delta(i, rest)
+        yield Generation(texts=texts, finish_reasons=reasons, prompt_tokens=usage["prompt_tokens"],
+                         completion_tokens=[usage["completion_tokens"]])
+
+
+async def _parts(response) -> AsyncIterator:
+    """The items of an LLM deployment response, lists flattened."""
+    async for item in response:
+        for part in item if isinstance(item, list) else [item]:
+            yield part
+
+
+def _refusal(part) -> Generation | None:
+    """A refusal for a 4xx error response (duck-typed: the engine yields Ray's internal response classes, not
+    the public subclasses); raises for a server-side error; None for anything else."""
+    if (error := getattr(part, "error", None)) is None:
+        return None
+    if 400 <= int(error.code or 500) < 500:
+        return Generation.refused(error.message)
+    raise RuntimeError(f"the LLM deployment failed: {error.message}")
+
+
+def _sse_events(part) -> list[dict]:
+    """The JSON events of one chunk of a streamed reply: SSE text (`data: {...}` lines), `[DONE]` left out."""
+    if not isinstance(part, str):
+        return [part.model_dump()]
+    events = []
+    for line in part.splitlines():
+        payload = line.removeprefix("data:").strip()
+        if line.startswith("data:") and payload != "[DONE]":
+            event = json.loads(payload)
+            if "error" in event:
+                raise RuntimeError(f"the LLM deployment failed mid-stream: {event['error']}")
+            events.append(event)
+    return events

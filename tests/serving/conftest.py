@@ -11,6 +11,10 @@ import pytest
 from tests.serving.support import SPECIALISTS, TOKEN, TOKEN_ENV, free_port, serve_config
 from tests.support.adapters import random_adapter
 
+# The router reads its bearer token from its replica's environment, which the session's Ray workers inherit from
+# this process: the variable must be set before Ray starts (collection comes before any test's fixtures).
+os.environ[TOKEN_ENV] = TOKEN
+
 
 @pytest.fixture(scope="session")
 def serve_workdir(tmp_path_factory, tiny_base_model) -> Path:
@@ -37,7 +41,6 @@ def served(serve_port, serve_workdir, tiny_base_model):
     """The hf-backend app, deployed with auth from TOKEN_ENV; yields (config, base URL)."""
     from parallel_r1.serving.local import start_local
 
-    os.environ[TOKEN_ENV] = TOKEN
     cfg = serve_config(serve_workdir, tiny_base_model, serve_port, auth_token_env=TOKEN_ENV)
     url = start_local(cfg)
     yield cfg, url

@@ -71,6 +71,9 @@ def test_the_openai_client_sees_typed_errors(client):
     with pytest.raises(openai.BadRequestError) as err:
         client.chat.completions.create(model="parallel-r1", messages=[{"role": "user", "content": LONG}])
     assert err.value.code == "context_length_exceeded"
+    with pytest.raises(openai.BadRequestError) as err:  # streamed: still a 400, not a stream that breaks off
+        client.chat.completions.create(model="parallel-r1", messages=[{"role": "user", "content": LONG}], stream=True)
+    assert err.value.code == "context_length_exceeded"
     with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(model="parallel-r1", messages=[])
 

@@ -11,10 +11,20 @@ import pytest
 from parallel_r1.config import ConfigError, ServeConfig, load_config
 from parallel_r1.data.profiles import PROFILE_KINDS
 from parallel_r1.errors import UserFacingError
+from parallel_r1.inference.engine import SamplingParams
+from parallel_r1.inference.policy import ParallelExecutionPolicy
+from parallel_r1.serving.generation import TextDeltas
 from parallel_r1.serving.online_grading import OnlineGrader, append_line
 from parallel_r1.serving.profile_inference import infer_profile, inference_accuracy
 from parallel_r1.serving.routing import Router, read_routing_table
-from parallel_r1.serving.schema import APIError, parse_request, requested_profile, stream_pieces, with_system_prompt
+from parallel_r1.serving.schema import (
+    APIError,
+    parse_request,
+    request_sampling,
+    requested_profile,
+    with_instruction,
+    with_system_prompt,
+)
 
 STATIC = ServeConfig().static_routes
 AVAILABLE = ["neurodivergent", "prior_trauma_recovery", "varied_original_diverse", "short_original_high"]
@@ -168,13 +178,39 @@ def test_cli_serve_names_the_missing_run_directory_artifacts(tmp_path, tiny_base
     assert result.exit_code == 2 and "run `parallel-r1 finetune` first" in result.output
 
 
-def test_system_prompt_and_stream_pieces():
+def test_system_prompt_and_parallel_instruction():
     user = [{"role": "user", "content": "hi"}]
     assert with_system_prompt(user, "be patient") == [{"role": "system", "content": "be patient"}, *user]
     own = [{"role": "system", "content": "mine"}, *user]
     assert with_system_prompt(own, "be patient") == own and with_system_prompt(user, "") == user
-    text = "Step 1:  read the  loop."
-    assert "".join(stream_pieces(text)) == text and stream_pieces("") == []
+    instruction = ParallelExecutionPolicy(branches=2).instruction()
+    assert with_instruction(own, instruction) == [{"role": "system", "content": f"mine\n\n{instruction}"}, *user]
+    assert with_instruction(user, instruction) == [{"role": "system", "content": instruction}, *user]
+
+
+def test_text_deltas_add_up_to_the_stripped_reply():
+    """Whitespace at either end and a half-decoded character wait until text follows them."""
+    deltas = TextDeltas()
+    raws = ["", " ", " Step", " Step 1: ", " Step 1: caf\ufffd", " Step 1: café", " Step 1: café \n"]
+    got = [deltas.update(raw) for raw in raws]
+    assert got == ["", "", "Step", " 1:", " caf", "é", ""]
+    assert deltas.finish(raws[-1].strip()) == "" and deltas.sent == "Step 1: café"
+    cut = TextDeltas()
+    cut.update("Step 1:")
+    assert cut.finish("Step 1: \ufffd") == " \ufffd"  # the final reply wins over what decoding held back
+
+
+def test_sampling_defaults_come_from_the_execution_policy():
+    cfg = load_config(None, ["parallel.inference.temperature=0.3", "parallel.inference.top_p=0.5",
+                             "parallel.inference.max_tokens=77"])
+    policy = ParallelExecutionPolicy.from_config(cfg.parallel.inference)
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    unset = request_sampling(parse_request(json.dumps(body).encode(), cfg.serve), policy)
+    assert (unset.temperature, unset.top_p, unset.max_tokens) == (0.3, 0.5, 77)
+    chat = parse_request(json.dumps({**body, "temperature": 0, "top_p": 0.9, "max_completion_tokens": 5, "n": 2,
+                                     "seed": 4}).encode(), cfg.serve)
+    assert request_sampling(chat, policy) == SamplingParams(n=2, temperature=0, top_p=0.9, max_tokens=5, seed=4)
+    assert ServeConfig().parallel_format is False  # the finetune specialists were not trained on the format
 
 
 def test_plan_reads_the_routing_table_and_adapters(serve_workdir, tiny_base_model, tmp_path):
@@ -198,10 +234,15 @@ def test_plan_reads_the_routing_table_and_adapters(serve_workdir, tiny_base_mode
 
 
 def test_auth_without_its_token_variable_is_a_clear_error(serve_workdir, tiny_base_model, monkeypatch):
+    """`parallel-r1 serve` checks the variable before it starts anything; the app itself never reads it (the
+    router replica does), so building it works without."""
     from parallel_r1.serving.app import build_app
+    from parallel_r1.serving.local import start_local
 
     monkeypatch.delenv("PARALLEL_R1_UNSET_TOKEN", raising=False)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
     cfg = load_config(None, {"workdir": str(serve_workdir), "base_model.path": str(tiny_base_model),
                              "serve": {"auth_token_env": "PARALLEL_R1_UNSET_TOKEN"}})
     with pytest.raises(UserFacingError, match="PARALLEL_R1_UNSET_TOKEN.*not set"):
-        build_app(cfg)
+        start_local(cfg)
+    build_app(cfg)

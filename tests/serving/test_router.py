@@ -1,5 +1,6 @@
 """The hf-backend app on a free local port, driven with the real `openai` client: routing (explicit, metadata,
-inferred, by model name), streaming, /v1/models, health, auth, online grading and concurrent specialists."""
+inferred, by model name), token streaming, the execution policy's defaults, /v1/models, health, auth (and the
+token kept out of what Serve shows), online grading and concurrent specialists, streamed or not."""
 
 from __future__ import annotations
 
@@ -13,13 +14,14 @@ import pytest
 from parallel_r1.config import InferenceConfig
 from parallel_r1.serving.online_grading import score_log_path
 from parallel_r1.serving.schema import SPECIALIST_HEADER
-from tests.serving.support import SPECIALISTS, TOKEN
+from tests.serving.support import POLICY_MAX_TOKENS, SPECIALISTS, TOKEN
 
 pytestmark = pytest.mark.slow
 
 ROUTER = "parallel-r1"
 QUESTION = [{"role": "user", "content": "Why does my loop skip the first item?"}]
 METAPHOR_HATER = [{"role": "user", "content": "No analogies please, what literally happens, line by line?"}]
+LONG = 64  # max_tokens past the tiny model's context: replies run to its end
 HURT_STUDENT = [{"role": "user", "content": "Sorry if this is obvious. My last teacher said I'm not a maths person."}]
 
 
@@ -64,15 +66,54 @@ def test_model_name_selects_a_specialist_or_the_base(client):
         assert reply.model_dump()["route_source"] == "request.model"
 
 
-def test_streaming_gives_the_same_text_as_non_streaming(client):
-    whole, _ = _chat(client, QUESTION, model="neurodivergent")
-    with client.chat.completions.with_streaming_response.create(model="neurodivergent", messages=QUESTION,
-                                                                stream=True) as response:
-        assert response.headers[SPECIALIST_HEADER] == "neurodivergent"
-        chunks = list(response.parse())
-    assert chunks[0].choices[0].delta.role == "assistant" and chunks[-1].choices[0].finish_reason
-    assert "".join(c.choices[0].delta.content or "" for c in chunks) == whole.choices[0].message.content
-    assert {c.model_dump()["specialist"] for c in chunks} == {"neurodivergent"}
+def _stream(client, messages, **kwargs):
+    """A streamed reply through the openai client: (chunks, seconds from the request to each chunk, headers)."""
+    started = time.perf_counter()
+    with client.chat.completions.with_streaming_response.create(
+            model=kwargs.pop("model", ROUTER), messages=messages, stream=True,
+            stream_options={"include_usage": True}, **kwargs) as response:
+        chunks, times = [], []
+        for chunk in response.parse():
+            chunks.append(chunk)
+            times.append(time.perf_counter() - started)
+        return chunks, times, response.headers
+
+
+def _content(chunks) -> str:
+    return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+
+def test_streaming_sends_tokens_as_they_are_generated(client):
+    """A long greedy reply (to the context length): about a chunk per token, the same text as without streaming,
+    and the first text long before the last (best of three tries: the machine is shared)."""
+    whole, _ = _chat(client, QUESTION, model="neurodivergent", max_tokens=LONG)
+    assert whole.choices[0].finish_reason == "length" and whole.usage.completion_tokens > 20
+    ratios = []
+    for _ in range(3):
+        chunks, times, headers = _stream(client, QUESTION, model="neurodivergent", max_tokens=LONG)
+        assert headers[SPECIALIST_HEADER] == "neurodivergent"
+        assert chunks[0].choices[0].delta.role == "assistant"
+        assert chunks[-2].choices[0].finish_reason == "length" and not chunks[-1].choices
+        assert chunks[-1].usage.completion_tokens == whole.usage.completion_tokens
+        assert _content(chunks) == whole.choices[0].message.content
+        assert {c.model_dump()["specialist"] for c in chunks} == {"neurodivergent"}
+        arrivals = [t for c, t in zip(chunks, times, strict=True) if c.choices and c.choices[0].delta.content]
+        assert len(arrivals) >= whole.usage.completion_tokens // 2  # ~ one chunk per token, not per reply
+        ratios.append(arrivals[0] / arrivals[-1])
+        if ratios[-1] < 0.5:
+            break
+    assert min(ratios) < 0.5, ratios
+
+
+def test_requests_default_to_the_execution_policy(client):
+    """The test app's policy (parallel.inference) is greedy with POLICY_MAX_TOKENS tokens: a request that sets
+    no sampling gets exactly that; its own settings win."""
+    default, _ = _chat(client, QUESTION, model="neurodivergent")
+    explicit, _ = _chat(client, QUESTION, model="neurodivergent", temperature=0, max_tokens=POLICY_MAX_TOKENS)
+    assert default.choices[0].message.content == explicit.choices[0].message.content
+    assert (default.choices[0].finish_reason, default.usage.completion_tokens) == ("length", POLICY_MAX_TOKENS)
+    longer, _ = _chat(client, QUESTION, model="neurodivergent", max_tokens=POLICY_MAX_TOKENS + 8)
+    assert longer.usage.completion_tokens > POLICY_MAX_TOKENS
 
 
 def test_n_choices_and_request_sampling(client):
@@ -103,6 +144,16 @@ def test_auth_is_required(served):
     assert httpx.get(f"{url}/models", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
 
 
+def test_the_token_is_in_nothing_serve_shows(served):
+    """The router reads the token from its replica's environment: it is in no deployment option, runtime_env
+    or config that `serve status` / the dashboard show (the controller's instance details)."""
+    import ray
+    from ray.serve.context import _get_global_client
+
+    details = json.dumps(ray.get(_get_global_client()._controller.get_serve_instance_details.remote()), default=str)
+    assert '"parallel_r1"' in details and TOKEN not in details
+
+
 def test_concurrent_requests_each_get_their_own_specialists_answer(client, tiny_base_model, serve_workdir):
     from parallel_r1.inference import SamplingParams
     from parallel_r1.inference.hf_engine import HFEngine
@@ -117,12 +168,15 @@ def test_concurrent_requests_each_get_their_own_specialists_answer(client, tiny_
     assert len({v for (s, i), v in expected.items() if i == 0}) == len(SPECIALISTS)  # the adapters differ
     jobs = [(s, i) for _ in range(3) for s in SPECIALISTS for i in range(len(prompts))]
 
-    def ask(job):
+    def ask(k, job):
+        if k % 2:  # every other request streamed: streaming holds the engine's lock like the rest
+            chunks, _, headers = _stream(client, prompts[job[1]], model=job[0])
+            return headers[SPECIALIST_HEADER], _content(chunks)
         reply, headers = _chat(client, prompts[job[1]], model=job[0])
         return headers[SPECIALIST_HEADER], reply.choices[0].message.content
 
     with ThreadPoolExecutor(max_workers=9) as pool:
-        got = list(pool.map(ask, jobs))
+        got = list(pool.map(ask, range(len(jobs)), jobs))
     assert got == [(s, expected[s, i]) for s, i in jobs]
 
 

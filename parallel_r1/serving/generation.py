@@ -1,0 +1,57 @@
+"""What the model backends give the router: whole replies (`Generation`), or replies streamed as generated.
+
+A backend's `generate(...)` returns one `Generation`; its `stream(...)` yields `Delta`s (new text of choice
+`index`) and ends with one `Generation` (the whole replies, finish reasons and token counts; or, before any
+delta, the refusal of a bad request). Replies are `strip()`ped when not streamed, so `TextDeltas` holds back
+leading and trailing whitespace (and a trailing half-decoded character) until text follows it: the
+concatenated deltas always equal the non-streamed reply.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+REPLACEMENT = "\ufffd"  # what decoding shows for the first bytes of a character whose last bytes are still to come
+
+
+@dataclass
+class Generation:
+    """What a backend returns for one conversation: `n` replies, or the user error it was refused with."""
+
+    texts: list[str]
+    finish_reasons: list[str]
+    prompt_tokens: int
+    completion_tokens: list[int]
+    error: str | None = None  # a problem with the request (e.g. a prompt over the context length)
+
+    @classmethod
+    def refused(cls, message: str) -> Generation:
+        return cls([], [], 0, [], error=message)
+
+
+@dataclass(frozen=True)
+class Delta:
+    """New text of choice `index`."""
+
+    index: int
+    text: str
+
+
+class TextDeltas:
+    """The deltas of one choice: feed the whole raw text so far, get what is new of its stripped form."""
+
+    def __init__(self) -> None:
+        self.sent = ""
+
+    def update(self, raw: str) -> str:
+        visible = raw.strip().rstrip(REPLACEMENT).rstrip()
+        if len(visible) <= len(self.sent) or not visible.startswith(self.sent):
+            return ""
+        delta, self.sent = visible[len(self.sent):], visible
+        return delta
+
+    def finish(self, final: str) -> str:
+        """The rest of the final (stripped) reply; decoding only appends, so what was sent is a prefix of it."""
+        rest = final[len(self.sent):] if final.startswith(self.sent) else ""
+        self.sent += rest
+        return rest
