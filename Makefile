@@ -35,6 +35,8 @@ bench: install
 	$(PY) benchmarks/bench_discover.py
 	$(PY) benchmarks/bench_finetune.py
 	$(PY) benchmarks/bench_inference.py
+	$(PY) benchmarks/bench_serve.py
+	$(PY) benchmarks/bench_grpo.py
 
 clean:
 	rm -rf data .pytest_cache

@@ -1,5 +1,5 @@
-"""Which models `compare` evaluates: the base, every trained adapter, and OpenAI fine-tuned models
-recorded in the finetune manifest."""
+"""Which models `compare` evaluates: the base, every trained adapter, OpenAI fine-tuned models recorded in
+the finetune manifest, and the Parallel-R1 models (`parallel-sft`, `rl`) when they have been built."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from parallel_r1.paths import RunPaths
 from parallel_r1.train.manifest import FinetuneManifest
 
 BASE = "base"
+PARALLEL_SFT, PARALLEL_RL = "parallel_sft", "parallel_rl"
 
 
 @dataclass(frozen=True)
@@ -19,8 +20,8 @@ class ModelSpec:
     """One model to evaluate: the base itself, a LoRA adapter on it, or a remote fine-tuned model id."""
 
     name: str
-    kind: str  # "base" | "adapter" | "openai"
-    source: str = ""  # adapter folder or fine-tuned model id
+    kind: str  # "base" | "adapter" | "openai" | "parallel" (a full model prompted for parallel thinking)
+    source: str = ""  # adapter folder, fine-tuned model id or model folder
 
     def identity(self) -> str:
         """Changes whenever the model's weights do (an adapter retrained under the same name)."""
@@ -42,6 +43,9 @@ def available_models(paths: RunPaths) -> dict[str, ModelSpec]:
         for job in FinetuneManifest(paths.finetune_manifest).read().values():
             if job.backend == "openai" and job.status == "succeeded" and job.result:
                 models[f"openai:{job.name}"] = ModelSpec(f"openai:{job.name}", "openai", job.result)
+    for name, folder in ((PARALLEL_SFT, paths.parallel_sft_model), (PARALLEL_RL, paths.rl_model)):
+        if (folder / "config.json").exists():
+            models[name] = ModelSpec(name, "parallel", str(folder))
     return models
 
 

@@ -19,7 +19,6 @@ from pathlib import Path
 
 from parallel_r1.config import PipelineConfig
 from parallel_r1.curate.parallel_format import student_view, validate_reply
-from parallel_r1.curate.report import TUTOR_SYSTEM_PROMPT
 from parallel_r1.evaluate.heldout import EvalItem, _prefix_key, build_heldout, fingerprint
 from parallel_r1.evaluate.replies import Reply, ReplyCache, prompts_for
 from parallel_r1.evaluate.scoring import score_replies
@@ -61,11 +60,6 @@ def eval_policy(cfg: PipelineConfig) -> ParallelExecutionPolicy:
     """The execution policy of the validation: `parallel.inference`, asking for the branch count trained on."""
     return ParallelExecutionPolicy.from_config(cfg.parallel.inference).model_copy(
         update={"branches": cfg.parallel.branches, "max_blocks": cfg.parallel.max_blocks})
-
-
-def eval_system_prompt(policy: ParallelExecutionPolicy) -> str:
-    """The tutor prompt plus the policy's parallel instruction: what the training targets were written under."""
-    return f"{TUTOR_SYSTEM_PROMPT} {policy.instruction()}"
 
 
 def training_prefix_keys(records: list[dict]) -> set[str]:
@@ -118,7 +112,7 @@ class ParallelEvaluation:
         self.cfg = cfg
         self.items = items
         self.policy = eval_policy(cfg)
-        self.system_prompt = eval_system_prompt(self.policy)
+        self.system_prompt = self.policy.system_prompt()
         self.sampling: SamplingParams = replace(self.policy.sampling_params(cfg.eval.sampling_seed),
                                                 n=cfg.parallel.sft.samples_per_prompt)
         self.cache = ReplyCache(cache_dir)

@@ -85,6 +85,17 @@ class CompareStage:
         return {s.name: prompts_for(self.items, tokenizer, max_len, self.cfg.eval.max_tokens, self._system_prompt(s))
                 for s in specs}
 
+    def _parallel_replies(self, spec: ModelSpec) -> list[Reply]:
+        """The backtest of parallel inference: a Parallel-R1 model answers the same prefixes under the execution
+        policy (its instruction, sampling and token budget; cached by its weights) and is scored like the rest."""
+        from parallel_r1.evaluate.parallel_sft import ParallelEvaluation
+
+        evaluation = ParallelEvaluation(self.cfg, self.items, self.paths.eval / "replies")
+        try:
+            return evaluation.replies(spec.name, Path(spec.source))
+        finally:
+            evaluation.close()
+
     def _replies(self) -> list[Reply]:
         """Cached replies where the key still matches; the rest generated, every local model in one engine call
         (vLLM batches all adapters together), and cached per model."""
@@ -102,7 +113,10 @@ class CompareStage:
             task = bar.add_task("compare", total=len(self.models), status="")
             for spec in self.models:
                 got = cache.get(spec.name, keys[spec.name])
-                if got is None and spec.kind != "openai":
+                if spec.kind == "parallel":
+                    bar.update(task, status=f"{spec.name}: parallel replies")
+                    got = self._parallel_replies(spec)
+                elif got is None and spec.kind != "openai":
                     local.append(spec)
                     continue
                 if got is None:
@@ -136,7 +150,8 @@ class CompareStage:
         summaries = summarise(rows, names)
         criteria = success_criteria(rows, cells, names, ecfg)
         verdict = decision(criteria)
-        routing = routing_table(rows, names, ecfg)
+        # the router serves the base and its adapters: a parallel model is compared, never routed to
+        routing = routing_table(rows, [m.name for m in self.models if m.kind != "parallel"], ecfg)
         out = self.paths.eval
         write_results(out / "results.parquet", rows)
         plot_heatmap(cells, names, self.slices, out / "heatmap.png")

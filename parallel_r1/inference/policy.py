@@ -19,6 +19,7 @@ from parallel_r1.curate.parallel_format import (
     parse_reply,
     path_diversity,
 )
+from parallel_r1.curate.report import TUTOR_SYSTEM_PROMPT
 from parallel_r1.inference.engine import SamplingParams
 
 if TYPE_CHECKING:
@@ -49,6 +50,10 @@ class ParallelExecutionPolicy(BaseModel):
     def instruction(self) -> str:
         """One sentence for the system prompt that asks for this many paths per block."""
         return parallel_instruction(self.branches, self.max_blocks)
+
+    def system_prompt(self) -> str:
+        """The tutor prompt plus the instruction: what parallel models are trained, rewarded and evaluated under."""
+        return f"{TUTOR_SYSTEM_PROMPT} {self.instruction()}"
 
 
 @dataclass(frozen=True)

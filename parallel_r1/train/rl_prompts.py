@@ -14,7 +14,6 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from parallel_r1.curate.report import TUTOR_SYSTEM_PROMPT
 from parallel_r1.data import PROFILE_KINDS, DialogueTask, ScenarioCard
 from parallel_r1.data.context import fit_prompt
 from parallel_r1.discover.procedural import ProceduralBackend
@@ -61,8 +60,7 @@ def tier_prefixes(tier: str, n: int, seed: int = 0) -> list[Prefix]:
 
 def system_prompt(branches: int, max_blocks: int) -> str:
     """The system prompt of the cold-start SFT targets, asking for `branches` paths per block."""
-    policy = ParallelExecutionPolicy(branches=branches, max_blocks=max_blocks)
-    return f"{TUTOR_SYSTEM_PROMPT} {policy.instruction()}"
+    return ParallelExecutionPolicy(branches=branches, max_blocks=max_blocks).system_prompt()
 
 
 CONTEXT_HINT = "lower rl.explore.max_tokens / rl.verify.max_tokens or raise rl.max_model_len"

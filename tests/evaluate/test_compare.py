@@ -134,3 +134,22 @@ def test_openai_fine_tuned_model_from_the_manifest_is_compared(run_dir, monkeypa
     assert remote and all(r["reply"].startswith("You said") for r in remote)
     assert any(c.model == "openai:neurodivergent" for c in out["cells"])
     (run_dir / "finetune_manifest.json").unlink()
+
+
+def test_parallel_models_are_backtested_against_the_plain_ones_and_never_routed_to(run_dir):
+    folder = run_dir / "parallel" / "sft" / "model"
+    shutil.copytree(run_dir / "models" / "base", folder)
+    try:
+        cfg = cfg_for(run_dir, **{"parallel.inference.max_tokens": 12, "parallel.sft.samples_per_prompt": 1})
+        out = run_compare(cfg, ["parallel_sft", "neurodivergent"], ["general"])
+        rows = pq.read_table(run_dir / "eval" / "results.parquet").to_pylist()
+        assert {r["model"] for r in rows} == {"base", "parallel_sft", "neurodivergent"}
+        cached = json.loads((run_dir / "eval" / "replies" / "parallel_sft.json").read_text())
+        assert "<Parallel>" in cached["key"]["system"]  # prompted under the execution policy
+        assert "| parallel_sft |" in (run_dir / "eval" / "report.md").read_text().split("## Parallel thinking")[1]
+        mine = [r for r in rows if r["model"] == "parallel_sft"]
+        assert out["summaries"]["parallel_sft"].parallel.n_replies == len(mine) > 0
+        routing = json.loads((run_dir / "eval" / "routing.json").read_text())
+        assert "parallel_sft" not in json.dumps(routing["by_profile"]) + json.dumps(routing["by_slice"])
+    finally:
+        shutil.rmtree(run_dir / "parallel")
