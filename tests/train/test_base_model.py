@@ -108,3 +108,16 @@ def test_resolve_base_model(tiny_base_model, tmp_path):
     assert resolve_base_model(BaseModelConfig(path="org/some-model"), paths) == "org/some-model"
     shutil.copytree(tiny_base_model, paths.base_model)
     assert resolve_base_model(BaseModelConfig(), paths) == str(paths.base_model)
+
+
+def test_pre_training_takes_every_core_only_when_nothing_else_runs(monkeypatch):
+    import os
+
+    from parallel_r1.train import base_model
+
+    cores = len(os.sched_getaffinity(0))
+    assert 0 <= base_model._busy_cores(0.05) <= os.cpu_count() + 1e-9
+    monkeypatch.setattr(base_model, "_busy_cores", lambda: 0.1)
+    assert base_model.default_num_threads() == min(8, cores)
+    monkeypatch.setattr(base_model, "_busy_cores", lambda: 1.5)
+    assert base_model.default_num_threads() == max(1, min(8, cores - 1))
