@@ -39,7 +39,7 @@ def test_cli_serve_prints_the_url_serves_and_stops_on_ctrl_c(serve_workdir, tiny
         models = httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=30).json()
         assert {m["id"] for m in models["data"]} == {"parallel-r1", "base", *SPECIALISTS}
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=60) == 0
+        assert proc.wait(timeout=180) == 0  # Serve and Ray shut down in 40-100 s on 2 busy cores
         assert "stopping" in proc.stdout.read()
     finally:
         if proc.poll() is None:
