@@ -29,9 +29,14 @@ def _load_records(path: str) -> list[dict]:
     return [{"messages": r["messages"]} for r in rows]
 
 
+def _template_reads_weights(tokenizer) -> bool:
+    """Whether the chat template keeps `"weight": 0` turns out of the loss (the embedded model's does)."""
+    return "weight" in (tokenizer.chat_template or "")
+
+
 def _check_weights(records: list[dict], tokenizer, train_file: str) -> None:
     """Turns marked `"weight": 0` must stay out of the loss: only a chat template that reads the weight does that."""
-    if "weight" in (tokenizer.chat_template or ""):
+    if _template_reads_weights(tokenizer):
         return
     if any(m.get("weight") == 0 for r in records for m in r["messages"]):
         raise ValueError(f"{train_file} marks teacher turns with weight 0 (batch.turn_floor), but the base model's "
@@ -70,7 +75,7 @@ def build_trainer(config: dict, output_dir: str, callbacks: list | None = None):
     records = _load_records(config["train_file"])
     _check_weights(records, tokenizer, config["train_file"])
     n_records = len(records)
-    if "weight" in (tokenizer.chat_template or ""):  # windows need context turns kept out of the loss
+    if _template_reads_weights(tokenizer):  # windows need context turns kept out of the loss
         count = token_counter(tokenizer)
         records = [{"messages": w} for r in records for w in training_windows(r["messages"], count,
                                                                                 config["max_length"])]
