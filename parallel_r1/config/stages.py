@@ -133,7 +133,8 @@ class BaseModelConfig(_Section):
 class LoraSection(_Section):
     r: int = Field(16, ge=1, description="LoRA rank.")
     alpha: int = Field(32, ge=1, description="LoRA alpha.")
-    dropout: float = Field(0.05, ge=0, lt=1)
+    dropout: float = Field(0.0, ge=0, lt=1, description="LoRA dropout (PEFT's default 0; on CPU a dropout on every "
+                                                       "linear input costs ~20 % of a training step).")
     target_modules: list[str] | str = Field("all-linear", description="Module names, or 'all-linear'.")
 
 
@@ -161,8 +162,14 @@ class FinetuneConfig(_Section):
     lora: LoraSection = Field(default_factory=LoraSection)
     # resources
     num_workers: int = Field(1, ge=1, description="Data-parallel workers per job.")
+    monolithic_workers: int = Field(2, ge=1, description="Data-parallel workers of the monolithic job, which trains "
+                                                         "on the union of the batches (~6x a specialist's data): "
+                                                         "with one it is the stage's long pole, running alone on "
+                                                         "one core after the specialists end. Its global batch "
+                                                         "stays per_device_batch_size x num_workers.")
     cpus_per_worker: float = Field(0.25, gt=0, description="CPUs reserved per worker (fractions allowed; the six "
-                                                           "specialists and the baseline x 0.25 fit on 2 CPUs).")
+                                                           "specialists and the baseline's two workers x 0.25 fit "
+                                                           "on 2 CPUs).")
     use_gpu: bool = Field(False, description="One GPU per worker (cluster).")
     gpus_per_worker: float = Field(1.0, gt=0)
     max_concurrent_jobs: int | None = Field(None, ge=1, description="None: every job at once.")

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from parallel_r1.config import EvalConfig
 from parallel_r1.evaluate.models import BASE
 from parallel_r1.evaluate.scoring import ScoredReply
-from parallel_r1.evaluate.stats import Cell, cell_map, item_means, niche_delta
+from parallel_r1.evaluate.stats import Cell, cell_map, item_means, niche_delta, paired_bootstrap_ci
 
 
 @dataclass
@@ -23,7 +25,9 @@ class Criterion:
 
 
 def _winner_check(name: str, model: str, slice_name: str, cells: dict[tuple[str, str], Cell],
-                  models: list[str]) -> Criterion:
+                  models: list[str], rows: list[ScoredReply], cfg: EvalConfig) -> Criterion:
+    """Pass when `model` has the best mean on the slice (the seed's test); the numbers add the paired bootstrap
+    CI of its margin over the best other model, so a verdict decided by sampling noise reads as such."""
     if (model, slice_name) not in cells:
         return Criterion(name, None, f"{model} or slice {slice_name} was not evaluated")
     mine = cells[model, slice_name].mean
@@ -31,8 +35,13 @@ def _winner_check(name: str, model: str, slice_name: str, cells: dict[tuple[str,
     if not others:
         return Criterion(name, None, "no other model to compare with")
     best_other = max(others, key=others.get)
+    ours, theirs = item_means(rows, model, slice_name), item_means(rows, best_other, slice_name)
+    diffs = np.array([ours[i] - theirs[i] for i in sorted(set(ours) & set(theirs))])
+    lo, hi = paired_bootstrap_ci(diffs, cfg.bootstrap_samples, cfg.ci_level, seed=cfg.seed)
+    noise = "within noise" if lo <= 0 <= hi else "significant"
     return Criterion(name, mine > others[best_other],
-                     f"{model} {mine:.3f} vs best other {best_other} {others[best_other]:.3f} on {slice_name}")
+                     f"{model} {mine:.3f} vs best other {best_other} {others[best_other]:.3f} on {slice_name}; "
+                     f"margin {mine - others[best_other]:+.3f} [{lo:+.3f}, {hi:+.3f}], {noise}")
 
 
 def success_criteria(rows: list[ScoredReply], cells: list[Cell], models: list[str], cfg: EvalConfig
@@ -51,9 +60,9 @@ def success_criteria(rows: list[ScoredReply], cells: list[Cell], models: list[st
         f"{len(improving)} improve ({', '.join(improving) or 'none'}); niche deltas: {'; '.join(parts) or '-'}")
     out = [first,
            _winner_check("neurodivergent specialist is best on abstract_scenarios", "neurodivergent",
-                         "abstract_scenarios", cm, models),
+                         "abstract_scenarios", cm, models, rows, cfg),
            _winner_check("trauma-informed specialist is best on validation_heavy", "prior_trauma_recovery",
-                         "validation_heavy", cm, models)]
+                         "validation_heavy", cm, models, rows, cfg)]
     g = cfg.generalist
     slices = [s.name for s in cfg.slices]
     if g not in models:

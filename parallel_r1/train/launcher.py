@@ -23,15 +23,19 @@ from parallel_r1.train.manifest import FinetuneManifest
 from parallel_r1.train.sft import ADAPTER_SUBDIR, sft_train_loop
 
 
-def job_config(name: str, train_file: Path, base_model: str, ft: FinetuneConfig, n_examples: int) -> dict:
-    """The plain-dict config each Train worker receives."""
-    steps_per_epoch = max(1, -(-n_examples // (ft.per_device_batch_size * ft.num_workers
-                                               * ft.gradient_accumulation_steps)))
+def job_config(name: str, train_file: Path, base_model: str, ft: FinetuneConfig, n_examples: int,
+               num_workers: int | None = None) -> dict:
+    """The plain-dict config each Train worker receives. `num_workers` (default `ft.num_workers`) data-parallel
+    workers share the job's global batch, `ft.per_device_batch_size` x `ft.num_workers` examples, so a job given
+    more workers takes the same optimizer steps."""
+    workers = num_workers or ft.num_workers
+    per_device = max(1, ft.per_device_batch_size * ft.num_workers // workers)
+    steps_per_epoch = max(1, -(-n_examples // (per_device * workers * ft.gradient_accumulation_steps)))
     total_steps = max(1, int(steps_per_epoch * ft.epochs))
     return {
         "name": name, "train_file": str(Path(train_file).resolve()), "base_model": base_model,
         "learning_rate": ft.learning_rate, "epochs": ft.epochs, "max_length": ft.max_length,
-        "per_device_batch_size": ft.per_device_batch_size,
+        "per_device_batch_size": per_device, "num_workers": workers,
         "gradient_accumulation_steps": ft.gradient_accumulation_steps, "seed": ft.seed,
         "lora": ft.lora.model_dump(), "use_gpu": ft.use_gpu,
         "save_steps": max(1, total_steps // 3),  # about three checkpoints per job to resume from
@@ -54,7 +58,8 @@ def fit_job(config: dict, ft: FinetuneConfig, run_name: str, storage_path: str, 
         resources["GPU"] = ft.gpus_per_worker
     trainer = TorchTrainer(
         sft_train_loop, train_loop_config=config,
-        scaling_config=ScalingConfig(num_workers=ft.num_workers, use_gpu=ft.use_gpu, resources_per_worker=resources),
+        scaling_config=ScalingConfig(num_workers=config["num_workers"], use_gpu=ft.use_gpu,
+                                     resources_per_worker=resources),
         run_config=RunConfig(name=run_name, storage_path=storage_path,
                              failure_config=FailureConfig(max_failures=ft.max_failures),
                              checkpoint_config=CheckpointConfig(num_to_keep=2), callbacks=callbacks),

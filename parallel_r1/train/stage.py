@@ -96,10 +96,12 @@ class FinetuneStage:
         base = resolve_base_model(self.cfg.base_model, self.paths)
         ft = self.cfg.finetune
         console.print(ensure_ray(self.cfg.ray))
-        jobs = {n: job_config(n, self.files[n], base, ft, len(read_jsonl(self.files[n]))) for n in self.todo}
+        jobs = {n: job_config(n, self.files[n], base, ft, len(read_jsonl(self.files[n])),
+                              ft.monolithic_workers if n == MONOLITHIC else None) for n in self.todo}
         storage = Path(ft.storage_path) if ft.storage_path else self.paths.ray_results
-        console.print(f"finetune: launching {len(jobs)} LoRA SFT job(s) on Ray Train at once "
-                      f"({ft.num_workers} worker(s) × {ft.cpus_per_worker} CPU each); base model {base}")
+        workers = sum(job["num_workers"] for job in jobs.values())
+        console.print(f"finetune: launching {len(jobs)} LoRA SFT job(s) on Ray Train at once ({workers} worker(s) × "
+                      f"{ft.cpus_per_worker} CPU each); base model {base}")
         launch_all(jobs, ft, self.manifest, storage, self.paths.adapters,
                    on_event=lambda name, status: console.print(f"  {name}: {status}"))
 

@@ -65,7 +65,14 @@ def test_success_criteria_pass_and_fail_with_their_numbers():
     crits = success_criteria(rows, compare_cells(rows, models, SLICES), models, cfg)
     assert [c.passed for c in crits] == [True, True, True, True], [c.detail for c in crits]
     assert "neurodivergent +0.3" in crits[0].detail
+    assert crits[1].detail.endswith(", significant") and "margin +0.0" in crits[1].detail
     assert decision(crits)[0] == "best case"
+
+    # A win by less than the sampling noise still passes (the seed's test is the best mean) but says so.
+    tie = {**good, "neurodivergent": {**good["neurodivergent"], "abstract_scenarios": 0.772}}
+    rows = rows_for(tie)
+    winner = success_criteria(rows, compare_cells(rows, models, SLICES), models, cfg)[1]
+    assert winner.detail.endswith("within noise"), winner.detail
 
     bad = {**good, "neurodivergent": dict.fromkeys(SLICES, 0.52), "varied_original_diverse": dict.fromkeys(SLICES, 0.6)}
     rows = rows_for(bad)

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from parallel_r1.config import load_config
+from parallel_r1.config import FinetuneConfig, load_config
 from parallel_r1.curate.report import TUTOR_SYSTEM_PROMPT
+from parallel_r1.train.launcher import job_config
 from parallel_r1.train.manifest import FinetuneManifest
 from parallel_r1.train.stage import run_finetune
 from tests.support.batches import BATCHES, write_batches
@@ -63,6 +64,8 @@ def test_monolithic_trains_one_adapter_on_the_union(ray_session, tmp_path, tiny_
     jobs = run_finetune(_cfg(tmp_path, tiny_base_model), monolithic=True)
     job = jobs["monolithic"]
     assert job.status == "succeeded" and sorted(job.batches) == sorted(BATCHES[:2])
+    # finetune.monolithic_workers (2) share its global batch of 4: the optimizer steps of one worker.
+    assert job.metrics["workers"] == 2 and job.metrics["global_step"] == math.ceil(job.metrics["examples"] / 4)
     assert job.metrics["records"] == 8 and job.metrics["examples"] >= 8  # long dialogues add training windows
     assert (tmp_path / "adapters" / "monolithic" / "adapter_config.json").exists()
     union = [json.loads(line) for line in (tmp_path / "finetune" / "monolithic.jsonl").read_text().splitlines()]
@@ -118,6 +121,15 @@ def test_missing_inputs_are_clear_errors(tmp_path, tiny_base_model):
     with pytest.raises(FileNotFoundError, match="init-model"):
         run_finetune(cfg)
     shutil.rmtree(tmp_path / "batches")
+
+
+def test_a_job_given_more_workers_keeps_its_global_batch_and_checkpoints(tmp_path):
+    ft = FinetuneConfig(per_device_batch_size=4, epochs=3)
+    one = job_config("a", tmp_path / "a.jsonl", "base", ft, 40)
+    two = job_config("a", tmp_path / "a.jsonl", "base", ft, 40, num_workers=2)
+    assert (one["num_workers"], one["per_device_batch_size"]) == (1, 4)
+    assert (two["num_workers"], two["per_device_batch_size"]) == (2, 2)
+    assert one["save_steps"] == two["save_steps"] == 10  # 30 optimizer steps either way
 
 
 @pytest.mark.slow
