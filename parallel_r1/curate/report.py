@@ -123,13 +123,13 @@ def _opener_variety(batch: Batch) -> str:
     return f"{len(set(openers))} distinct of {len(openers)}" if openers else "–"
 
 
-def _trained_turns(batch: Batch, turn_floor: float | None) -> str:
-    trained, total = trained_turns(sft_records(batch, turn_floor))
+def _trained_turns(records: list[dict], turn_floor: float | None) -> str:
+    trained, total = trained_turns(records)
     rule = "every teacher turn" if turn_floor is None else f"turns graded >= {turn_floor:g} or a dialogue's best"
     return f"{trained} of {total} ({rule})"
 
 
-def _composition(batch: Batch, batch_set: BatchSet) -> list[str]:
+def _composition(batch: Batch, batch_set: BatchSet, records: list[dict]) -> list[str]:
     cfg = batch_set.config
     ds = batch.dialogues
     rows = [
@@ -145,14 +145,16 @@ def _composition(batch: Batch, batch_set: BatchSet) -> list[str]:
         ("mean stock-phrase density",
          f"{_fmt(batch.mean_density)} (cap {cfg.max_stock_phrase_density:g}; {batch.cap_removed} replaced or dropped)"),
         ("teacher openers", _opener_variety(batch)),
-        ("trained teacher turns", _trained_turns(batch, cfg.turn_floor)),
+        ("trained teacher turns", _trained_turns(records, cfg.turn_floor)),
     ]
     return ["| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]
 
 
-def render_report(batch_set: BatchSet) -> str:
-    """report.md: an overview table, shortfall warnings, then a composition table per batch."""
+def render_report(batch_set: BatchSet, records: dict[str, list[dict]] | None = None) -> str:
+    """report.md: an overview table, shortfall warnings, then a composition table per batch. `records`: each
+    batch's `sft_records`, when the caller has them already (grading every turn again is the costly part)."""
     cfg = batch_set.config
+    records = records or {b.name: sft_records(b, cfg.turn_floor) for b in batch_set}
     lines = [
         "# Specialist batches",
         "",
@@ -174,7 +176,7 @@ def render_report(batch_set: BatchSet) -> str:
         lines += ["", f"## {batch.name}", ""]
         if batch.spec.description:
             lines += [batch.spec.description, ""]
-        lines += _composition(batch, batch_set)
+        lines += _composition(batch, batch_set, records[batch.name])
     return "\n".join(lines) + "\n"
 
 
@@ -185,9 +187,9 @@ def write_batches(batch_set: BatchSet, out_dir: Path) -> list[Path]:
     """
     out_dir = Path(out_dir)
     paths: list[Path] = []
+    records = {b.name: sft_records(b, batch_set.config.turn_floor) for b in batch_set}
     for batch in batch_set:
         paths.append(write_dialogues(out_dir / f"{batch.name}.parquet", batch.dialogues))
-        paths.append(atomic_write_jsonl(out_dir / f"{batch.name}.jsonl",
-                                        sft_records(batch, batch_set.config.turn_floor)))
-    paths.append(atomic_write_text(out_dir / "report.md", render_report(batch_set)))
+        paths.append(atomic_write_jsonl(out_dir / f"{batch.name}.jsonl", records[batch.name]))
+    paths.append(atomic_write_text(out_dir / "report.md", render_report(batch_set, records)))
     return paths

@@ -17,6 +17,7 @@ from parallel_r1.console import console, progress_bar, summary_table
 from parallel_r1.data import Dialogue, DialogueTask, discovery_plan, read_dialogues, write_dialogues
 from parallel_r1.data.io import atomic_write_json, atomic_write_jsonl, atomic_write_text, read_jsonl
 from parallel_r1.paths import RunPaths
+from parallel_r1.recipe import run_recipe
 
 
 @dataclass
@@ -168,9 +169,4 @@ def print_discover_summary(result: DiscoverResult) -> None:
 
 
 def run_discover(cfg: PipelineConfig, *, show_progress: bool = True) -> DiscoverResult:
-    stage = DiscoverStage(cfg, show_progress=show_progress)
-    try:
-        stage.setup()
-        return stage.run()
-    finally:
-        stage.cleanup()
+    return run_recipe(DiscoverStage(cfg, show_progress=show_progress))

@@ -31,6 +31,7 @@ from parallel_r1.evaluate.scoring import ScoredReply, score_replies
 from parallel_r1.evaluate.stats import cell_map, compare_cells, summarise
 from parallel_r1.inference.factory import resolve_engine_name
 from parallel_r1.paths import RunPaths
+from parallel_r1.recipe import run_recipe
 
 
 class CompareStage:
@@ -183,9 +184,4 @@ class CompareStage:
 
 
 def run_compare(cfg: PipelineConfig, models: list[str] | None = None, slices: list[str] | None = None) -> dict:
-    stage = CompareStage(cfg, models, slices)
-    try:
-        stage.setup()
-        return stage.run()
-    finally:
-        stage.cleanup()
+    return run_recipe(CompareStage(cfg, models, slices))

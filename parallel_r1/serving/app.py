@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from parallel_r1.config import PipelineConfig, ServeConfig, load_config
-from parallel_r1.curate.report import TUTOR_SYSTEM_PROMPT, system_prompt
+from parallel_r1.curate.report import served_system_prompt
 from parallel_r1.errors import UserFacingError
 from parallel_r1.inference.adapters import ADAPTER_CONFIG
 from parallel_r1.inference.policy import ParallelExecutionPolicy
@@ -98,7 +98,7 @@ def build_app(cfg: PipelineConfig, serve_plan: ServePlan | None = None):
         model = HFSpecialists.options(**deployment_options(sc, sc.model_replicas, sc.model_num_cpus,
                                                            sc.model_num_gpus)).bind(
             cfg.inference.model_dump(), serve_plan.base_model, serve_plan.adapters)
-    prompts = {"": TUTOR_SYSTEM_PROMPT, **{spec.name: system_prompt(spec) for spec in cfg.batch.batches}}
+    prompts = {name: served_system_prompt(name, cfg.batch.batches) for name in ["", *serve_plan.adapters]}
     policy = ParallelExecutionPolicy.from_config(cfg.parallel.inference)
     router = ChatRouter.options(**deployment_options(sc, sc.router_replicas, sc.router_num_cpus))
     return router.bind(model, sc.backend, sc.model_dump(), policy.model_dump(), serve_plan.routing_table, prompts,

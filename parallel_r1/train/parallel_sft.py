@@ -24,6 +24,7 @@ from parallel_r1.console import console, progress_bar, summary_table
 from parallel_r1.data.io import atomic_write_json
 from parallel_r1.errors import UserFacingError
 from parallel_r1.paths import RunPaths
+from parallel_r1.recipe import run_recipe
 from parallel_r1.train.manifest import FinetuneJob, FinetuneManifest
 
 JOB = "parallel_sft"
@@ -251,9 +252,4 @@ def print_summary(record: dict) -> None:
 
 
 def run_parallel_sft(cfg: PipelineConfig, *, force: bool = False) -> dict:
-    stage = ParallelSFTStage(cfg, force=force)
-    try:
-        stage.setup()
-        return stage.run()
-    finally:
-        stage.cleanup()
+    return run_recipe(ParallelSFTStage(cfg, force=force))
