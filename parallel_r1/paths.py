@@ -58,6 +58,14 @@ class RunPaths:
         return self.workdir / "eval"
 
     @property
+    def routing_table(self) -> Path:
+        return self.eval / "routing.json"
+
+    @property
+    def score_log(self) -> Path:
+        return self.workdir / "serve" / "scores.jsonl"
+
+    @property
     def promotion(self) -> Path:
         return self.workdir / "promotion.json"
 

@@ -22,6 +22,9 @@ LOCAL_RAY_ENV_DEFAULTS = {
     "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
     "RAY_TRAIN_METRICS_ENABLED": "0",
     "RAY_agent_register_timeout_ms": "180000",
+    # The Serve proxy forwards HTTP requests to the ingress replica over gRPC (Ray Serve's throughput-optimised mode;
+    # measured in benchmarks/bench_serve.py). A cluster sets it on its nodes before `ray start`.
+    "RAY_SERVE_PROXY_USE_GRPC": "1",
 }
 
 

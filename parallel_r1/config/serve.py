@@ -43,6 +43,9 @@ class ServeConfig(_Section):
     model_num_cpus: float = Field(0.5, ge=0, description="CPUs reserved per hf model replica (fractions allowed).")
     model_num_gpus: float = Field(0.0, ge=0, description="GPUs per hf model replica (vllm: see use_gpu).")
     use_gpu: bool = Field(False, description="vllm backend: run the engine on a GPU instead of the CPU build.")
+    grpc_handles: bool = Field(True, description="The router calls the model deployment over Ray Serve's "
+                                                 "inter-deployment gRPC (by value) instead of through Ray object "
+                                                 "references (benchmarks/bench_serve.py measures both).")
     max_ongoing_requests: int = Field(32, ge=1, description="Requests a replica accepts at once before queueing.")
     access_log: bool = Field(False, description="Serve's per-request access log lines in the replicas' logs.")
     max_tokens_limit: int = Field(1024, ge=1, description="Largest max_tokens a request may ask for (else 400).")

@@ -16,6 +16,7 @@ from parallel_r1.evaluate.criteria import Criterion
 from parallel_r1.evaluate.models import BASE
 from parallel_r1.evaluate.scoring import ScoredReply
 from parallel_r1.evaluate.stats import Cell, ModelSummary, cell_map
+from parallel_r1.paths import RunPaths
 
 RESULTS_SCHEMA = pa.schema([
     ("model", pa.string()), ("item_id", pa.string()), ("sample", pa.int32()), ("slices", pa.list_(pa.string())),
@@ -118,6 +119,6 @@ def render_report(cells: list[Cell], models: list[str], slices: list[str], summa
     return "\n".join(lines)
 
 
-def write_report(folder: Path, text: str, routing: dict) -> tuple[Path, Path]:
-    return (atomic_write_text(folder / "report.md", text),
-            atomic_write_text(folder / "routing.json", json.dumps(routing, indent=2, sort_keys=True) + "\n"))
+def write_report(paths: RunPaths, text: str, routing: dict) -> tuple[Path, Path]:
+    return (atomic_write_text(paths.eval / "report.md", text),
+            atomic_write_text(paths.routing_table, json.dumps(routing, indent=2, sort_keys=True) + "\n"))

@@ -159,8 +159,8 @@ class CompareStage:
         plot_deltas(cells, names, self.slices, out / "deltas.png")
         meta = {"items": len(self.items), "dropped": self.dropped, "samples": ecfg.samples_per_prompt,
                 "temperature": ecfg.temperature, "engine": self.engine.name if self.engine else "cached"}
-        report, routing_path = write_report(out, render_report(cells, names, self.slices, summaries, criteria,
-                                                               verdict, meta), routing)
+        text = render_report(cells, names, self.slices, summaries, criteria, verdict, meta)
+        report, routing_path = write_report(self.paths, text, routing)
         self._print(cells, names, summaries, criteria, verdict, report, routing_path)
         return {"cells": cells, "summaries": summaries, "criteria": criteria, "decision": verdict,
                 "routing": routing, "report": report}

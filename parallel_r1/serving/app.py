@@ -49,7 +49,7 @@ def plan(cfg: PipelineConfig) -> ServePlan:
     from parallel_r1.train.base_model import resolve_base_model
 
     paths = RunPaths(cfg.workdir)
-    routing_path = paths.eval / "routing.json"
+    routing_path = paths.routing_table
     return ServePlan(base_model=resolve_base_model(cfg.base_model, paths), adapters=find_adapters(paths.adapters),
                      routing_table=read_routing_table(routing_path), routing_path=routing_path,
                      score_log=score_log_path(cfg.serve, paths.workdir))
@@ -71,8 +71,11 @@ def deployment_options(cfg: ServeConfig, replicas: int, num_cpus: float, num_gpu
             "logging_config": {"enable_access_log": cfg.access_log}, **scaling}
 
 
-def backend_client(kind: str, handle, adapters: list[str]):
-    """The router's client for the model deployment of backend `kind` ("hf" or "vllm")."""
+def backend_client(kind: str, handle, adapters: list[str], grpc: bool = True):
+    """The router's client for the model deployment of backend `kind` ("hf" or "vllm"); `grpc`: its calls go over
+    the replicas' inter-deployment gRPC servers, by value, instead of through Ray object references."""
+    if grpc:
+        handle = handle.options(_by_reference=False)
     if kind == "vllm":
         from parallel_r1.serving.vllm_backend import LLMClient
 

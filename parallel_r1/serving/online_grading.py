@@ -17,10 +17,11 @@ from pathlib import Path
 from parallel_r1.config import ServeConfig
 from parallel_r1.data.profiles import StudentProfileConfig
 from parallel_r1.grading import HeuristicRubricGrader
+from parallel_r1.paths import RunPaths
 
 
 def score_log_path(cfg: ServeConfig, workdir: Path) -> Path:
-    return Path(cfg.score_log) if cfg.score_log else Path(workdir).resolve() / "serve" / "scores.jsonl"
+    return Path(cfg.score_log) if cfg.score_log else RunPaths(workdir).score_log
 
 
 def append_line(path: Path, record: dict) -> None:

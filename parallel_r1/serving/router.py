@@ -87,7 +87,7 @@ class ChatRouter:
 
         self.cfg = ServeConfig(**cfg)
         self.policy = ParallelExecutionPolicy(**policy)
-        self.backend = backend_client(backend_kind, backend_handle, adapters)
+        self.backend = backend_client(backend_kind, backend_handle, adapters, self.cfg.grpc_handles)
         self.system_prompts = system_prompts
         self.routing_table = routing_table
         self.grader = OnlineGrader(self.cfg.grading_fraction, score_log)

@@ -128,7 +128,9 @@ def _trained_tokens(trainer) -> int:
     return total
 
 
-def _metrics(trainer, started: float, resumed_from_step: int) -> dict:
+def _metrics(trainer, started: float, train_s: float, resumed_from_step: int) -> dict:
+    """The job's record: losses, steps, token counts; tokens/s over `trainer.train()` alone (`train_time_s`), the
+    wall time from `started` (building the trainer: imports, tokenising the batch) besides."""
     history = [h for h in trainer.state.log_history if "loss" in h]
     wall = time.perf_counter() - started
     epochs_done = trainer.state.epoch or 0.0
@@ -148,7 +150,8 @@ def _metrics(trainer, started: float, resumed_from_step: int) -> dict:
         "records": getattr(trainer, "records", None),  # before turns past max_length got their own windows
         "assistant_tokens_per_epoch": trained,
         "tokens_per_epoch": tokens,
-        "tokens_per_s": tokens * trainer.args.num_train_epochs * frac / wall if wall > 0 else None,
+        "tokens_per_s": tokens * trainer.args.num_train_epochs * frac / train_s if train_s > 0 else None,
+        "train_time_s": train_s,
         "wall_time_s": wall,
     }
 
@@ -179,8 +182,10 @@ def sft_train_loop(config: dict) -> None:
         resume_dir = get_last_checkpoint(local) or os.path.join(local, RayTrainReportCallback.CHECKPOINT_NAME)
         with open(os.path.join(resume_dir, "trainer_state.json")) as f:
             resumed_from_step = json.load(f)["global_step"]
+    train_started = time.perf_counter()
     trainer.train(resume_from_checkpoint=resume_dir)
-    metrics = {**_metrics(trainer, started, resumed_from_step), "workers": ctx.get_world_size()}
+    train_s = time.perf_counter() - train_started
+    metrics = {**_metrics(trainer, started, train_s, resumed_from_step), "workers": ctx.get_world_size()}
     if metrics["train_loss"] is not None and not math.isfinite(metrics["train_loss"]):
         raise FloatingPointError(f"{config['name']}: the training loss diverged ({metrics['train_loss']}) at "
                                  f"learning rate {config['learning_rate']:g}: lower finetune.learning_rate")
@@ -200,7 +205,8 @@ def run_sft_locally(config: dict, adapter_dir: Path) -> dict:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as output_dir:
         trainer = build_trainer(config, output_dir)
+        train_started = time.perf_counter()
         trainer.train()
-        metrics = _metrics(trainer, started, 0)
+        metrics = _metrics(trainer, started, time.perf_counter() - train_started, 0)
         save_adapter(trainer, adapter_dir)
     return metrics

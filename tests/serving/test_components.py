@@ -136,6 +136,25 @@ def test_serve_config_section():
         load_config(None, ["serve.colour=red"])
 
 
+def test_the_router_calls_the_model_by_value_over_grpc_unless_configured_off():
+    """`serve.grpc_handles` (on by default, so every served test goes that way) sets the router's handle to the
+    model deployment to `_by_reference=False`: Ray Serve's inter-deployment gRPC."""
+    from parallel_r1.serving.app import backend_client
+
+    class Handle:
+        def __init__(self, options=None):
+            self.opts = options or {}
+
+        def options(self, **kw):
+            return Handle({**self.opts, **kw})
+
+    assert ServeConfig().grpc_handles
+    on, off = backend_client("hf", Handle(), [], grpc=True), backend_client("hf", Handle(), [], grpc=False)
+    assert on._handle.opts == {"_by_reference": False}
+    assert on._streaming.opts == {"_by_reference": False, "stream": True}
+    assert off._handle.opts == {} and off._streaming.opts == {"stream": True}
+
+
 def test_plan_names_the_missing_artifacts(tmp_path, tiny_base_model):
     from parallel_r1.serving.app import plan
 
