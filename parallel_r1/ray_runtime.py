@@ -7,11 +7,13 @@ import os
 
 from parallel_r1.config import RayConfig
 
-# Ray Train's print patch floods logs with TRL's dataset hashing and slows SFT ~10x; the health
-# check interval makes every `ray.train.report` block ~2 s; token auth would write ~/.ray/auth_token.
+# Ray Train's print patch floods logs with TRL's dataset hashing and slows SFT ~10x; the default health
+# check interval (2 s) makes every `ray.train.report` block up to 2 s, while each controller polls its workers at
+# this rate: measured with three trainers, 0.1 s costs 0.18 CPU over 2 s, 0.5 s costs 0.04; token auth would write
+# ~/.ray/auth_token.
 RAY_ENV_DEFAULTS = {
     "RAY_TRAIN_ENABLE_PRINT_PATCH": "0",
-    "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.1",
+    "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5",
     "RAY_AUTH_MODE": "disabled",
 }
 # Only for a Ray this process starts itself (one machine): each TorchTrainer would otherwise start a
