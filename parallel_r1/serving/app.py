@@ -71,7 +71,7 @@ def deployment_options(cfg: ServeConfig, replicas: int, num_cpus: float, num_gpu
             "logging_config": {"enable_access_log": cfg.access_log}, **scaling}
 
 
-def backend_client(kind: str, handle, adapters: list[str], grpc: bool = True):
+def backend_client(kind: str, handle, adapters: list[str], grpc: bool):
     """The router's client for the model deployment of backend `kind` ("hf" or "vllm"); `grpc`: its calls go over
     the replicas' inter-deployment gRPC servers, by value, instead of through Ray object references."""
     if grpc:

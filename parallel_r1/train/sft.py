@@ -128,6 +128,13 @@ def _trained_tokens(trainer) -> int:
     return total
 
 
+def _timed_train(trainer, resume_from_checkpoint: str | None = None) -> float:
+    """Run `trainer.train()`; the seconds it took."""
+    started = time.perf_counter()
+    trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+    return time.perf_counter() - started
+
+
 def _metrics(trainer, started: float, train_s: float, resumed_from_step: int) -> dict:
     """The job's record: losses, steps, token counts; tokens/s over `trainer.train()` alone (`train_time_s`), the
     wall time from `started` (building the trainer: imports, tokenising the batch) besides."""
@@ -182,9 +189,7 @@ def sft_train_loop(config: dict) -> None:
         resume_dir = get_last_checkpoint(local) or os.path.join(local, RayTrainReportCallback.CHECKPOINT_NAME)
         with open(os.path.join(resume_dir, "trainer_state.json")) as f:
             resumed_from_step = json.load(f)["global_step"]
-    train_started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=resume_dir)
-    train_s = time.perf_counter() - train_started
+    train_s = _timed_train(trainer, resume_dir)
     metrics = {**_metrics(trainer, started, train_s, resumed_from_step), "workers": ctx.get_world_size()}
     if metrics["train_loss"] is not None and not math.isfinite(metrics["train_loss"]):
         raise FloatingPointError(f"{config['name']}: the training loss diverged ({metrics['train_loss']}) at "
@@ -205,8 +210,6 @@ def run_sft_locally(config: dict, adapter_dir: Path) -> dict:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as output_dir:
         trainer = build_trainer(config, output_dir)
-        train_started = time.perf_counter()
-        trainer.train()
-        metrics = _metrics(trainer, started, time.perf_counter() - train_started, 0)
+        metrics = _metrics(trainer, started, _timed_train(trainer), 0)
         save_adapter(trainer, adapter_dir)
     return metrics
