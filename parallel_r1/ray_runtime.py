@@ -17,12 +17,14 @@ RAY_ENV_DEFAULTS = {
     "RAY_AUTH_MODE": "disabled",
 }
 # Only for a Ray this process starts itself (one machine): each TorchTrainer would otherwise start a
-# spot-preemption watcher actor and metrics callbacks, a fixed cost per concurrent job; on a loaded machine the
-# dashboard agent can take longer than the raylet's default 30 s to register, which fails the start.
+# spot-preemption watcher actor, a placement-group cleaner actor (see train/torch_trainer.py) and metrics callbacks,
+# a fixed cost per concurrent job; on a loaded machine the dashboard agent can take longer than the raylet's
+# default 30 s to register, which fails the start.
 LOCAL_RAY_ENV_DEFAULTS = {
     **RAY_ENV_DEFAULTS,
     "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
     "RAY_TRAIN_METRICS_ENABLED": "0",
+    "PARALLEL_R1_PG_CLEANER": "0",
     "RAY_agent_register_timeout_ms": "180000",
     # The Serve proxy forwards HTTP requests to the ingress replica over gRPC (Ray Serve's throughput-optimised mode;
     # measured in benchmarks/bench_serve.py). A cluster sets it on its nodes before `ray start`.

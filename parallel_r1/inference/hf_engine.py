@@ -157,7 +157,8 @@ class HFEngine:
         # Like vLLM, a reply stops at the context length: each prompt gets its own budget, cut after generation.
         budgets = [min(sampling.max_tokens, self._context - len(p)) for p in prompts]
         config = GenerationConfig(do_sample=False, num_beams=1, max_new_tokens=max(budgets), eos_token_id=self._eos,
-                                  pad_token_id=self._pad, temperature=1.0, top_p=1.0, top_k=None)
+                                  pad_token_id=self._pad, temperature=1.0, top_p=1.0, top_k=None,
+                                  cache_implementation=self._cfg.hf_cache)
         processors = LogitsProcessorList()
         if sampling.temperature > 0:
             generators = [self._generator(sampling.seed, first + j) for j in range(len(prompts))]

@@ -21,6 +21,7 @@ from pathlib import Path
 from parallel_r1.config import FinetuneConfig
 from parallel_r1.train.manifest import FinetuneManifest
 from parallel_r1.train.sft import ADAPTER_SUBDIR, sft_train_loop
+from parallel_r1.train.torch_trainer import torch_trainer
 
 
 def job_config(name: str, train_file: Path, base_model: str, ft: FinetuneConfig, n_examples: int,
@@ -51,12 +52,11 @@ def fit_job(config: dict, ft: FinetuneConfig, run_name: str, storage_path: str, 
     import json
 
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
 
     resources = {"CPU": ft.cpus_per_worker}
     if ft.use_gpu:
         resources["GPU"] = ft.gpus_per_worker
-    trainer = TorchTrainer(
+    trainer = torch_trainer(
         sft_train_loop, train_loop_config=config,
         scaling_config=ScalingConfig(num_workers=config["num_workers"], use_gpu=ft.use_gpu,
                                      resources_per_worker=resources),

@@ -113,16 +113,16 @@ class RLStage:
 
     def _trainer(self):
         from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-        from ray.train.torch import TorchTrainer
 
         from parallel_r1.train.grpo_worker import grpo_train_loop
+        from parallel_r1.train.torch_trainer import torch_trainer
 
         rl = self.rl
         resources = {"CPU": rl.cpus_per_worker, **({"GPU": rl.gpus_per_worker} if rl.use_gpu else {})}
         storage = rl.storage_path or str(self.paths.rl_checkpoints)
         if "://" not in storage:
             storage = str(Path(storage).resolve())
-        return TorchTrainer(
+        return torch_trainer(
             grpo_train_loop, train_loop_config=self.worker_config(),
             scaling_config=ScalingConfig(num_workers=rl.num_workers, use_gpu=rl.use_gpu,
                                          resources_per_worker=resources),

@@ -76,6 +76,16 @@ def test_seeds_reproducible_and_independent_of_batching(hf, tiny_inference_confi
     assert _key(other_seed) != _key(first)
 
 
+def test_static_and_dynamic_kv_cache_give_the_same_replies(hf, tiny_inference_config, tiny_base_model, tiny_adapters):
+    assert tiny_inference_config.hf_cache == "static"
+    dynamic = HFEngine(tiny_inference_config.model_copy(update={"hf_cache": "dynamic"}), tiny_base_model,
+                       {"style": tiny_adapters["style"]})
+    for adapter in (None, "style"):
+        for sampling in (GREEDY, SAMPLED):
+            assert _key(dynamic.generate(CONVERSATIONS, sampling, adapter)) == _key(hf.generate(CONVERSATIONS,
+                                                                                              sampling, adapter))
+
+
 def test_n_samples(hf):
     out = hf.generate(CONVERSATIONS[:2], SamplingParams(n=3, temperature=1.0, max_tokens=16))
     for c in out:
