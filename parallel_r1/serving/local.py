@@ -1,5 +1,6 @@
 """Starting the app locally (what `parallel-r1 serve` and the tests run): Ray, Serve's proxy on serve.host and
-serve.port, the application, then a wait until `/ready` answers.
+serve.port, the application, then a wait until `/ready` answers; `parallel-r1 serve` then runs until SIGINT or
+SIGTERM and shuts Serve down.
 
 The bearer token reaches the router as an environment variable of this process: the local Ray it starts passes
 its environment on to every worker, so the token is in no config or runtime_env that Serve shows.
@@ -8,6 +9,7 @@ its environment on to every worker, so the token is in no config or runtime_env 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import time
 import urllib.request
@@ -77,8 +79,28 @@ def _serve_running() -> bool:
     return True
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def wait_for_stop_signal(poll_s: float = 0.5) -> str:
+    """Block until this process gets SIGINT (Ctrl-C) or SIGTERM (`kill`, `docker stop`, systemd) and return its
+    name. Both are caught whatever the process inherited: a script's `parallel-r1 serve &` starts with SIGINT
+    ignored, and Python then never raises KeyboardInterrupt; an uncaught SIGTERM would skip Serve's shutdown."""
+    received: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, _frame: received.append(signum)) for sig in STOP_SIGNALS}
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    try:
+        while not received:
+            time.sleep(poll_s)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return signal.Signals(received[0]).name
+
+
 def serve_until_interrupted(cfg: PipelineConfig) -> None:
-    """`parallel-r1 serve`: start the app, print its routes and URL, block until Ctrl-C, then shut Serve down."""
+    """`parallel-r1 serve`: start the app, print its routes and URL, block until SIGINT or SIGTERM, then shut
+    Serve down."""
     from ray import serve
 
     serve_plan = plan(cfg)
@@ -91,11 +113,8 @@ def serve_until_interrupted(cfg: PipelineConfig) -> None:
                                 router.describe()))
     auth = f"; bearer token from ${cfg.serve.auth_token_env}" if cfg.serve.auth_token_env else ""
     console.print(f"[bold green]ready:[/] {url}/v1 (model {cfg.serve.router_model!r} routes by student profile"
-                  f"{auth}); online scores -> {serve_plan.score_log}\nCtrl-C to stop", highlight=False)
+                  f"{auth}); online scores -> {serve_plan.score_log}\nCtrl-C (or SIGTERM) to stop", highlight=False)
     try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        console.print("stopping")
+        console.print(f"stopping ({wait_for_stop_signal()})")
     finally:
         serve.shutdown()

@@ -1,9 +1,11 @@
 """The serving components without Ray: routing rules, profile inference and its held-out accuracy, the score log,
-request validation and the app plan's checks of the run directory."""
+request validation, the app plan's checks of the run directory and the wait for a stop signal."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
 
 import pytest
@@ -14,6 +16,7 @@ from parallel_r1.errors import UserFacingError
 from parallel_r1.inference.engine import SamplingParams
 from parallel_r1.inference.policy import ParallelExecutionPolicy
 from parallel_r1.serving.generation import TextDeltas
+from parallel_r1.serving.local import wait_for_stop_signal
 from parallel_r1.serving.online_grading import OnlineGrader, append_line
 from parallel_r1.serving.profile_inference import infer_profile, inference_accuracy
 from parallel_r1.serving.routing import Router, read_routing_table
@@ -265,3 +268,15 @@ def test_auth_without_its_token_variable_is_a_clear_error(serve_workdir, tiny_ba
     with pytest.raises(UserFacingError, match="PARALLEL_R1_UNSET_TOKEN.*not set"):
         start_local(cfg)
     build_app(cfg)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_serve_stops_on_sigint_or_sigterm_even_when_it_started_with_them_ignored(sig):
+    before = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        threading.Timer(0.3, os.kill, (os.getpid(), sig)).start()
+        assert wait_for_stop_signal(poll_s=0.05) == sig.name
+        assert signal.getsignal(sig) == signal.SIG_IGN
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
