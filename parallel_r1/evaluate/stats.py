@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import zlib
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -59,7 +60,8 @@ def compare_cells(rows: list[ScoredReply], models: list[str], slices: list[str],
             mine = item_means(rows, m, s)
             shared = sorted(set(mine) & set(base))
             diffs = np.array([mine[i] - base[i] for i in shared])
-            lo, hi = (0.0, 0.0) if m == BASE else paired_bootstrap_ci(diffs, samples, level, seed=hash(s) % 2**32)
+            seed = zlib.crc32(s.encode())  # not hash(s): Python randomises str hashes per process
+            lo, hi = (0.0, 0.0) if m == BASE else paired_bootstrap_ci(diffs, samples, level, seed=seed)
             cells.append(Cell(m, s, float(np.mean(list(mine.values()))) if mine else float("nan"), len(mine),
                               float(diffs.mean()) if len(diffs) else float("nan"), lo, hi))
     return cells

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 import random
+import subprocess
+import sys
 
 import numpy as np
 
@@ -49,6 +53,18 @@ def test_cells_show_deltas_with_intervals_that_exclude_zero_only_for_real_effect
     assert cells["good", "abstract_scenarios"].significant
     assert not cells["same", "general"].significant
     assert cells["base", "general"].delta == 0 and cells["good", "general"].n == 30
+
+
+def test_cell_intervals_are_the_same_in_every_process():
+    """The bootstrap's seed must not come from str hashing, which Python randomises per process."""
+    code = ("import json; from tests.evaluate.test_stats_and_criteria import rows_for, SLICES; "
+            "from parallel_r1.evaluate.stats import compare_cells; "
+            "rows = rows_for({'base': dict.fromkeys(SLICES, 0.5), 'm': dict.fromkeys(SLICES, 0.6)}); "
+            "cells = compare_cells(rows, ['base', 'm'], SLICES, samples=200); "
+            "print(json.dumps([[c.ci_low, c.ci_high] for c in cells]))")
+    runs = {seed: subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                                 env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2")}
+    assert json.loads(runs["1"]) == json.loads(runs["2"])
 
 
 def test_success_criteria_pass_and_fail_with_their_numbers():
