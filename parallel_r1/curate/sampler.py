@@ -31,8 +31,8 @@ def teacher_openers(dialogue: Dialogue, words: int = OPENER_WORDS) -> list[str]:
     return [o for o in openers if o]
 
 
-def tiebreak(seed: int, *parts: object) -> int:
-    """A seeded tie-break value, independent of input order and stable across processes."""
+def stable_hash(seed: int, *parts: object) -> int:
+    """A seeded 64-bit hash of `parts`, stable across processes (unlike `hash()`): tie-breaks and RNG seeds."""
     text = "\x1f".join(str(p) for p in (seed, *parts))
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
 
@@ -103,7 +103,7 @@ class StratifiedSampler:
 
     def quality_key(self, d: Dialogue) -> tuple[float, int]:
         """Best score first, then the seeded tie-break."""
-        return (-d.score, tiebreak(self.seed, self.spec.name, d.dialogue_id))
+        return (-d.score, stable_hash(self.seed, self.spec.name, d.dialogue_id))
 
     def draw(self, candidates: Iterable[Dialogue], size: int | None = None,
              selected: Sequence[Dialogue] = ()) -> list[Dialogue]:

@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-import zlib
 from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
 
+from parallel_r1.curate.sampler import stable_hash
 from parallel_r1.evaluate.models import BASE
 from parallel_r1.evaluate.scoring import ScoredReply
 from parallel_r1.inference.policy import ParallelKPIs, parallel_kpis
@@ -56,11 +56,11 @@ def compare_cells(rows: list[ScoredReply], models: list[str], slices: list[str],
     cells = []
     for s in slices:
         base = item_means(rows, BASE, s)
+        seed = stable_hash(0, s)
         for m in models:
             mine = item_means(rows, m, s)
             shared = sorted(set(mine) & set(base))
             diffs = np.array([mine[i] - base[i] for i in shared])
-            seed = zlib.crc32(s.encode())  # not hash(s): Python randomises str hashes per process
             lo, hi = (0.0, 0.0) if m == BASE else paired_bootstrap_ci(diffs, samples, level, seed=seed)
             cells.append(Cell(m, s, float(np.mean(list(mine.values()))) if mine else float("nan"), len(mine),
                               float(diffs.mean()) if len(diffs) else float("nan"), lo, hi))
