@@ -17,11 +17,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from parallel_r1.config import BaseModelConfig, load_config  # noqa: E402
+from benchmarks.demo_model import build_demo_size_model  # noqa: E402
+from parallel_r1.config import load_config  # noqa: E402
 from parallel_r1.console import console, summary_table  # noqa: E402
 from parallel_r1.data.io import atomic_write_json, read_jsonl  # noqa: E402
 from parallel_r1.ray_runtime import ensure_ray  # noqa: E402
-from parallel_r1.train.base_model import build_base_model  # noqa: E402
 from parallel_r1.train.launcher import job_config  # noqa: E402
 from parallel_r1.train.sft import run_sft_locally  # noqa: E402
 from parallel_r1.train.stage import run_finetune  # noqa: E402
@@ -53,9 +53,7 @@ def main() -> None:
     base = work / "models" / "base"
     # The demo's model size (what the specialists really train on); pre-training quality does not
     # change the cost of a step, so a few steps suffice here.
-    build_base_model(BaseModelConfig(hidden_size=192, intermediate_size=512, num_layers=4, num_heads=4,
-                                     max_seq_len=256, vocab_size=2048, corpus_dialogues=300, max_steps=5),
-                     base, progress=False)
+    build_demo_size_model(base)
     write_batches(work, per_batch=args.per_batch)
     console.print(ensure_ray(load_config(overrides={"ray.num_cpus": 2}).ray))
     common = {"finetune.epochs": args.epochs, "finetune.max_length": 256, "finetune.cpus_per_worker":

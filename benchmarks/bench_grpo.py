@@ -19,7 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from parallel_r1.config import BaseModelConfig, load_config  # noqa: E402
+from benchmarks.demo_model import build_demo_size_model  # noqa: E402
+from parallel_r1.config import load_config  # noqa: E402
 from parallel_r1.console import console, summary_table  # noqa: E402
 from parallel_r1.data.io import atomic_write_json  # noqa: E402
 from parallel_r1.paths import RunPaths  # noqa: E402
@@ -40,15 +41,12 @@ def tagged_model(given: Path | None) -> Path:
         return out
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from parallel_r1.train.base_model import build_base_model
     from parallel_r1.train.parallel_tokens import add_parallel_tokens
 
     base = paths.base_model
     if not (base / "config.json").exists():
         base = WORK / "base"
-        build_base_model(BaseModelConfig(hidden_size=192, intermediate_size=512, num_layers=4, num_heads=4,
-                                         max_seq_len=256, vocab_size=2048, corpus_dialogues=300, max_steps=5),
-                         base, progress=False)
+        build_demo_size_model(base)
     tokenizer, model = AutoTokenizer.from_pretrained(base), AutoModelForCausalLM.from_pretrained(base)
     add_parallel_tokens(tokenizer, model)
     model.save_pretrained(out)

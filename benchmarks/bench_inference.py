@@ -22,12 +22,13 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from parallel_r1.config import BaseModelConfig, InferenceConfig  # noqa: E402
+from benchmarks.demo_model import build_demo_size_model  # noqa: E402
+from parallel_r1.config import InferenceConfig  # noqa: E402
 from parallel_r1.console import console, summary_table  # noqa: E402
 from parallel_r1.data.io import atomic_write_json  # noqa: E402
 from parallel_r1.inference import InferenceEngine, SamplingParams  # noqa: E402
 from parallel_r1.inference.hf_engine import HFEngine  # noqa: E402
-from parallel_r1.train.base_model import build_base_model, generate_corpus  # noqa: E402
+from parallel_r1.train.base_model import generate_corpus  # noqa: E402
 from tests.support.adapters import random_adapter  # noqa: E402
 
 ADAPTER = "bench"
@@ -65,9 +66,7 @@ def main() -> None:
 
     work = ROOT / "benchmarks" / "results" / "inference_work"
     base = work / "models" / "base"
-    built = build_base_model(BaseModelConfig(hidden_size=192, intermediate_size=512, num_layers=4, num_heads=4,
-                                             max_seq_len=256, vocab_size=2048, corpus_dialogues=300, max_steps=5),
-                             base, progress=False)
+    built = build_demo_size_model(base)
     adapters = {ADAPTER: random_adapter(base, work / "adapter", r=16)}
     # Openings of dialogues the base model was not pre-trained on (another corpus seed).
     conversations = [d.messages()[:1] for d in generate_corpus(args.n, seed=1)]

@@ -192,6 +192,11 @@ class InferenceConfig(_Section):
                               "in place (measured on the demo model: generation 18 % faster than dynamic, the same "
                               "replies); dynamic: grown by concatenation each step, for a model without static-cache "
                               "support.")
+    num_engines: int = Field(1, ge=1, description="Engines `compare` spreads its models over, one Ray actor each "
+                                                  "holding the base model and every adapter; 1: one engine in "
+                                                  "the calling process, no Ray.")
+    cpus_per_engine: float = Field(1.0, gt=0, description="CPUs per engine actor (its torch threads on CPU).")
+    gpus_per_engine: float = Field(0.0, ge=0, description="GPUs per engine actor (cluster; fractions share one).")
     max_loras: int = Field(8, ge=1, description="vLLM: adapters held in the engine at once.")
     max_lora_rank: int = Field(16, ge=1, description="vLLM: the largest LoRA rank it accepts.")
     kv_cache_memory_bytes: int = Field(512 * 1024**2, ge=1, description="vLLM on CPU: KV cache size.")

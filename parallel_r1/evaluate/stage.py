@@ -63,10 +63,17 @@ class CompareStage:
 
     def _engine(self):
         if self.engine is None:
-            from parallel_r1.inference import build_engine
-
             adapters = {m.name: Path(m.source) for m in self.models if m.kind == "adapter"}
-            self.engine = build_engine(self.cfg.inference, self.base, adapters)
+            if self.cfg.inference.num_engines > 1:
+                from parallel_r1.inference.pool import EnginePool
+                from parallel_r1.ray_runtime import ensure_ray
+
+                console.print(ensure_ray(self.cfg.ray))
+                self.engine = EnginePool(self.cfg.inference, self.base, adapters)
+            else:
+                from parallel_r1.inference import build_engine
+
+                self.engine = build_engine(self.cfg.inference, self.base, adapters)
         return self.engine
 
     def _endpoint(self) -> OpenAIEndpointConfig:

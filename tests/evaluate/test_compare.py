@@ -153,3 +153,15 @@ def test_parallel_models_are_backtested_against_the_plain_ones_and_never_routed_
         assert "parallel_sft" not in json.dumps(routing["by_profile"]) + json.dumps(routing["by_slice"])
     finally:
         shutil.rmtree(run_dir / "parallel")
+
+
+def test_compare_on_an_engine_pool_gives_the_results_of_one_engine(run_dir, tmp_path, ray_session):
+    tables = {}
+    for engines in (1, 2):
+        work = tmp_path / f"engines{engines}"
+        shutil.copytree(run_dir, work, ignore=shutil.ignore_patterns("eval"))
+        run_compare(cfg_for(work, **{"inference.num_engines": engines}))
+        rows = pq.read_table(work / "eval" / "results.parquet").to_pylist()
+        tables[engines] = sorted((r["model"], r["item_id"], r["sample"], r["reply"], r["score"]) for r in rows)
+    assert {m for m, *_ in tables[2]} == {"base", "neurodivergent", "prior_trauma_recovery"}
+    assert tables[2] == tables[1]
