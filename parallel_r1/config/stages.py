@@ -122,7 +122,8 @@ class BaseModelConfig(_Section):
     corpus_dialogues: int = Field(3000, ge=10, description="Procedural dialogues generated to pre-train on.")
     max_steps: int | None = Field(350, ge=1, description="Pre-training steps (~5 minutes on 2 idle cores); a "
                                                         "step budget keeps the model the same however busy the "
-                                                        "machine is. None: train for train_minutes.")
+                                                        "machine is (the learning-rate schedule follows the "
+                                                        "steps). None: train for train_minutes.")
     train_minutes: float = Field(8.0, gt=0, description="Wall-clock cap of pre-training (stops before max_steps "
                                                         "on a slow or busy machine).")
     batch_size: int = Field(16, ge=1)

@@ -147,8 +147,18 @@ def _batches(docs: list[list[int]], cfg: BaseModelConfig, pad_id: int) -> Iterat
             yield {"input_ids": ids, "attention_mask": mask, "labels": ids.masked_fill(mask == 0, -100)}
 
 
+def _progress(steps: int, elapsed_s: float, cfg: BaseModelConfig) -> tuple[float, bool]:
+    """(how far the learning-rate schedule is, whether to stop). With max_steps the schedule follows the steps
+    alone, so a step budget gives the same model however slow or busy the machine is, and train_minutes only
+    stops a run early; without, it follows the wall clock."""
+    by_time = elapsed_s / (cfg.train_minutes * 60)
+    if cfg.max_steps:
+        return steps / cfg.max_steps, steps >= cfg.max_steps or by_time >= 1.0
+    return by_time, by_time >= 1.0
+
+
 def _lr_factor(step: int, progress: float) -> float:
-    """Linear warm-up, then cosine decay over the run's progress (time or steps, whichever is further)."""
+    """Linear warm-up, then cosine decay over the run's progress (see `_progress`)."""
     cosine = MIN_LR_FACTOR + (1 - MIN_LR_FACTOR) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
     return min(1.0, (step + 1) / WARMUP_STEPS) * cosine
 
@@ -178,7 +188,6 @@ def _pretrain(model: LlamaForCausalLM, docs: list[list[int]], pad_id: int, cfg: 
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
                             lr=cfg.learning_rate, betas=(0.9, 0.95))
     batches = _batches(docs, cfg, pad_id)
-    budget_s = cfg.train_minutes * 60
     losses: list[float] = []
     tokens_seen = 0
     curve: list[tuple[int, float]] = []
@@ -188,8 +197,8 @@ def _pretrain(model: LlamaForCausalLM, docs: list[list[int]], pad_id: int, cfg: 
     started = time.perf_counter()
     with bar:
         task = bar.add_task("pre-train", total=1.0, status="")
-        frac = 0.0
-        while frac < 1.0:
+        frac, done = 0.0, False
+        while not done:
             for group in opt.param_groups:
                 group["lr"] = cfg.learning_rate * _lr_factor(len(losses), frac)
             batch = next(batches)
@@ -201,8 +210,8 @@ def _pretrain(model: LlamaForCausalLM, docs: list[list[int]], pad_id: int, cfg: 
             losses.append(loss.item())
             tokens_seen += int(batch["attention_mask"].sum())
             elapsed = time.perf_counter() - started
-            frac = max(elapsed / budget_s, len(losses) / cfg.max_steps if cfg.max_steps else 0.0)
-            if len(losses) % LOG_EVERY == 0 or frac >= 1.0:
+            frac, done = _progress(len(losses), elapsed, cfg)
+            if len(losses) % LOG_EVERY == 0 or done:
                 curve.append((len(losses), round(sum(losses[-LOG_EVERY:]) / len(losses[-LOG_EVERY:]), 4)))
                 tps = tokens_seen / elapsed
                 bar.update(task, completed=min(frac, 1.0),

@@ -1,5 +1,7 @@
 import json
 import shutil
+import sys
+import time
 
 import pytest
 import torch
@@ -121,3 +123,31 @@ def test_pre_training_takes_every_core_only_when_nothing_else_runs(monkeypatch):
     assert base_model.default_num_threads() == min(8, cores)
     monkeypatch.setattr(base_model, "_busy_cores", lambda: 1.5)
     assert base_model.default_num_threads() == max(1, min(8, cores - 1))
+
+
+def test_a_step_budget_schedules_by_steps_and_the_clock_only_stops_early():
+    cfg = BaseModelConfig(max_steps=100, train_minutes=1.0)
+    assert base_model._progress(10, 50.0, cfg) == (0.1, False)  # slow steps: the schedule still follows steps
+    assert base_model._progress(100, 1.0, cfg) == (1.0, True)
+    assert base_model._progress(10, 60.0, cfg) == (0.1, True)  # the wall-clock cap
+    timed = BaseModelConfig(max_steps=None, train_minutes=1.0)
+    assert base_model._progress(10, 30.0, timed) == (0.5, False) and base_model._progress(10, 61.0, timed)[1]
+
+
+def test_slow_first_steps_give_the_same_model(tiny_base_model, tiny_base_config, tmp_path, monkeypatch):
+    """The first steps of a build on a busy machine take long (here 20 s each on a fake clock, well within the
+    wall-clock cap): the model must be the one an idle machine builds."""
+    real, calls = time.perf_counter, iter(range(10**9))
+
+    def clock() -> float:  # pre-training's reads: its start, then one per step
+        if sys._getframe(1).f_code.co_name != "_pretrain":
+            return real()
+        k = next(calls)
+        return 20.0 * min(k, 10) + 0.01 * max(0, k - 10)
+
+    monkeypatch.setattr(base_model.time, "perf_counter", clock)
+    out = tmp_path / "base"
+    build_base_model(tiny_base_config, out, progress=False)
+    monkeypatch.undo()
+    assert json.loads((out / INFO_FILE).read_text())["metrics"]["steps"] == tiny_base_config.max_steps
+    assert (out / "model.safetensors").read_bytes() == (tiny_base_model / "model.safetensors").read_bytes()
