@@ -47,12 +47,22 @@ def test_pool_gives_the_replies_of_one_engine(pool, tiny_inference_config, tiny_
     assert pool.name == "hf" and pool.adapters == ["style", "other"]
 
 
-def test_a_dead_engine_actor_is_a_clear_error(ray_session, tiny_inference_config, tiny_base_model):
+def test_an_added_adapter_answers_on_every_engine_and_a_dead_actor_is_a_clear_error(
+        ray_session, tiny_inference_config, tiny_base_model, tiny_adapters):
     import ray
 
     cfg = tiny_inference_config.model_copy(update={"engine": "hf", "num_engines": 2})
     engine = EnginePool(cfg, tiny_base_model)
     try:
+        engine.add_adapter("style", tiny_adapters["style"])
+        assert engine.adapters == ["style"]
+        both = engine.generate_each([(CONVERSATIONS, "style"), (CONVERSATIONS, "style")], SAMPLED)  # one per actor
+        local = HFEngine(tiny_inference_config, tiny_base_model, {"style": tiny_adapters["style"]})
+        try:
+            expected = _key(local.generate(CONVERSATIONS, SAMPLED, adapter="style"))
+        finally:
+            local.close()
+        assert [_key(c) for c in both] == [expected, expected]
         ray.kill(engine._actors[1])
         with pytest.raises(UserFacingError, match="engine actor died"):
             engine.generate_each([(CONVERSATIONS, None), (CONVERSATIONS, None)], SAMPLED)
