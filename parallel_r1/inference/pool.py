@@ -20,12 +20,12 @@ from parallel_r1.inference.factory import build_engine, resolve_engine_name
 
 @ray.remote
 class EngineActor:
-    """One engine in its own process, with `threads` torch threads on CPU."""
+    """One engine in its own process, with a torch thread per CPU it holds (at least one)."""
 
-    def __init__(self, cfg: InferenceConfig, base_model: str, adapters: dict[str, str], threads: int) -> None:
+    def __init__(self, cfg: InferenceConfig, base_model: str, adapters: dict[str, str]) -> None:
         import torch
 
-        torch.set_num_threads(threads)
+        torch.set_num_threads(max(1, int(cfg.cpus_per_engine)))
         self.engine = build_engine(cfg, base_model, adapters)
 
     def add_adapter(self, name: str, path: str) -> None:
@@ -67,9 +67,8 @@ class EnginePool:
         self.name = resolve_engine_name(cfg)
         self._adapters = {name: str(path) for name, path in (adapters or {}).items()}
         _check_fits(cfg)
-        threads = max(1, int(cfg.cpus_per_engine))
         actor = EngineActor.options(num_cpus=cfg.cpus_per_engine, num_gpus=cfg.gpus_per_engine)
-        self._actors = [actor.remote(cfg, str(base_model), self._adapters, threads) for _ in range(cfg.num_engines)]
+        self._actors = [actor.remote(cfg, str(base_model), self._adapters) for _ in range(cfg.num_engines)]
 
     @property
     def adapters(self) -> list[str]:
@@ -86,17 +85,17 @@ class EnginePool:
     def generate_each(self, requests: list[tuple[list[list[dict]], str | None]],
                       sampling: SamplingParams) -> list[list[Completion]]:
         groups = assign_requests([len(conversations) for conversations, _ in requests], len(self._actors))
-        calls = [(group, actor.generate_each.remote([requests[i] for i in group], sampling))
-                 for group, actor in zip(groups, self._actors, strict=True) if group]
+        busy = [(group, actor) for group, actor in zip(groups, self._actors, strict=True) if group]
+        try:
+            done = ray.get([actor.generate_each.remote([requests[i] for i in group], sampling)
+                            for group, actor in busy])
+        except RayActorError as e:
+            raise UserFacingError(f"an inference engine actor died while generating ({e}); this call's replies "
+                                  "are lost, replies cached before it are kept: run it again") from e
         out: list[list[Completion] | None] = [None] * len(requests)
-        for group, ref in calls:
-            try:
-                done = ray.get(ref)
-            except RayActorError as e:
-                raise UserFacingError(f"an inference engine actor died while generating ({e}); this call's replies "
-                                      "are lost, replies cached before it are kept: run it again") from e
-            for i, completions in zip(group, done, strict=True):
-                out[i] = completions
+        for (group, _), completions in zip(busy, done, strict=True):
+            for i, c in zip(group, completions, strict=True):
+                out[i] = c
         return out
 
     def close(self) -> None:
