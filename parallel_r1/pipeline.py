@@ -4,11 +4,37 @@ monolithic baseline at once) → compare → gate, each skipped (or resumed) whe
 from __future__ import annotations
 
 import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from rich.table import Table
 
 from parallel_r1.config import PipelineConfig
 from parallel_r1.console import console, summary_table
 from parallel_r1.errors import UserFacingError
 from parallel_r1.paths import RunPaths
+
+
+class StageClock:
+    """Wall time per stage of one run, for the run summary."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        console.rule(name)
+        start = time.monotonic()
+        try:
+            yield
+        finally:
+            self.seconds[name] = time.monotonic() - start
+
+    def table(self) -> Table:
+        rows = [[name, round(s, 1)] for name, s in self.seconds.items()]
+        total = ["total", round(sum(self.seconds.values()), 1)]
+        return summary_table("stage wall times", ["stage", "s"], [*rows, total])
 
 
 def run_pipeline(cfg: PipelineConfig, *, force: bool = False) -> None:
@@ -21,35 +47,37 @@ def run_pipeline(cfg: PipelineConfig, *, force: bool = False) -> None:
     from parallel_r1.train.stage import run_finetune
 
     paths = RunPaths(cfg.workdir)
-    console.rule("discover")
-    result = run_discover(cfg)
-    print_discover_summary(result)
-    console.rule("grade")
-    run_grade(cfg, reuse_grades=not force)
-    console.rule("batch")
-    if force or result.completed or not paths.batch_report.exists():
-        run_batch(cfg)
-    else:
-        console.print(f"batch: {paths.batch_report} is up to date")
-        console.print(paths.batch_report.read_text(), markup=False)
+    clock = StageClock()
+    with clock.stage("discover"):
+        result = run_discover(cfg)
+        print_discover_summary(result)
+    with clock.stage("grade"):
+        run_grade(cfg, reuse_grades=not force)
+    with clock.stage("batch"):
+        if force or result.completed or not paths.batch_report.exists():
+            run_batch(cfg)
+        else:
+            console.print(f"batch: {paths.batch_report} is up to date")
+            console.print(paths.batch_report.read_text(), markup=False)
     if cfg.base_model.path is None:
-        console.rule("init-model")
-        build_base_model(cfg.base_model, paths.base_model, force=force)
-    console.rule("finetune")
-    jobs = run_finetune(cfg, with_baseline=cfg.finetune.monolithic_baseline, force=force)
+        with clock.stage("init-model"):
+            build_base_model(cfg.base_model, paths.base_model, force=force)
+    with clock.stage("finetune"):
+        jobs = run_finetune(cfg, with_baseline=cfg.finetune.monolithic_baseline, force=force)
     if cfg.finetune.backend != "ray":
         console.print("finetune: OpenAI jobs submitted; follow them with `parallel-r1 watch`, then run compare")
         return
     if any(j.status != "succeeded" for j in jobs.values()):
         failed = ", ".join(f"{n} ({j.error})" for n, j in jobs.items() if j.status != "succeeded")
         raise UserFacingError(f"finetune: job(s) did not succeed: {failed}; run `parallel-r1 finetune` to resume")
-    console.rule("compare")
-    if force:
-        shutil.rmtree(paths.eval / "replies", ignore_errors=True)
-    compared = run_compare(cfg)
-    console.rule("gate")
-    gated = run_gate(cfg)
+    with clock.stage("compare"):
+        if force:
+            shutil.rmtree(paths.eval / "replies", ignore_errors=True)
+        compared = run_compare(cfg)
+    with clock.stage("gate"):
+        gated = run_gate(cfg)
     console.rule("run summary")
+    console.print(clock.table())
     console.print(summary_table("the seed's success criteria", ["criterion", "verdict"],
                                 [[c.name, c.verdict] for c in compared["criteria"]]))
     verdict, next_step = compared["decision"]

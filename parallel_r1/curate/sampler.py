@@ -1,8 +1,9 @@
 """Stratified, quality-first sampling of one specialist batch.
 
-Picks are balanced over the strata of the batch's `stratify_by` columns, best score first inside a
-stratum with seeded tie-breaks, optionally varied in teacher openers; a stock-phrase cap then replaces
-or drops the densest picks so that memorised phrases cannot dominate the batch.
+Picks are balanced over the strata of the batch's `stratify_by` columns, best first inside a stratum (by
+score, or by the mean of the score and the batch's niche criteria, `rank_by`) with seeded tie-breaks,
+optionally varied in teacher openers; a stock-phrase cap then replaces or drops the densest picks so that
+memorised phrases cannot dominate the batch.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Iterable, Sequence
 
 from parallel_r1.config import BatchSpec
 from parallel_r1.data.schema import Dialogue
+from parallel_r1.grading.grade import CRITERIA
 
 # Dialogue columns a batch can be stratified by (scalar fields and properties).
 STRATIFY_COLUMNS = (
@@ -76,7 +78,8 @@ class StratifiedSampler:
 
     Nested round-robin: the next pick comes from the least represented value of the first stratify
     column, among those from the least represented value of the next column, and so on; inside a
-    stratum the best score wins, ties broken by a seeded hash of the dialogue id. With
+    stratum the best score wins (with `spec.rank_by`, the best mean of the score and those niche
+    criteria), ties broken by a seeded hash of the dialogue id. With
     `spec.diverse_patterns` a candidate whose teacher openers are already common in the batch yields
     to one whose openers are not (before score, after balance). Candidates must be graded.
     """
@@ -87,6 +90,12 @@ class StratifiedSampler:
             raise ValueError(
                 f"batch.batches[{spec.name}].stratify_by: unknown column(s) {', '.join(map(repr, unknown))}; "
                 f"expected some of {', '.join(STRATIFY_COLUMNS)}"
+            )
+        unknown = [c for c in spec.rank_by if c not in CRITERIA]
+        if unknown:
+            raise ValueError(
+                f"batch.batches[{spec.name}].rank_by: unknown criterion(s) {', '.join(map(repr, unknown))}; "
+                f"expected some of {', '.join(CRITERIA)}"
             )
         self.spec = spec
         self.seed = seed
@@ -101,9 +110,14 @@ class StratifiedSampler:
             self._openers[d.dialogue_id] = teacher_openers(d)
         return self._openers[d.dialogue_id]
 
+    def rank_value(self, d: Dialogue) -> float:
+        """The score, or with `spec.rank_by` the mean of the score and those criteria the dialogue is graded on."""
+        niche = [d.criteria[c] for c in self.spec.rank_by if c in d.criteria]
+        return (d.score + sum(niche)) / (1 + len(niche))
+
     def quality_key(self, d: Dialogue) -> tuple[float, int]:
-        """Best score first, then the seeded tie-break."""
-        return (-d.score, stable_hash(self.seed, self.spec.name, d.dialogue_id))
+        """Best rank value first, then the seeded tie-break."""
+        return (-self.rank_value(d), stable_hash(self.seed, self.spec.name, d.dialogue_id))
 
     def draw(self, candidates: Iterable[Dialogue], size: int | None = None,
              selected: Sequence[Dialogue] = ()) -> list[Dialogue]:

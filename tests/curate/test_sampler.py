@@ -88,6 +88,30 @@ def test_unknown_stratify_column_is_named():
         StratifiedSampler(BatchSpec(name="b", size=1, stratify_by=["colour"]))
 
 
+def test_rank_by_prefers_the_niche_criterion_over_a_slightly_higher_score(make):
+    pool = [make(i, profile_kind="bad_prior_teacher", score=0.9 - i / 100) for i in range(10)]
+    for i, d in enumerate(pool):
+        d.criteria = {"validation": i / 10}
+    by_score = StratifiedSampler(BatchSpec(name="b", size=3)).draw(pool)
+    by_niche = StratifiedSampler(BatchSpec(name="b", size=3, rank_by=["validation"])).draw(pool)
+    assert [d.dialogue_id for d in by_score] == ["d00000", "d00001", "d00002"]
+    assert [d.dialogue_id for d in by_niche] == ["d00009", "d00008", "d00007"]
+
+
+def test_rank_by_uses_only_the_criteria_a_dialogue_is_graded_on(make):
+    graded, ungraded = make(1, score=0.7), make(2, score=0.8)
+    graded.criteria, ungraded.criteria = {"structured_steps": 1.0}, {"socratic": 0.5}
+    sampler = StratifiedSampler(BatchSpec(name="b", size=2, rank_by=["structured_steps", "stays_on_topic"]))
+    assert sampler.rank_value(graded) == pytest.approx(0.85)
+    assert sampler.rank_value(ungraded) == pytest.approx(0.8)
+    assert [d.dialogue_id for d in sampler.draw([ungraded, graded])] == ["d00001", "d00002"]
+
+
+def test_unknown_rank_by_criterion_is_named():
+    with pytest.raises(ValueError, match="rank_by.*'empathy'"):
+        StratifiedSampler(BatchSpec(name="b", size=1, rank_by=["empathy"]))
+
+
 def test_teacher_openers_are_first_words_of_teacher_turns(make):
     d = make(1, openers=["Great QUESTION! Let's", "So, what"])
     assert teacher_openers(d) == ["great question let's", "so what and"]

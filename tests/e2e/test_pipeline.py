@@ -25,6 +25,7 @@ def test_run_goes_from_nothing_to_a_gated_comparison_and_a_rerun_redoes_nothing(
     for stage in ("discover", "batch", "init-model", "finetune", "compare", "gate"):
         assert stage in first.output
     assert "success criteria" in first.output and "decision:" in first.output
+    assert "stage wall times" in first.output
     assert str(tmp_path / "eval" / "report.md") in first.output.replace("\n", "")
 
     jobs = FinetuneManifest(tmp_path / "finetune_manifest.json").read()
