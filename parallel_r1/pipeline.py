@@ -32,8 +32,8 @@ class StageClock:
             self.seconds[name] = time.monotonic() - start
 
     def table(self) -> Table:
-        rows = [[name, round(s, 1)] for name, s in self.seconds.items()]
-        total = ["total", round(sum(self.seconds.values()), 1)]
+        rows = [[name, f"{s:.1f}"] for name, s in self.seconds.items()]
+        total = ["total", f"{sum(self.seconds.values()):.1f}"]
         return summary_table("stage wall times", ["stage", "s"], [*rows, total])
 
 
