@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from parallel_r1.config import PipelineConfig, dump_config, load_config
 from parallel_r1.console import console
@@ -30,7 +31,7 @@ def user_errors(fn):
         try:
             return fn(*args, **kwargs)
         except (UserFacingError, FileNotFoundError) as e:
-            console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper

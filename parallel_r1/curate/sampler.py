@@ -13,7 +13,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
-from parallel_r1.config import BatchSpec
+from parallel_r1.config import BatchSpec, ConfigError
 from parallel_r1.data.schema import Dialogue
 from parallel_r1.grading.grade import CRITERIA
 
@@ -42,6 +42,14 @@ def stable_hash(seed: int, *parts: object) -> int:
 def mean_density(dialogues: Sequence[Dialogue]) -> float | None:
     """Mean stock-phrase density (stock phrases per teacher turn); None for no dialogues."""
     return sum(d.stock_phrase_density for d in dialogues) / len(dialogues) if dialogues else None
+
+
+def _check_names(spec: BatchSpec, field: str, kind: str, allowed: Sequence[str]) -> None:
+    """A ConfigError (one line at the CLI, exit 2) naming the batch, the field and every value not in `allowed`."""
+    unknown = [c for c in getattr(spec, field) if c not in allowed]
+    if unknown:
+        raise ConfigError(f"batch.batches[{spec.name}].{field}: unknown {kind}(s) {', '.join(map(repr, unknown))}; "
+                         f"expected some of {', '.join(allowed)}")
 
 
 class _Mix:
@@ -85,18 +93,8 @@ class StratifiedSampler:
     """
 
     def __init__(self, spec: BatchSpec, seed: int = 0):
-        unknown = [c for c in spec.stratify_by if c not in STRATIFY_COLUMNS]
-        if unknown:
-            raise ValueError(
-                f"batch.batches[{spec.name}].stratify_by: unknown column(s) {', '.join(map(repr, unknown))}; "
-                f"expected some of {', '.join(STRATIFY_COLUMNS)}"
-            )
-        unknown = [c for c in spec.rank_by if c not in CRITERIA]
-        if unknown:
-            raise ValueError(
-                f"batch.batches[{spec.name}].rank_by: unknown criterion(s) {', '.join(map(repr, unknown))}; "
-                f"expected some of {', '.join(CRITERIA)}"
-            )
+        _check_names(spec, "stratify_by", "column", STRATIFY_COLUMNS)
+        _check_names(spec, "rank_by", "criterion", CRITERIA)
         self.spec = spec
         self.seed = seed
         self.columns = tuple(spec.stratify_by)
