@@ -155,8 +155,9 @@ def finetune(
     backend: Annotated[str | None, typer.Option(help="ray | openai")] = None,
     batches: Annotated[str | None, typer.Option(help="Comma-separated batch names (default: all).")] = None,
     monolithic: Annotated[bool, typer.Option(help="One adapter on the union of the batches.")] = False,
-    with_baseline: Annotated[bool, typer.Option(help="The specialists and the monolithic adapter, all at once.")
-                             ] = False,
+    with_baseline: Annotated[bool, typer.Option(
+        help="The specialists and the monolithic adapter: all at once, or it first (finetune.specialise_from).")
+    ] = False,
     force: Annotated[bool, typer.Option(help="Re-run jobs that already succeeded.")] = False,
     parallel_format: Annotated[bool, typer.Option(help="The Parallel-R1 cold-start SFT instead (= parallel-sft).")
                                ] = False,

@@ -168,6 +168,11 @@ class FinetuneConfig(_Section):
     gradient_accumulation_steps: int = Field(1, ge=1)
     seed: int = 0
     lora: LoraSection = Field(default_factory=LoraSection)
+    specialise_from: Literal["base", "monolithic"] = Field(
+        "base", description="base: every adapter starts at zero on the base model and all jobs run at once. "
+                            "monolithic: the monolithic baseline trains first, then the six specialists at once, each "
+                            "continuing from its adapter (general tutoring first, then the niche; the specialists "
+                            "keep its LoRA rank). Ray backend only.")
     # resources
     num_workers: int = Field(1, ge=1, description="Data-parallel workers per job.")
     monolithic_workers: int = Field(2, ge=1, description="Data-parallel workers of the monolithic job, which trains "
@@ -188,6 +193,13 @@ class FinetuneConfig(_Section):
                                                         "with the specialists.")
     max_failures: int = Field(1, ge=0, description="Ray Train restarts of a failed job (from its checkpoint).")
     openai: OpenAIFinetuneConfig = Field(default_factory=OpenAIFinetuneConfig)
+
+    @model_validator(mode="after")
+    def _check(self) -> FinetuneConfig:
+        if self.specialise_from == "monolithic" and self.backend == "openai":
+            raise ValueError("specialise_from: monolithic needs backend: ray (the OpenAI backend submits every job at "
+                             "once, from finetune.openai.model)")
+        return self
 
 
 class InferenceConfig(_Section):

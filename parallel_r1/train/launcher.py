@@ -25,10 +25,11 @@ from parallel_r1.train.torch_trainer import torch_trainer
 
 
 def job_config(name: str, train_file: Path, base_model: str, ft: FinetuneConfig, n_examples: int,
-               num_workers: int | None = None) -> dict:
+               num_workers: int | None = None, init_adapter: str | None = None) -> dict:
     """The plain-dict config each Train worker receives. `num_workers` (default `ft.num_workers`) data-parallel
     workers share the job's global batch, `ft.per_device_batch_size` x `ft.num_workers` examples, so a job given
-    more workers takes the same optimizer steps."""
+    more workers takes the same optimizer steps. `init_adapter`: a LoRA adapter to continue training instead of a
+    new one."""
     workers = num_workers or ft.num_workers
     per_device = max(1, ft.per_device_batch_size * ft.num_workers // workers)
     steps_per_epoch = max(1, -(-n_examples // (per_device * workers * ft.gradient_accumulation_steps)))
@@ -38,7 +39,7 @@ def job_config(name: str, train_file: Path, base_model: str, ft: FinetuneConfig,
         "learning_rate": ft.learning_rate, "epochs": ft.epochs, "max_length": ft.max_length,
         "per_device_batch_size": per_device, "num_workers": workers,
         "gradient_accumulation_steps": ft.gradient_accumulation_steps, "seed": ft.seed,
-        "lora": ft.lora.model_dump(), "use_gpu": ft.use_gpu,
+        "lora": ft.lora.model_dump(), "init_adapter": init_adapter, "use_gpu": ft.use_gpu,
         "save_steps": max(1, total_steps // 3),  # about three checkpoints per job to resume from
         "torch_threads": max(1, int(ft.cpus_per_worker)) if not ft.use_gpu else None,
     }

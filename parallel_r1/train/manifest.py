@@ -41,6 +41,7 @@ class FinetuneJob:
     error: str | None = None
     attempts: int = 0
     checkpoint: str | None = None  # last checkpoint to resume from
+    init_adapter: str | None = None  # the adapter a specialist continued from (finetune.specialise_from), or None
     owner: str | None = None  # "host:pid" of the process running a Ray job, to notice when it is gone
     created_at: str = field(default_factory=now)
     started_at: str | None = None

@@ -49,7 +49,7 @@ def build_trainer(config: dict, output_dir: str, callbacks: list | None = None):
     """An SFTTrainer for one job; `config` is the plain dict made by `job_config`."""
     import torch
     from datasets import Dataset
-    from peft import LoraConfig
+    from peft import LoraConfig, PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
@@ -62,6 +62,8 @@ def build_trainer(config: dict, output_dir: str, callbacks: list | None = None):
     peft_config = LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
                              target_modules=lora["target_modules"], task_type="CAUSAL_LM",
                              trainable_token_indices=tag_ids)
+    if config.get("init_adapter"):  # continue that adapter's LoRA weights: the result stands alone on the base
+        model, peft_config = PeftModel.from_pretrained(model, config["init_adapter"], is_trainable=True), None
     use_gpu = config["use_gpu"]
     args = SFTConfig(
         output_dir=output_dir, num_train_epochs=config["epochs"], learning_rate=config["learning_rate"],

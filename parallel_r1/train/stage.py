@@ -52,15 +52,23 @@ class FinetuneStage:
     def setup(self) -> None:
         files = self._batch_files()
         self.files, self.batches_of = ({}, {}) if self.monolithic else (dict(files), {b: [b] for b in files})
-        if self.monolithic or self.with_baseline:
+        if self.monolithic or self.with_baseline or self.specialised:
             union = [_generic_prompt(row) for p in files.values() for row in read_jsonl(p)]
             self.files[MONOLITHIC] = atomic_write_jsonl(self.paths.workdir / "finetune" / f"{MONOLITHIC}.jsonl", union)
             self.batches_of[MONOLITHIC] = list(files)
         backend = self.cfg.finetune.backend
         existing = self.manifest.read()
+
+        def current(name: str) -> bool:
+            job = existing.get(name)
+            return (job is not None and job.status == "succeeded" and not self.force
+                    and job.init_adapter == self.init_adapter(name)
+                    and (name != MONOLITHIC or (self.paths.adapters / name / "adapter_config.json").exists()))
+
+        retrains_start = self.specialised and not current(MONOLITHIC)
         for name, path in self.files.items():
             job = existing.get(name)
-            if job is not None and job.status == "succeeded" and not self.force:
+            if current(name) and not (retrains_start and name != MONOLITHIC):
                 continue
             self.todo.append(name)
             if backend == "openai":
@@ -69,13 +77,22 @@ class FinetuneStage:
                                                   training_file_path=str(path), status="failed",
                                                   error="re-submitted", attempts=job.attempts))
                 continue  # the OpenAI backend records (or adopts) its own entries
-            if job is None or job.backend != "ray" or job.status == "succeeded":
+            init = self.init_adapter(name)
+            if job is None or job.backend != "ray" or job.status == "succeeded" or job.init_adapter != init:
                 attempt = job.attempts if job else 0
                 self.manifest.put(FinetuneJob(name=name, backend="ray", batches=self.batches_of[name],
                                               training_file=str(path), training_file_path=str(path),
-                                              job_id=f"sft-{name}-{attempt}", attempts=attempt))
+                                              job_id=f"sft-{name}-{attempt}", attempts=attempt, init_adapter=init))
             else:  # killed or failed: relaunch under the same run name, which resumes its checkpoint
                 self.manifest.update(name, status="queued", error=None)
+
+    @property
+    def specialised(self) -> bool:
+        """Specialists continue from the monolithic adapter (`finetune.specialise_from: monolithic`)."""
+        return self.cfg.finetune.specialise_from == MONOLITHIC and not self.monolithic
+
+    def init_adapter(self, name: str) -> str | None:
+        return str(self.paths.adapters / MONOLITHIC) if self.specialised and name != MONOLITHIC else None
 
     def run(self) -> dict[str, FinetuneJob]:
         skipped = [n for n in self.files if n not in self.todo]
@@ -97,13 +114,25 @@ class FinetuneStage:
         ft = self.cfg.finetune
         console.print(ensure_ray(self.cfg.ray))
         jobs = {n: job_config(n, self.files[n], base, ft, len(read_jsonl(self.files[n])),
-                              ft.monolithic_workers if n == MONOLITHIC else None) for n in self.todo}
+                              ft.monolithic_workers if n == MONOLITHIC else None, self.init_adapter(n))
+                for n in self.todo}
         storage = Path(ft.storage_path) if ft.storage_path else self.paths.ray_results
-        workers = sum(job["num_workers"] for job in jobs.values())
-        console.print(f"finetune: launching {len(jobs)} LoRA SFT job(s) on Ray Train at once ({workers} worker(s) × "
-                      f"{ft.cpus_per_worker} CPU each); base model {base}")
-        launch_all(jobs, ft, self.manifest, storage, self.paths.adapters,
-                   on_event=lambda name, status: console.print(f"  {name}: {status}"))
+        phases = [jobs]
+        if self.specialised and MONOLITHIC in jobs and len(jobs) > 1:
+            phases = [{MONOLITHIC: jobs.pop(MONOLITHIC)}, jobs]
+            console.print("finetune: specialise_from monolithic: the monolithic baseline first, then the specialists "
+                          "from its adapter")
+        for phase in phases:
+            if self.specialised and MONOLITHIC not in phase and self.manifest.read()[MONOLITHIC].status != "succeeded":
+                for name in phase:
+                    self.manifest.update(name, status="failed", error="not started: the monolithic adapter it "
+                                         "continues from did not train (see its entry)")
+                break
+            workers = sum(job["num_workers"] for job in phase.values())
+            console.print(f"finetune: launching {len(phase)} LoRA SFT job(s) on Ray Train at once ({workers} "
+                          f"worker(s) × {ft.cpus_per_worker} CPU each); base model {base}")
+            launch_all(phase, ft, self.manifest, storage, self.paths.adapters,
+                       on_event=lambda name, status: console.print(f"  {name}: {status}"))
 
     def _run_openai(self) -> None:
         from parallel_r1.train.openai_ft import OpenAIFinetuneBackend

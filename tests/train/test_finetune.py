@@ -140,3 +140,76 @@ def test_two_workers_train_one_job_data_parallel(ray_session, tmp_path, tiny_bas
     assert job.status == "succeeded", job.error
     # 2 per device, 2 workers: a quarter of the examples' steps per epoch (one worker alone would take half).
     assert job.metrics["global_step"] == math.ceil(job.metrics["examples"] / 4)
+
+
+@pytest.mark.slow
+def test_specialists_continue_from_the_monolithic_adapter(ray_session, tmp_path, tiny_base_model):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    write_batches(tmp_path, names=BATCHES[:2], per_batch=4)
+    jobs = run_finetune(_cfg(tmp_path, tiny_base_model, specialise_from="monolithic"))
+    assert sorted(jobs) == sorted([*BATCHES[:2], "monolithic"])
+    assert {j.status for j in jobs.values()} == {"succeeded"}, {n: j.error for n, j in jobs.items()}
+    start = jobs.pop("monolithic")
+    assert start.init_adapter is None
+    for job in jobs.values():  # the specialists start once the adapter they continue from is written
+        assert job.started_at >= start.finished_at and job.init_adapter == start.result
+    ids = torch.tensor([[1, 2, 3]])
+    logits = {"base": AutoModelForCausalLM.from_pretrained(tiny_base_model)(ids).logits}
+    for name in [*jobs, "monolithic"]:
+        model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_base_model),
+                                          tmp_path / "adapters" / name)
+        logits[name] = model(ids).logits
+    for name in jobs:
+        assert not torch.allclose(logits[name], logits["monolithic"]) and not torch.allclose(logits[name],
+                                                                                             logits["base"])
+    again = run_finetune(_cfg(tmp_path, tiny_base_model, specialise_from="monolithic"))
+    assert {n: again[n].finished_at for n in jobs} == {n: j.finished_at for n, j in jobs.items()}
+
+
+def _stage_todo(tmp_path, base, **finetune) -> list[str]:
+    from parallel_r1.train.stage import FinetuneStage
+
+    stage = FinetuneStage(_cfg(tmp_path, base, **finetune))
+    stage.setup()
+    return sorted(stage.todo)
+
+
+def test_what_a_change_of_starting_adapter_re_runs(tmp_path, tiny_base_model):
+    """Without training: which jobs setup() queues when the manifest says what succeeded, from which adapter."""
+    from parallel_r1.train.manifest import FinetuneJob
+
+    names = BATCHES[:2]
+    write_batches(tmp_path, names=names, per_batch=2)
+    manifest = FinetuneManifest(tmp_path / "finetune_manifest.json")
+    adapter = str(tmp_path / "adapters" / "monolithic")
+
+    def succeeded(init: str | None, with_monolithic: bool) -> None:
+        for name in [*names, "monolithic"] if with_monolithic else names:
+            manifest.put(FinetuneJob(name=name, backend="ray", batches=[name], status="succeeded",
+                                     job_id=f"sft-{name}-0", init_adapter=None if name == "monolithic" else init))
+
+    succeeded(None, with_monolithic=False)
+    assert _stage_todo(tmp_path, tiny_base_model) == []
+    # the monolithic never trained: it does, and so does every specialist, which trained from the base
+    assert _stage_todo(tmp_path, tiny_base_model, specialise_from="monolithic") == sorted([*names, "monolithic"])
+    succeeded(adapter, with_monolithic=True)  # but its adapter files are gone: all of them again
+    assert _stage_todo(tmp_path, tiny_base_model, specialise_from="monolithic") == sorted([*names, "monolithic"])
+    (tmp_path / "adapters" / "monolithic").mkdir(parents=True)
+    (tmp_path / "adapters" / "monolithic" / "adapter_config.json").write_text("{}")
+    succeeded(adapter, with_monolithic=True)
+    assert _stage_todo(tmp_path, tiny_base_model, specialise_from="monolithic") == []
+    assert _stage_todo(tmp_path, tiny_base_model) == sorted(names)  # back to the base: the specialists re-run
+    queued = manifest.read()
+    assert all(queued[n].status == "queued" and queued[n].init_adapter is None for n in names)
+    assert queued["monolithic"].status == "succeeded"  # not a job of this run: left as it is
+
+
+def test_specialise_from_monolithic_needs_the_ray_backend(tmp_path):
+    from parallel_r1.config.base import ConfigError
+
+    with pytest.raises(ConfigError, match="specialise_from"):
+        load_config(overrides={"workdir": str(tmp_path), "finetune.specialise_from": "monolithic",
+                               "finetune.backend": "openai"})
