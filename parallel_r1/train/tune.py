@@ -11,6 +11,8 @@ Run it with `parallel-r1 tune`, or `run_tune(load_config(path))`. It writes `<wo
 best_config.yaml (a loadable config holding the winning settings), sweep.png, data/bs<N>.jsonl,
 adapters/<trial>/ and ray_results/. A rerun with the same settings trains nothing that completed or was
 stopped early (failed trials run again); the lora alpha of a trial keeps the configured alpha / r ratio.
+Trials start from the base model whatever `finetune.specialise_from` says: they sweep the LoRA rank, which an
+adapter continued from the monolithic one cannot change, and a sweep of them would measure the monolithic too.
 """
 
 from __future__ import annotations
@@ -349,6 +351,9 @@ def run_tune(cfg: PipelineConfig) -> TuneSummary:
     todo = [n for n in trials if n not in records]
     console.print(f"tune: {cfg.tune.specialist} on {', '.join(slices)}: {len(trials)} trial(s), {len(todo)} to run "
                   f"({len(records)} kept from a previous run); base model {base}")
+    if cfg.finetune.specialise_from != "base":
+        console.print("tune: trials start from the base model, not from the monolithic adapter "
+                      "(finetune.specialise_from): they sweep the LoRA rank, which it fixes")
     base_scores = previous.get("base")
     if base_scores is None:
         console.print("tune: scoring the base model")
