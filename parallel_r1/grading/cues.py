@@ -75,7 +75,7 @@ DISMISSIVE = _rx(
     r"the rule)|because that'?s (?:the rule|how it is)|that'?s just how|doesn'?t matter why|you'?re overthinking|"
     r"not rocket science|we don'?t have time|read (?:it|the question) again|how (?:do|can|could) you not|"
     r"any (?:child|kid|beginner) (?:can|knows)|no excuses?|stop (?:asking|complaining|overthinking)|wrong[.!]|"
-    r"that'?s (?:wrong|incorrect)[.!]|why would you|i don'?t know why you)"
+    r"that'?s (?:wrong|incorrect)[.!]|why would you|i don'?t know why you)(?!\w)"
 )
 ENCOURAGING = _rx(
     r"\b(?:good|nice|great|well done|exactly|excellent|spot on|you'?re (?:right|close|on the right track|getting "

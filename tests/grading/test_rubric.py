@@ -9,6 +9,7 @@ import pytest
 
 from parallel_r1.data import StudentProfileConfig, get_card
 from parallel_r1.grading import CRITERIA, Grade, HeuristicRubricGrader, applicable_criteria, grade_dialogue, grade_turn
+from parallel_r1.grading.cues import extract
 
 RECURSION = get_card("recursion-factorial")
 EQUATIONS = get_card("linear-equations")
@@ -92,6 +93,14 @@ def test_tone_encouraging_vs_dismissive():
     neutral = crit("What does range(1, 3) give you?", OFF_BY_ONE)
     assert kind["tone"] > neutral["tone"] > harsh["tone"]
     assert harsh["tone"] <= 0.2
+
+
+def test_dismissive_cues_are_whole_phrases():
+    assert extract("How can you not see it? Come on.").dismissive == 2
+    for text in ("Let's look at it together. What: how can you notice the pattern?",
+                 "Why would your answer change if n doubled?", "Clearly your table shows it: what comes next?",
+                 "Let's come onto the next row."):
+        assert extract(text).dismissive == 0, text
 
 
 def test_concision_relative_to_the_students_message():
