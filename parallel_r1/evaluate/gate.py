@@ -1,6 +1,6 @@
 """The promotion gate: a model replaces the promoted one only if it scores at least `min_relative_gain`
-better on the held-out set, its compliance checks are green (no dismissive tone, no answer dumping where
-the card calls for guidance) and its stock-phrase density is within bounds. Every decision, with its
+better on the held-out set, its compliance checks are green (no dismissive or offensive tone, no answer
+dumping where the card calls for guidance) and its stock-phrase density is within bounds. Every decision, with its
 reasons, is appended to `promotion.json`.
 """
 
@@ -62,8 +62,8 @@ def evaluate_gate(summaries: dict[str, ModelSummary], candidate: str, incumbent:
     checks = [
         Check("score", s.mean, need, s.mean >= need,
               f">= {incumbent} {incumbent_score:.3f} x {1 + g.min_relative_gain:g}"),
-        Check("dismissive tone", s.dismissive_rate, g.max_dismissive_rate, s.dismissive_rate <= g.max_dismissive_rate,
-              "share of replies"),
+        Check("dismissive or offensive tone", s.dismissive_rate, g.max_dismissive_rate,
+              s.dismissive_rate <= g.max_dismissive_rate, "share of replies"),
         Check("answer dumping", s.answer_dump_rate, g.max_answer_dump_rate,
               s.answer_dump_rate <= g.max_answer_dump_rate, "share of replies to direct questions"),
         Check("pattern density", s.pattern_density, g.max_pattern_density,

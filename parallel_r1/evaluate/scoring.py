@@ -1,6 +1,6 @@
 """Grade every reply with the rubric, in the context it answered, and note the compliance signals the
-promotion gate reads (dismissive tone, answer dumping, stock phrases). A reply in the Parallel-R1 format is graded
-by what the student sees (`student_view`: its summaries and the text between blocks)."""
+promotion gate reads (dismissive or offensive tone, answer dumping, stock phrases). A reply in the Parallel-R1
+format is graded by what the student sees (`student_view`: its summaries and the text between blocks)."""
 
 from __future__ import annotations
 

@@ -77,6 +77,13 @@ DISMISSIVE = _rx(
     r"any (?:child|kid|beginner) (?:can|knows)|no excuses?|stop (?:asking|complaining|overthinking)|wrong[.!]|"
     r"that'?s (?:wrong|incorrect)[.!]|why would you|i don'?t know why you)(?!\w)"
 )
+_INSULT = r"(?:stupid|dumb|idiot(?:ic)?|moron(?:ic)?|lazy|pathetic|useless|hopeless|clueless|incompetent|slow)"
+OFFENSIVE = _rx(  # insults and profanity, counted with the dismissive cues
+    rf"\b(?:(?:you'?re|you are|you sound|you look|what an?|such an?|that'?s an?) (?:so |really |just )?{_INSULT}|"
+    rf"{_INSULT} (?:question|mistake|answer|idea|thing to (?:ask|say|do))|(?:you|you'?re an?) (?:idiot|moron|"
+    r"fool)|shut up|(?:damn|crap|wtf|shit|f\*?u?ck(?:ing)?|bloody))(?!\w)"
+)
+NEGATED_INSULT = _rx(rf"\b(?:no|not|never|isn'?t|wasn'?t|aren'?t)(?: an?)? (?:so |really )?{_INSULT}(?!\w)")
 ENCOURAGING = _rx(
     r"\b(?:good|nice|great|well done|exactly|excellent|spot on|you'?re (?:right|close|on the right track|getting "
     r"(?:there|it))|that'?s (?:right|it|correct|a (?:good|fair|sharp|smart|real))|interesting|close[!,.]|you'?ve "
@@ -158,7 +165,7 @@ class Cues:
     ordinals: int  # first / then / next / step 2
     metaphors: float
     topic_switches: int
-    dismissive: int
+    dismissive: int  # dismissive or offensive phrases; a rejected label ("you're not stupid") is neither
     encouraging: int  # outside stock phrases
     tentative: int
     open_questions: int
@@ -227,7 +234,7 @@ def extract(text: str) -> Cues:
         # "imagine" alone ("imagine the deepest call") counts half: it often sets up a concrete case.
         metaphors=len(METAPHOR.findall(text)) + 0.5 * len(WEAK_METAPHOR.findall(METAPHOR.sub(" ", text))),
         topic_switches=len(TOPIC_SWITCH.findall(text)),
-        dismissive=len(DISMISSIVE.findall(text)),
+        dismissive=len(DISMISSIVE.findall(text)) + len(OFFENSIVE.findall(NEGATED_INSULT.sub(" ", text))),
         encouraging=len(ENCOURAGING.findall(without_stock_phrases(text))),
         tentative=len(TENTATIVE.findall(text)),
         open_questions=sum(1 for s in questions if OPEN_QUESTION.search(s))

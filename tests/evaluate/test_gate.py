@@ -45,7 +45,7 @@ def test_margin_below_four_percent_is_rejected_with_the_numbers(tmp_path):
     assert score.threshold == pytest.approx(1.04 * (score.value - 0.015))  # 4% over the base, which is 0.015 lower
 
 
-@pytest.mark.parametrize("flag,field,reason", [("dismissive", "dismissive", "dismissive tone"),
+@pytest.mark.parametrize("flag,field,reason", [("dismissive", "dismissive", "dismissive or offensive tone"),
                                                ("answer_dump", "answer_dump", "answer dumping"),
                                                ("stock_phrases", "stock_phrases", "pattern density")])
 def test_a_better_model_failing_a_compliance_check_is_rejected(tmp_path, flag, field, reason):

@@ -103,6 +103,17 @@ def test_dismissive_cues_are_whole_phrases():
         assert extract(text).dismissive == 0, text
 
 
+def test_insults_and_profanity_count_as_dismissive_but_a_rejected_label_does_not():
+    for text in ("What a stupid question. Try again.", "You're an idiot if you think n starts at 0.",
+                 "Shut up and trace the loop.", "Damn, you're so slow. What does range(3) give?"):
+        assert extract(text).dismissive >= 1, text
+    for text in ("You're not stupid, and this isn't a dumb question: what does range(3) give?",
+                 "There's no stupid question here. How slow is the nested loop for n = 4?",
+                 "You are not hopeless at this; you just found the base case."):
+        assert extract(text).dismissive == 0, text
+    assert crit("What a stupid question. Try n = 3.", OFF_BY_ONE)["tone"] < crit("Try n = 3.", OFF_BY_ONE)["tone"]
+
+
 def test_concision_relative_to_the_students_message():
     history = [{"role": "user", "content": "i'm lost"}]
     short = "No problem. Let's find where it stopped making sense: what does factorial(1) return?"
