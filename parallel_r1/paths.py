@@ -34,6 +34,10 @@ class RunPaths:
         return self.batches / "report.md"
 
     @property
+    def batch_inputs(self) -> Path:
+        return self.batches / "inputs.json"
+
+    @property
     def pattern_report(self) -> Path:
         return self.workdir / "pattern_report.md"
 

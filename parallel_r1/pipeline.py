@@ -38,7 +38,7 @@ class StageClock:
 
 
 def run_pipeline(cfg: PipelineConfig, *, force: bool = False) -> None:
-    from parallel_r1.curate.stage import run_batch
+    from parallel_r1.curate.stage import batches_up_to_date, run_batch
     from parallel_r1.discover.stage import print_discover_summary, run_discover
     from parallel_r1.evaluate.gate import run_gate
     from parallel_r1.evaluate.stage import run_compare
@@ -54,7 +54,7 @@ def run_pipeline(cfg: PipelineConfig, *, force: bool = False) -> None:
     with clock.stage("grade"):
         run_grade(cfg, reuse_grades=not force)
     with clock.stage("batch"):
-        if force or result.completed or not paths.batch_report.exists():
+        if force or not batches_up_to_date(cfg):
             run_batch(cfg)
         else:
             console.print(f"batch: {paths.batch_report} is up to date")

@@ -72,3 +72,12 @@ def test_openai_finetune_then_watch_and_check(tmp_path, monkeypatch):
         assert {j.status for j in jobs.values()} == {"succeeded"}
         changed = {n for n, j in jobs.items() if j.job_id != ids_before[n]}
         assert changed == {"prior_trauma_recovery"}
+
+        # A succeeded job whose batch changed since is submitted again, with the new file; the rest are kept.
+        edited = tmp_path / "batches" / "short_original_high.jsonl"
+        edited.write_text(edited.read_text() + edited.read_text().splitlines(keepends=True)[0])
+        ids_before = {n: j.job_id for n, j in jobs.items()}
+        assert runner.invoke(app, ["finetune", "--backend", "openai", *common]).exit_code == 0
+        jobs = FinetuneManifest(tmp_path / "finetune_manifest.json").read()
+        assert {n for n, j in jobs.items() if j.job_id != ids_before[n]} == {"short_original_high"}
+        assert len(server.files) == len(BATCHES) + 2

@@ -1,17 +1,35 @@
 """The batch stage: cut the six stratified specialist batches from the graded dialogues.
 
 Run it with `parallel-r1 batch [--strict]`; it reads `dialogues.parquet` and writes
-`batches/<name>.parquet`, `batches/<name>.jsonl` and `batches/report.md`.
+`batches/<name>.parquet`, `batches/<name>.jsonl`, `batches/report.md` and `batches/inputs.json` (the batch
+config and the dialogues' digest they were cut from, which tells `parallel-r1 run` when to cut them again).
 """
 
 from __future__ import annotations
+
+import json
 
 from parallel_r1.config import PipelineConfig
 from parallel_r1.console import console, summary_table
 from parallel_r1.curate.batches import BatchSet, BatchShortfallError, build_batches
 from parallel_r1.curate.report import summary_rows, write_batches
 from parallel_r1.data import read_dialogues
+from parallel_r1.data.io import atomic_write_json, file_digest
 from parallel_r1.paths import RunPaths
+
+
+def batch_inputs(cfg: PipelineConfig) -> dict:
+    """What a cut of the batches depends on: the batch config and the graded dialogues."""
+    paths = RunPaths(cfg.workdir)
+    return {"batch": cfg.batch.model_dump(mode="json"), "dialogues": file_digest(paths.dialogues)}
+
+
+def batches_up_to_date(cfg: PipelineConfig) -> bool:
+    """The batches on disk were cut, completely, from the current batch config and dialogues."""
+    paths = RunPaths(cfg.workdir)
+    if not (paths.batch_report.exists() and paths.batch_inputs.exists() and paths.dialogues.exists()):
+        return False
+    return json.loads(paths.batch_inputs.read_text()) == batch_inputs(cfg)
 
 
 def run_batch(cfg: PipelineConfig, *, print_report: bool = True) -> BatchSet:
@@ -23,6 +41,7 @@ def run_batch(cfg: PipelineConfig, *, print_report: bool = True) -> BatchSet:
         write_batches(e.batch_set, paths.batches)  # the partial batches and the report are still useful
         raise
     write_batches(batch_set, paths.batches)
+    atomic_write_json(paths.batch_inputs, batch_inputs(cfg))
     if print_report:
         console.print(paths.batch_report.read_text(), markup=False)
     columns = ["batch", "size", "target", "mean score", "mean confidence", "stock-phrase density", "status"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -10,6 +11,11 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+
+def file_digest(path: Path) -> str:
+    """A short content hash of a file: what an artifact records of the input it was built from."""
+    return hashlib.sha1(Path(path).read_bytes()).hexdigest()[:16]
 
 
 def _atomic(path: Path, write) -> Path:

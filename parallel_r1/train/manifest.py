@@ -35,6 +35,7 @@ class FinetuneJob:
     status: str = "queued"
     training_file: str = ""  # local JSONL path (ray) or uploaded file id (openai)
     training_file_path: str = ""
+    training_digest: str | None = None  # the training file's content hash when the job was created (None: unknown)
     job_id: str | None = None
     result: str | None = None  # adapter folder (ray) or fine-tuned model id (openai)
     metrics: dict = field(default_factory=dict)

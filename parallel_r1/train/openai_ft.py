@@ -18,6 +18,7 @@ from pathlib import Path
 import openai
 
 from parallel_r1.config import OpenAIFinetuneConfig
+from parallel_r1.data.io import file_digest
 from parallel_r1.errors import UserFacingError
 from parallel_r1.llm_client import RETRYABLE_STATUS
 from parallel_r1.train.manifest import FinetuneJob, FinetuneManifest
@@ -135,7 +136,8 @@ class OpenAIFinetuneBackend:
         attempts = live.attempts if live else (existing.attempts + 1 if existing and existing.backend == "openai"
                                                else 1)
         self.manifest.put(FinetuneJob(name=name, backend="openai", batches=batches, training_file=file_id,
-                                      training_file_path=str(path), attempts=attempts))
+                                      training_file_path=str(path), training_digest=file_digest(path),
+                                      attempts=attempts))
         stage = "upload"
         try:
             if not file_id:

@@ -2,7 +2,8 @@
 on Ray Train or the OpenAI fine-tuning API, all tracked in `finetune_manifest.json`.
 
 Run it with `parallel-r1 finetune [--backend ray|openai] [--batches a,b] [--monolithic]`; follow it
-with `parallel-r1 watch`. Jobs that succeeded are not re-run; killed or failed ones resume.
+with `parallel-r1 watch`. Jobs that succeeded on the same training file (its digest is in the manifest) and the same
+starting adapter are not re-run; killed or failed ones resume; a changed training file trains afresh.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 from parallel_r1.config import PipelineConfig
 from parallel_r1.console import console, summary_table
 from parallel_r1.curate.report import TUTOR_SYSTEM_PROMPT
-from parallel_r1.data.io import atomic_write_jsonl, read_jsonl
+from parallel_r1.data.io import atomic_write_jsonl, file_digest, read_jsonl
 from parallel_r1.errors import UserFacingError
 from parallel_r1.paths import RunPaths
 from parallel_r1.train.manifest import FinetuneJob, FinetuneManifest
@@ -58,10 +59,14 @@ class FinetuneStage:
             self.batches_of[MONOLITHIC] = list(files)
         backend = self.cfg.finetune.backend
         existing = self.manifest.read()
+        digests = {name: file_digest(path) for name, path in self.files.items()}
+
+        def same_data(job: FinetuneJob) -> bool:
+            return job.training_digest in (None, digests[job.name])  # None: an entry from before digests
 
         def current(name: str) -> bool:
             job = existing.get(name)
-            return (job is not None and job.status == "succeeded" and not self.force
+            return (job is not None and job.status == "succeeded" and not self.force and same_data(job)
                     and job.init_adapter == self.init_adapter(name)
                     and (name != MONOLITHIC or (self.paths.adapters / name / "adapter_config.json").exists()))
 
@@ -72,18 +77,20 @@ class FinetuneStage:
                 continue
             self.todo.append(name)
             if backend == "openai":
-                if job is not None and (self.force or job.backend != "openai"):
+                if job is not None and (self.force or job.backend != "openai" or not same_data(job)):
                     self.manifest.put(FinetuneJob(name=name, backend="openai", batches=self.batches_of[name],
                                                   training_file_path=str(path), status="failed",
                                                   error="re-submitted", attempts=job.attempts))
                 continue  # the OpenAI backend records (or adopts) its own entries
             init = self.init_adapter(name)
-            if job is None or job.backend != "ray" or job.status == "succeeded" or job.init_adapter != init:
+            if (job is None or job.backend != "ray" or job.status == "succeeded" or job.init_adapter != init
+                    or not same_data(job)):
                 attempt = job.attempts if job else 0
                 self.manifest.put(FinetuneJob(name=name, backend="ray", batches=self.batches_of[name],
                                               training_file=str(path), training_file_path=str(path),
-                                              job_id=f"sft-{name}-{attempt}", attempts=attempt, init_adapter=init))
-            else:  # killed or failed: relaunch under the same run name, which resumes its checkpoint
+                                              training_digest=digests[name], job_id=f"sft-{name}-{attempt}",
+                                              attempts=attempt, init_adapter=init))
+            else:  # killed or failed on the same data: relaunch under the same run name, which resumes its checkpoint
                 self.manifest.update(name, status="queued", error=None)
 
     @property

@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from parallel_r1.cli import app
+from parallel_r1.data.io import file_digest
 from parallel_r1.train.manifest import FinetuneManifest
 from tests.support.batches import BATCHES
 
@@ -46,7 +47,19 @@ def test_run_goes_from_nothing_to_a_gated_comparison_and_a_rerun_redoes_nothing(
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0, again.output[-4000:]
     assert "already decided on these results" in again.output and "replies in" not in again.output
+    assert "batch:" in again.output and "is up to date" in again.output.replace("\n", " ")
     assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "eval" / "replies").iterdir()} == replies
     assert {n: j.finished_at for n, j in FinetuneManifest(tmp_path / "finetune_manifest.json").read().items()
             } == finished
     assert len(json.loads((tmp_path / "promotion.json").read_text())["decisions"]) == 1
+
+    # Another batch seed re-cuts the batches; finetune re-runs exactly the jobs whose training file changed.
+    digests = {p.stem: file_digest(p) for p in [*(tmp_path / "batches").glob("*.jsonl"),
+                                                 tmp_path / "finetune" / "monolithic.jsonl"]}
+    recut = CliRunner().invoke(app, [*args, "--set", "batch.seed=1"])
+    assert recut.exit_code == 0, recut.output[-4000:]
+    changed = {n for n, d in digests.items()
+               if file_digest(tmp_path / ("finetune" if n == "monolithic" else "batches") / f"{n}.jsonl") != d}
+    after = FinetuneManifest(tmp_path / "finetune_manifest.json").read()
+    assert {n for n, j in after.items() if j.finished_at != finished[n]} == changed
+    assert {j.status for j in after.values()} == {"succeeded"}

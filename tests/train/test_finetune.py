@@ -207,6 +207,32 @@ def test_what_a_change_of_starting_adapter_re_runs(tmp_path, tiny_base_model):
     assert queued["monolithic"].status == "succeeded"  # not a job of this run: left as it is
 
 
+def test_a_changed_training_file_trains_afresh(tmp_path, tiny_base_model):
+    """Without training: a job that succeeded, or was killed, on another version of its batch is not kept or
+    resumed but queued as a new run; the manifest records each job's training-file digest."""
+    from parallel_r1.data.io import atomic_write_jsonl, file_digest, read_jsonl
+
+    names = BATCHES[:2]
+    write_batches(tmp_path, names=names, per_batch=2)
+    manifest = FinetuneManifest(tmp_path / "finetune_manifest.json")
+    assert _stage_todo(tmp_path, tiny_base_model) == sorted(names)
+    first = manifest.read()
+    assert all(first[n].training_digest == file_digest(tmp_path / "batches" / f"{n}.jsonl") for n in names)
+    manifest.update(names[0], status="succeeded", attempts=1)
+    manifest.update(names[1], status="failed", attempts=1, error="killed")
+    assert _stage_todo(tmp_path, tiny_base_model) == [names[1]]
+    assert manifest.read()[names[1]].job_id == first[names[1]].job_id  # same data: resumes its run
+
+    for name in names:
+        path = tmp_path / "batches" / f"{name}.jsonl"
+        atomic_write_jsonl(path, read_jsonl(path)[:1])
+    assert _stage_todo(tmp_path, tiny_base_model) == sorted(names)
+    again = manifest.read()
+    for name in names:
+        assert again[name].status == "queued" and again[name].job_id != first[name].job_id
+        assert again[name].training_digest == file_digest(tmp_path / "batches" / f"{name}.jsonl")
+
+
 def test_specialise_from_monolithic_needs_the_ray_backend(tmp_path):
     from parallel_r1.config.base import ConfigError
 
