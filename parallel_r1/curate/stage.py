@@ -38,6 +38,7 @@ def run_batch(cfg: PipelineConfig, *, print_report: bool = True) -> BatchSet:
     try:
         batch_set = build_batches(dialogues, cfg.batch)
     except BatchShortfallError as e:
+        paths.batch_inputs.unlink(missing_ok=True)  # what is on disk is no complete cut of any inputs
         write_batches(e.batch_set, paths.batches)  # the partial batches and the report are still useful
         raise
     write_batches(batch_set, paths.batches)

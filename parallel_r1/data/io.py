@@ -13,9 +13,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 
-def file_digest(path: Path) -> str:
-    """A short content hash of a file: what an artifact records of the input it was built from."""
-    return hashlib.sha1(Path(path).read_bytes()).hexdigest()[:16]
+def file_digest(*paths: Path) -> str:
+    """A short content hash of one file, or of several in the given order: what an artifact records of the
+    input it was built from, or a cache key that changes with a model's weights."""
+    digest = hashlib.sha1()
+    for path in paths:
+        digest.update(Path(path).read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def _atomic(path: Path, write) -> Path:

@@ -3,10 +3,10 @@ the finetune manifest, and the Parallel-R1 models (`parallel-sft`, `rl`) when th
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from parallel_r1.data.io import file_digest
 from parallel_r1.errors import UserFacingError
 from parallel_r1.paths import RunPaths
 from parallel_r1.train.manifest import FinetuneManifest
@@ -27,10 +27,7 @@ class ModelSpec:
         """Changes whenever the model's weights do (an adapter retrained under the same name)."""
         if self.kind != "adapter":
             return f"{self.kind}:{self.source}"
-        digest = hashlib.sha1()
-        for f in sorted(Path(self.source).glob("adapter_model.*")):
-            digest.update(f.read_bytes())
-        return f"adapter:{digest.hexdigest()[:16]}"
+        return f"adapter:{file_digest(*sorted(Path(self.source).glob('adapter_model.*')))}"
 
 
 def available_models(paths: RunPaths) -> dict[str, ModelSpec]:

@@ -11,7 +11,6 @@ failed check, or after a kill, generates only what is missing.
 
 from __future__ import annotations
 
-import hashlib
 import statistics
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
@@ -19,6 +18,7 @@ from pathlib import Path
 
 from parallel_r1.config import PipelineConfig
 from parallel_r1.curate.parallel_format import student_view, validate_reply
+from parallel_r1.data.io import file_digest
 from parallel_r1.evaluate.heldout import EvalItem, _prefix_key, build_heldout, fingerprint
 from parallel_r1.evaluate.replies import Reply, ReplyCache, prompts_for
 from parallel_r1.evaluate.scoring import score_replies
@@ -98,13 +98,6 @@ def check_uplift(start: ModelEval, sft: ModelEval, min_uplift: float) -> UpliftC
     return UpliftCheck(start.score, sft.score, uplift, min_uplift, passed, message)
 
 
-def _weights_digest(model_dir: Path) -> str:
-    digest = hashlib.sha1()
-    for f in sorted(Path(model_dir).glob("*.safetensors")):
-        digest.update(f.read_bytes())
-    return digest.hexdigest()[:16]
-
-
 class ParallelEvaluation:
     """Generates and scores the replies of full model folders (no adapters) on one held-out set."""
 
@@ -138,7 +131,7 @@ class ParallelEvaluation:
 
         self.engine_name = resolve_engine_name(self.cfg.inference)
         key = {"heldout": fingerprint(self.items), "sampling": repr(self.sampling), "engine": self.engine_name,
-               "system": self.system_prompt, "weights": _weights_digest(model_dir)}
+               "system": self.system_prompt, "weights": file_digest(*sorted(Path(model_dir).glob("*.safetensors")))}
         cached = self.cache.get(name, key)
         if cached is not None:
             return cached

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from parallel_r1.config import FinetuneConfig, PipelineConfig
 from parallel_r1.console import console, progress_bar, summary_table
-from parallel_r1.data.io import atomic_write_json
+from parallel_r1.data.io import atomic_write_json, file_digest
 from parallel_r1.errors import UserFacingError
 from parallel_r1.paths import RunPaths
 from parallel_r1.recipe import run_recipe
@@ -37,10 +37,6 @@ class UpliftTooLowError(UserFacingError):
 
 def _digest(obj) -> str:
     return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:10]
-
-
-def _file_digest(path: Path) -> str:
-    return hashlib.sha1(Path(path).read_bytes()).hexdigest()[:16]
 
 
 class ParallelSFTStage:
@@ -71,7 +67,7 @@ class ParallelSFTStage:
         p = self.cfg.parallel
         fields = {"dataset_threshold", "branches", "max_blocks", "min_dialogues", "turns_per_dialogue",
                   "path_min_grade", "max_path_overlap", "summary_mode", "seed"}
-        return {"dialogues": _file_digest(self.paths.dialogues), "discover_seed": self.cfg.discover.seed,
+        return {"dialogues": file_digest(self.paths.dialogues), "discover_seed": self.cfg.discover.seed,
                 **p.model_dump(mode="json", include=fields)}
 
     def _train_key(self) -> dict:
@@ -205,7 +201,7 @@ class ParallelSFTStage:
         from parallel_r1.train.parallel_tokens import export_parallel_model
 
         made_from = {"base": self.base, "context": context,
-                     "adapter": _file_digest(adapter / "adapter_model.safetensors") if adapter else None}
+                     "adapter": file_digest(adapter / "adapter_model.safetensors") if adapter else None}
         info = out / EXPORT_INFO
         if out.exists() and info.exists() and json.loads(info.read_text()) == made_from:
             return out

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from parallel_r1.config import load_config
+from parallel_r1.curate.batches import BatchShortfallError
 from parallel_r1.curate.stage import batches_up_to_date, run_batch
 from parallel_r1.data.schema import write_dialogues
 
@@ -23,3 +26,9 @@ def test_batches_are_out_of_date_when_their_config_or_dialogues_change(make, tmp
     assert batches_up_to_date(cfg)
     (tmp_path / "batches" / "inputs.json").unlink()  # cut by a version that did not record its inputs
     assert not batches_up_to_date(cfg)
+    run_batch(cfg, print_report=False)
+    short = load_config(config, overrides={"workdir": str(tmp_path), "batch.strict": True})
+    short.batch.batches[0].size = 50
+    with pytest.raises(BatchShortfallError):
+        run_batch(short, print_report=False)  # partial batches on disk: no longer a cut of any inputs
+    assert not batches_up_to_date(cfg) and not batches_up_to_date(short)
