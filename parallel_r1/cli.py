@@ -80,6 +80,21 @@ def grade_cmd(
     run_grade(_config(config, workdir, set_, **{"grade.grader": grader}))
 
 
+@app.command("validate-grader")
+@user_errors
+def validate_grader(
+    labelled: Annotated[Path, typer.Argument(help="Replies with human labels (JSONL: history, response, labels).")],
+    grader: Annotated[str | None, typer.Option(help="heuristic | llm | combined | fitted")] = None,
+    out: Annotated[Path | None, typer.Option(help="Folder for validation.json / .png (default: "
+                                                  "<workdir>/validation/<grader>).")] = None,
+    config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None,
+) -> None:
+    """How far a grader agrees with people: rho per human dimension with intervals, vs a question-mark baseline."""
+    from parallel_r1.grading.validate_stage import run_validate
+
+    run_validate(_config(config, workdir, set_, **{"grade.grader": grader}), labelled, out)
+
+
 @app.command()
 @user_errors
 def batch(

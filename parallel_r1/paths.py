@@ -26,6 +26,18 @@ class RunPaths:
         return self.workdir / "discover_failures.jsonl"
 
     @property
+    def grade_failures(self) -> Path:
+        return self.workdir / "grade_failures.jsonl"
+
+    @property
+    def validation(self) -> Path:
+        return self.workdir / "validation"
+
+    @property
+    def fitted_grader(self) -> Path:
+        return self.workdir / "grader" / "fitted"
+
+    @property
     def batches(self) -> Path:
         return self.workdir / "batches"
 

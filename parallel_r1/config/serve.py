@@ -59,6 +59,10 @@ class ServeConfig(_Section):
     static_routes: dict[str, str] = Field(default_factory=_default_static_routes,
                                           description="Profile kind -> specialist, used when <workdir>/eval/"
                                                       "routing.json is missing or names no loaded model for it.")
+    profile_reader: Literal["cues", "embedding", "llm"] = Field(
+        "embedding", description="How a student's traits are read from their messages when a request brings no "
+                                 "profile: cues (pure-Python patterns), embedding (cues + a classifier over sentence "
+                                 "embeddings), llm (the grade.judge endpoint).")
     grading_fraction: float = Field(0.1, ge=0, le=1, description="Share of served replies graded by the rubric "
                                                                  "after the response is sent.")
     score_log: str | None = Field(None, description="JSONL score log of online grading; None: "

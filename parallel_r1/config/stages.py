@@ -26,6 +26,10 @@ class OpenAIEndpointConfig(_Section):
     max_backoff_s: float = Field(20.0, ge=0, description="Upper bound of one backoff.")
     temperature: float = Field(0.8, ge=0, le=2)
     max_tokens: int = Field(300, ge=1)
+    context_tokens: int | None = Field(None, ge=256, description="The served model's context window in tokens; "
+                                                                 "prompts are trimmed to fit it. None: asked of "
+                                                                 "the server's /v1/models (vLLM's max_model_len), "
+                                                                 "else no trimming.")
 
 
 class DiscoverConfig(_Section):
@@ -45,7 +49,10 @@ class DiscoverConfig(_Section):
 
 
 class GradeConfig(_Section):
-    grader: Literal["heuristic", "llm", "combined"] = Field("heuristic", description="Which grader.")
+    grader: Literal["heuristic", "llm", "combined", "fitted"] = Field(
+        "heuristic", description="heuristic: the pure-Python rubric; llm: the LLM judge; combined: both, weighted by "
+                                 "llm_weight; fitted: the model `parallel-r1 grader fit` wrote (fitted_path).")
+    fitted_path: str | None = Field(None, description="The fitted grader's folder; None: <workdir>/grader/fitted.")
     judge: OpenAIEndpointConfig = Field(default_factory=OpenAIEndpointConfig, description="LLM judge.")
     llm_weight: float = Field(0.5, ge=0, le=1, description="Weight of the LLM judge when combined.")
 

@@ -142,6 +142,27 @@ SPECIFIC_SUCCESS = _rx(
     r"(?:that'?s|is) (?:exactly )?(?:right|correct)|exactly( right)?[.!]|spot on|the way you (?:got|did|worked|"
     r"approached|reasoned))"
 )
+# How tutors, people and LLMs alike, tell a student an attempt went wrong: a hedge, a correction, a pointer back.
+CORRECTION = _rx(
+    r"\b(?:not quite|almost|close|mistakes?|errors?|misunderst\w*|mix(?:ed)?[- ]up|mixed|actually|however|but|instead|"
+    r"rather than|re-?(?:check|visit|consider|evaluate|examine|think|read|calculate|count)|double[- ]check|"
+    r"(?:a )?closer look|look again|check (?:your|that|this|again|it)|not (?:correct|right|the same)|incorrect|"
+    r"wrong|careful|oops|forg[eo]t|missed|remember|be sure|make sure|are you sure|hmm)\b"
+)
+# Confirming or praising the attempt as it stands.
+AFFIRM = _rx(
+    r"\b(?:great (?:job|work|effort)|well done|good (?:job|work)|that'?s (?:right|correct|it)|"
+    r"you'?re (?:right|correct)|correct[!.]|exactly|perfect|excellent|awesome|nice work|you got it|spot on)\b"
+)
+MOVE_ON = _rx(r"\b(?:mov(?:e|ing) on|next (?:problem|question|one|exercise)|another (?:problem|question)|similar "
+              r"problem|new problem)\b")
+# Pointers that carry a hint or an explanation: what to recall, what to look at, why.
+HINT = _rx(
+    r"\b(?:remember|recall|think (?:about|of)|notice|consider|hint|look at|what if|because|means|since|so that|"
+    r"first|need to|have to|should|try|the key|keep in mind|each|per|total|instead of)\b"
+)
+ASKS_STUDENT = _rx(r"\b(?:can|could|would|will|do|did|how did|what did) you\b")
+NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
 ORDINAL = _rx(r"\b(?:first(?:ly)?|second(?:ly)?|third|then|next|after that|finally|lastly|step (?:\d+|one|two|"
               r"three))\b")
 CONCRETE_TOKEN = re.compile(r"`[^`]+`|0x[0-9a-f]+|\b\d+(?:[./]\d+)?\b|[=*&<>+\-/^%|]|\[\w*\]|\w+\(\w*\)")
@@ -174,6 +195,11 @@ class Cues:
     specific_success: int
     stock: int
     concrete: int  # numbers, code tokens, symbols
+    corrections: int  # "not quite", "but", "let's re-check": the attempt has a problem
+    affirmations: int  # "that's right", "great job": the attempt is confirmed as it stands
+    move_on: bool  # "let's move on to the next problem"
+    hints: int  # "remember", "look at", "because": a pointer or an explanation
+    asks_student: int  # "can you", "how did you": the student is asked to act
 
 
 def sentences(text: str) -> list[str]:
@@ -244,6 +270,11 @@ def extract(text: str) -> Cues:
         specific_success=len(SPECIFIC_SUCCESS.findall(text)),
         stock=len(stock_phrases(text)),
         concrete=len(CONCRETE_TOKEN.findall(text)),
+        corrections=len(CORRECTION.findall(text)),
+        affirmations=len(AFFIRM.findall(without_stock_phrases(text))),
+        move_on=bool(MOVE_ON.search(text)),
+        hints=len(HINT.findall(text)),
+        asks_student=len(ASKS_STUDENT.findall(text)),
     )
 
 
@@ -253,6 +284,21 @@ def overlap(text: str, reference: str | set[str], cap: int = 4) -> float:
     if not ref:
         return 0.0
     return min(1.0, len(content_words(text) & ref) / min(cap, len(ref)))
+
+
+def numbers(text: str) -> set[str]:
+    """The numbers a text states, normalised ("1,000" and "1000" are one)."""
+    return {n.replace(",", "") for n in NUMBER.findall(text)}
+
+
+_RESULT = re.compile(r"(?:=|\b(?:is|equals|makes|gives|get|gets|got|are|be|was|would be)\b)\s*\$?(-?\d+(?:[.,]\d+)?)",
+                     re.IGNORECASE)
+
+
+def stated_results(text: str, known: set[str]) -> int:
+    """Results the text states that the dialogue has not ("... = 27", "so it is 45"), outside questions."""
+    decl = " ".join(s for s in sentences(text) if not s.endswith("?"))
+    return len({n.replace(",", "") for n in _RESULT.findall(decl)} - known)
 
 
 def answer_reveal(response: str, answer: str | None, student: str, given: str = "") -> tuple[float, float]:
@@ -272,9 +318,9 @@ def answer_reveal(response: str, answer: str | None, student: str, given: str = 
     key = _key_terms(answer) - _key_terms(given) if answer else set()
     if not key:
         return marker_strength, 0.3 + 0.5 * min(1.0, markers + 0.5 * weak)
-    remaining = key - _key_terms(student)
-    if len(remaining) < 0.34 * len(key):
+    if student_has_answer(answer, student, given):
         return 0.0, 0.6  # the student has (nearly) said it: confirming is not revealing
+    remaining = key - _key_terms(student)
     weight = {t: 2.0 if _is_symbolic(t) else 1.0 for t in remaining}
     said = _key_terms(decl)
     asked = _key_terms(" ".join(s for s in sents if s.endswith("?"))) - said
@@ -285,6 +331,12 @@ def answer_reveal(response: str, answer: str | None, student: str, given: str = 
         / (total + 1)
     strength = clamp(1.25 * coverage - 0.1 + 0.5 * marker_strength * coverage)
     return strength, min(1.0, 0.3 + 0.1 * total) * (0.55 + 0.45 * abs(2 * strength - 1))
+
+
+def student_has_answer(answer: str, student: str, given: str = "") -> bool:
+    """Whether the student's messages already hold (nearly) all the answer's distinctive terms."""
+    key = _key_terms(answer) - _key_terms(given)
+    return bool(key) and len(key - _key_terms(student)) < 0.34 * len(key)
 
 
 _SYMBOLIC = re.compile(r"[&*]?\w+(?:[/^.]\w+)*(?:\(\w*\))?")

@@ -10,8 +10,8 @@ from parallel_r1.data import ScenarioCard, StudentProfileConfig
 DialogueItem = tuple[list[dict], StudentProfileConfig | None, ScenarioCard | None]
 
 BASE_CRITERIA = (
-    "guidance", "no_answer_reveal", "checks_understanding", "actionability", "coherence", "tone",
-    "concision", "pattern_penalty",
+    "guidance", "mistake_identification", "no_answer_reveal", "checks_understanding", "actionability", "coherence",
+    "tone", "concision", "pattern_penalty",
 )
 PROFILE_CRITERIA = (
     "concrete_not_metaphor", "structured_steps", "stays_on_topic", "validation", "reflective_openness",
@@ -20,10 +20,14 @@ CRITERIA = BASE_CRITERIA + PROFILE_CRITERIA
 
 # What each criterion rewards; shared by the heuristic rubric's docs and the LLM judge's prompt.
 DESCRIPTIONS = {
-    "guidance": "guides the student to work it out (questions, hints, prompts) rather than telling them",
+    "guidance": "offers correct, relevant guidance tied to what the student did (a hint, an explanation, a "
+                "question that leads them on), not bare praise, a move to the next problem or the answer itself",
+    "mistake_identification": "reacts rightly to the student's last attempt: notices what is wrong and points to "
+                              "where (or confirms it when it is right)",
     "no_answer_reveal": "does not state the final answer before the student has produced it (1 = no reveal)",
     "checks_understanding": "asks the student to explain, predict or apply, not just 'does that make sense?'",
-    "actionability": "leaves the student a clear, concrete next step to take",
+    "actionability": "leaves the student a clear, concrete next step on this problem (a question to answer, a "
+                     "task to do), not a result to copy",
     "coherence": "stays on the card's topic and responds to what the student actually said",
     "tone": "encouraging and respectful; never dismissive, impatient or condescending",
     "concision": "length fits the student's message; no walls of text",
@@ -38,8 +42,8 @@ DESCRIPTIONS = {
 }
 
 WEIGHTS = {
-    "guidance": 1.5, "no_answer_reveal": 1.5, "checks_understanding": 1.0, "actionability": 1.0,
-    "coherence": 1.0, "tone": 1.0, "concision": 0.75, "pattern_penalty": 1.0,
+    "guidance": 1.5, "mistake_identification": 1.0, "no_answer_reveal": 1.5, "checks_understanding": 1.0,
+    "actionability": 1.0, "coherence": 1.0, "tone": 1.0, "concision": 0.75, "pattern_penalty": 1.0,
     # The profile criteria are the specialist's niche: they weigh most where they apply.
     "concrete_not_metaphor": 2.0, "structured_steps": 2.0, "stays_on_topic": 2.0, "validation": 2.0,
     "reflective_openness": 2.0,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Protocol
 
 from parallel_r1.config import GradeConfig
@@ -10,6 +11,7 @@ from parallel_r1.grading.grade import DialogueItem, Grade
 from parallel_r1.grading.judge import CombinedGrader, LLMJudgeGrader
 from parallel_r1.grading.patterns import stock_phrase_density
 from parallel_r1.grading.rubric import HeuristicRubricGrader
+from parallel_r1.paths import RunPaths
 
 
 class Grader(Protocol):
@@ -20,15 +22,23 @@ class Grader(Protocol):
 
     def grade_many(self, items: list[DialogueItem]) -> list[Grade]: ...
 
+    def grade_turns(self, pairs: list[tuple[list[dict], str]]) -> list[Grade | Exception]: ...
+
     async def agrade_many(self, items: list[DialogueItem]) -> list[Grade]: ...
 
     async def aclose(self) -> None: ...
 
 
-def build_grader(grade_cfg: GradeConfig) -> Grader:
-    """The grader named by `grade.grader`: heuristic (default), llm, or combined."""
+def build_grader(grade_cfg: GradeConfig, paths: RunPaths | None = None) -> Grader:
+    """The grader named by `grade.grader`: heuristic (default), llm, combined, or fitted (its folder is
+    `grade.fitted_path`, else the run directory's `grader/fitted`)."""
     if grade_cfg.grader == "heuristic":
         return HeuristicRubricGrader()
+    if grade_cfg.grader == "fitted":
+        from parallel_r1.grading.fitted import load_fitted_grader
+
+        folder = grade_cfg.fitted_path or (paths or RunPaths("data")).fitted_grader
+        return load_fitted_grader(Path(folder))
     judge = LLMJudgeGrader(grade_cfg.judge)
     if grade_cfg.grader == "llm":
         return judge

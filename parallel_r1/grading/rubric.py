@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from parallel_r1.data import ScenarioCard, StudentProfileConfig
 from parallel_r1.grading import cues as C
 from parallel_r1.grading.grade import WEIGHTS, DialogueItem, Grade, applicable_criteria, clamp, weighted_score
+from parallel_r1.grading.labels import chat_history
 from parallel_r1.grading.patterns import repeated_phrases, stock_phrase_density, words
 
 GRADER_NAME = "heuristic-rubric-v1"
@@ -40,23 +41,57 @@ class TurnContext:
     student_last: str
     topic: set[str]
     reveal: tuple[float, float]  # (strength, evidence) of stating the final answer: see cues.answer_reveal
+    dialogue: set[str]  # content words of the dialogue so far
+    known_numbers: set[str]  # numbers the dialogue has stated so far
+    attempt: bool  # the student's last message attempts the problem (a number, a claim, a guess)
+    student_correct: bool  # the card's answer is known and the student has already given it
 
 
 def _substantive_questions(c: C.Cues) -> int:
     return max(0, c.questions - c.yes_no_checks)
 
 
+def _affirm_only(c: C.Cues) -> bool:
+    """Praise or confirmation with no hint that anything is off."""
+    return c.affirmations > 0 and not c.corrections
+
+
+def _lecture(c: C.Cues) -> bool:
+    return c.declaratives >= 5 and not c.questions
+
+
+def _uses_numbers(t: TurnContext) -> bool:
+    return bool(C.numbers(t.response) & t.known_numbers)
+
+
 def guidance(t: TurnContext) -> tuple[float, float]:
+    """Correct, relevant guidance: a hint, an explanation or a question tied to what the student did; never
+    bare praise or a move to the next problem."""
     c = t.cues
     reveal = t.reveal[0]
-    prompt = 1.0 if c.imperatives or c.next_steps else 0.0
-    # A real question hands the thinking to the student; so, less directly, does a task to do.
-    ask = 1.0 if _substantive_questions(c) else max(0.6 * prompt, 0.4 if c.yes_no_checks else 0.0)
-    tell = c.declaratives / max(1, c.n_sentences)
-    lecture = 1.0 if c.declaratives >= 5 and not c.questions else 0.0
-    value = 0.15 + 0.45 * ask + 0.15 * prompt + 0.25 * (1 - tell) - 0.55 * reveal - 0.15 * lecture
-    signals = _substantive_questions(c) + c.imperatives + lecture + (reveal > 0.4)
-    return clamp(value), min(1.0, 0.3 + 0.25 * signals)
+    related = C.overlap(t.response, t.dialogue, cap=6) if t.dialogue else 0.5
+    asks = _substantive_questions(c) > 0
+    value = (0.15 + 0.3 * related + 0.15 * min(1, c.hints) + 0.15 * min(1, c.corrections) + 0.1 * _uses_numbers(t)
+             + 0.1 * min(1.0, c.n_words / 25) + 0.2 * asks - 0.25 * (_affirm_only(c) and not asks)
+             - 0.25 * c.move_on - 0.15 * reveal - 0.15 * _lecture(c))
+    signals = min(1, c.hints) + min(1, c.corrections) + _affirm_only(c) + c.move_on + (reveal > 0.4)
+    return clamp(value), min(1.0, 0.35 + 0.2 * signals)
+
+
+def mistake_identification(t: TurnContext) -> tuple[float, float]:
+    """Whether the reply reacts rightly to the student's attempt: points out what is wrong, and where; or, when
+    the student is right, confirms it."""
+    c = t.cues
+    if t.student_correct:
+        return (0.85, 0.6) if c.affirmations else (clamp(0.6 - 0.2 * min(1, c.corrections)), 0.5)
+    about = C.overlap(t.response, t.student_last, cap=6) if t.student_last else 0.0
+    if not t.attempt:  # nothing to correct yet (the student asked a question)
+        return clamp(0.5 + 0.2 * about - 0.2 * _affirm_only(c)), 0.3
+    # Praise alone passes over whatever was wrong; praise before a question on the next step may be right.
+    passed_over = 0.3 if _substantive_questions(c) == 0 else 0.15
+    value = (0.3 + 0.35 * min(1, c.corrections) + 0.1 * (c.corrections >= 2) + 0.2 * about
+             + 0.1 * _uses_numbers(t) - passed_over * _affirm_only(c) - 0.2 * c.move_on)
+    return clamp(value), min(1.0, 0.4 + 0.3 * min(1, c.corrections) + 0.3 * _affirm_only(c))
 
 
 def no_answer_reveal(t: TurnContext) -> tuple[float, float]:
@@ -76,16 +111,21 @@ def checks_understanding(t: TurnContext) -> tuple[float, float]:
 
 
 def actionability(t: TurnContext) -> tuple[float, float]:
+    """A clear next step for the student: a question to answer or a task to do about this problem, not a
+    result handed over or a move to the next one."""
     c = t.cues
-    steps = c.imperatives + c.next_steps
-    if steps:
-        value = 0.85 + 0.05 * min(3, steps - 1) - (0.15 if c.imperatives > 6 else 0.0)
-        return clamp(value), 0.85
     if _substantive_questions(c):
-        return 0.7 + (0.05 if c.ends_with_question else 0.0), 0.6
-    if c.yes_no_checks:
-        return 0.35, 0.6
-    return 0.1, 0.8
+        ask = 1.0
+    elif c.next_steps:
+        ask = 0.9
+    elif c.imperatives or c.asks_student:
+        ask = 0.6
+    else:
+        ask = 0.35 if c.yes_no_checks else 0.0
+    related = C.overlap(t.response, t.dialogue, cap=6) if t.dialogue else 0.5
+    handed = min(1, C.stated_results(t.response, t.known_numbers)) if not c.questions else 0
+    value = 0.1 + 0.55 * ask + 0.25 * related + 0.1 * (c.asks_student > 0) - 0.2 * handed - 0.2 * c.move_on
+    return clamp(value), 0.5 + 0.4 * abs(ask - 0.5)
 
 
 def coherence(t: TurnContext) -> tuple[float, float]:
@@ -93,9 +133,10 @@ def coherence(t: TurnContext) -> tuple[float, float]:
     topic = C.overlap(t.response, t.topic, cap=3)
     student = C.content_words(t.student_last)
     resp = C.overlap(t.response, student) if student else topic
+    related = C.overlap(t.response, t.dialogue, cap=6) if t.dialogue else topic
     ref = 1.0 if REFERENCE.search(t.response) else 0.0
-    switch = 1.0 if c.topic_switches else 0.0
-    value = 0.45 + 0.3 * resp + 0.2 * topic + 0.15 * ref - 0.5 * switch
+    switch = 1.0 if c.topic_switches or c.move_on else 0.0
+    value = 0.35 + 0.3 * resp + 0.1 * topic + 0.15 * related + 0.15 * ref - 0.4 * switch
     evidence = 0.3 + 0.3 * max(switch, resp) + 0.2 * topic + 0.2 * ref
     return clamp(value), evidence
 
@@ -178,7 +219,8 @@ def reflective_openness(t: TurnContext) -> tuple[float, float]:
 
 
 SCORERS = {
-    "guidance": guidance, "no_answer_reveal": no_answer_reveal, "checks_understanding": checks_understanding,
+    "guidance": guidance, "mistake_identification": mistake_identification, "no_answer_reveal": no_answer_reveal,
+    "checks_understanding": checks_understanding,
     "actionability": actionability, "coherence": coherence, "tone": tone, "concision": concision,
     "pattern_penalty": pattern_penalty, "concrete_not_metaphor": concrete_not_metaphor,
     "structured_steps": structured_steps, "stays_on_topic": stays_on_topic, "validation": validation,
@@ -199,23 +241,38 @@ def _topic_words(history: list[dict], scenario: ScenarioCard | None) -> set[str]
 
 def _context(history: list[dict], response: str, scenario: ScenarioCard | None) -> TurnContext:
     students = _student_messages(history)
+    said = " ".join(m["content"] for m in history if m.get("role") in ("user", "assistant"))
+    known = C.numbers(said)
     # Saying the card's opening or steps gives nothing away: the steps are the path a good tutor walks
     # the student along, the answer is where it ends.
     given = " ".join((scenario.opening, *scenario.steps)) if scenario else ""
+    if scenario is not None:
+        reveal = C.answer_reveal(response, scenario.answer, " ".join(students), given)
+    else:  # no answer to compare with: answer markers, or results the dialogue has not stated yet
+        strength, evidence = C.answer_reveal(response, None, " ".join(students))
+        results = C.stated_results(response, known)
+        reveal = (max(strength, min(1.0, 0.45 * results)), max(evidence, 0.3 + 0.2 * min(2, results)))
     return TurnContext(
         response=response, cues=C.extract(response), student_last=students[-1] if students else "",
-        topic=_topic_words(history, scenario),
-        reveal=C.answer_reveal(response, scenario.answer if scenario else None, " ".join(students), given),
+        topic=_topic_words(history, scenario), reveal=reveal, dialogue=C.content_words(said),
+        known_numbers=known, attempt=_answers_the_tutor(history) and bool(ATTEMPT.search(students[-1])),
+        student_correct=scenario is not None and C.student_has_answer(scenario.answer, " ".join(students), given),
     )
+
+
+def _answers_the_tutor(history: list[dict]) -> bool:
+    """The last message is the student's and follows a tutor turn (not the opening question)."""
+    roles = [m.get("role") for m in history if m.get("role") in ("user", "assistant")]
+    return bool(roles) and roles[-1] == "user" and "assistant" in roles
 
 
 def _confidence(decisiveness: float, evidence: float, consistency: float, n_turns: int) -> float:
     """How unambiguous the evidence is: criteria far from 0.5, cues that fired, teacher turns that agree
-    with each other, and enough of them. The raw blend lives in about [0.35, 0.7]; it is stretched to
+    with each other, and enough of them. The raw blend lives in about [0.36, 0.63]; it is stretched to
     [0, 1] so that batches can split high (>= 0.7) and medium (0.5-0.7) confidence."""
     turns = n_turns / (n_turns + 1.5)
     raw = (0.45 * decisiveness + 0.25 * evidence + 0.3 * consistency) * (0.7 + 0.3 * turns)
-    return clamp((raw - 0.35) / 0.35)
+    return clamp((raw - 0.36) / 0.27)
 
 
 def _weighted_mean(values: dict[str, float]) -> float:
@@ -234,7 +291,8 @@ class HeuristicRubricGrader:
 
     def grade_turn(self, history: list[dict], response: str, profile: StudentProfileConfig | None = None,
                    scenario: ScenarioCard | None = None) -> Grade:
-        """Grade one teacher reply given the chat history before it (user = student)."""
+        """Grade one teacher reply given the history before it (roles user/assistant or student/teacher)."""
+        history = chat_history(history)
         scored = self._turn_scores(history, response, applicable_criteria(profile, scenario), scenario)
         criteria = {k: v for k, (v, _) in scored.items()}
         decisiveness = _weighted_mean({k: abs(2 * v - 1) for k, v in criteria.items()})
@@ -280,6 +338,10 @@ class HeuristicRubricGrader:
             confidence=_confidence(decisiveness, _weighted_mean(evidence), consistency, len(turns)),
             criteria=criteria, grader=self.name, notes=notes,
         )
+
+    def grade_turns(self, pairs: list[tuple[list[dict], str]]) -> list[Grade]:
+        """Grade (history, reply) pairs, each reply as one turn after its history."""
+        return [self.grade_turn(h, r) for h, r in pairs]
 
     def grade_many(self, items: list[DialogueItem]) -> list[Grade]:
         """Grade (messages, profile, scenario) items in order."""

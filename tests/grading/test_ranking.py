@@ -45,9 +45,9 @@ def mean(dialogues: list[Dialogue], criterion: str) -> float:
 
 @pytest.mark.parametrize(("criterion", "kind", "cards", "good", "bad"), [
     ("no_answer_reveal", "standard", ORIGINAL, "socratic_question", "answer_reveal"),
-    ("guidance", "standard", ORIGINAL, "socratic_question", "lecture"),
+    ("guidance", "standard", ORIGINAL, "socratic_question", "topic_switch"),
     ("checks_understanding", "standard", ORIGINAL, "checks_understanding", "lecture"),
-    ("actionability", "standard", ORIGINAL, "next_step", "lecture"),
+    ("actionability", "standard", ORIGINAL, "next_step", "topic_switch"),
     ("concision", "standard", ORIGINAL, "concise", "wall_of_text"),
     ("coherence", "standard", ORIGINAL, "stays_on_topic", "topic_switch"),
     ("pattern_penalty", "standard", ORIGINAL, "socratic_question", "stock_empathy"),

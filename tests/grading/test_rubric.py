@@ -10,6 +10,7 @@ import pytest
 from parallel_r1.data import StudentProfileConfig, get_card
 from parallel_r1.grading import CRITERIA, Grade, HeuristicRubricGrader, applicable_criteria, grade_dialogue, grade_turn
 from parallel_r1.grading.cues import extract
+from parallel_r1.grading.grade import BASE_CRITERIA
 
 RECURSION = get_card("recursion-factorial")
 EQUATIONS = get_card("linear-equations")
@@ -30,14 +31,23 @@ def crit(response: str, card=None, profile=None, history=None) -> dict[str, floa
     return grade_turn(history, response, profile, card).criteria
 
 
-def test_guidance_asks_rather_than_tells():
-    asks = ("Before I explain anything: what do you get if you write out factorial(3) by hand, one call "
-            "at a time? Which call is the first one that doesn't call factorial again?")
-    tells = ("factorial calls itself with a smaller number each time. Eventually it reaches factorial(0). "
-             "That call returns 1 without recursing. Then each waiting call multiplies its n by the result. "
-             "This is why it doesn't loop forever. Every recursive function needs a case like this.")
-    good, bad = crit(asks, RECURSION)["guidance"], crit(tells, RECURSION)["guidance"]
-    assert good >= 0.75 and bad <= 0.35
+def test_guidance_is_a_relevant_hint_not_bare_praise_or_moving_on():
+    history = [{"role": "assistant", "content": "What is 3^3?"}, {"role": "user", "content": "9"}]
+    hint = "Not quite: 3^3 means three 3s multiplied together, not 3 x 3. What is 3 x 3 x 3?"
+    praise = "Great job! Let's move on to the next problem."
+    good, bad = crit(hint, history=history), crit(praise, history=history)
+    assert good["guidance"] >= 0.7 and bad["guidance"] <= 0.2
+    assert good["mistake_identification"] >= 0.7 and bad["mistake_identification"] <= 0.2
+
+
+def test_mistake_identification_confirms_a_right_answer_and_is_neutral_before_any_attempt():
+    history = opening(EQUATIONS) + [
+        {"role": "assistant", "content": "What's being done to x, and what could undo it?"},
+        {"role": "user", "content": "ok so I subtract 5 to get 3x = 15 and then divide by 3, x = 5?"},
+    ]
+    assert crit("That's right. How could you check it?", EQUATIONS, history=history)["mistake_identification"] >= 0.8
+    asked = crit("Which side would you simplify first?", EQUATIONS)["mistake_identification"]
+    assert 0.4 <= asked <= 0.7
 
 
 def test_no_answer_reveal_against_the_card():
@@ -74,7 +84,8 @@ def test_actionability_needs_a_concrete_next_step():
                 OFF_BY_ONE)
     vague = crit("Off-by-one errors are something a lot of programmers run into, even experienced ones.",
                  OFF_BY_ONE)
-    assert step["actionability"] >= 0.8 and vague["actionability"] <= 0.2
+    handed = crit("So x = 5, because 3x = 15 and 15 / 3 = 5.", EQUATIONS)
+    assert step["actionability"] >= 0.7 and vague["actionability"] <= 0.2 and handed["actionability"] <= 0.2
 
 
 def test_coherence_responds_to_the_student():
@@ -200,7 +211,7 @@ def test_reflective_openness_for_koans():
 ])
 def test_profile_criteria_only_when_relevant(profile, card, extra):
     names = set(applicable_criteria(profile, card))
-    assert names - set(CRITERIA[:8]) == extra
+    assert names - set(BASE_CRITERIA) == extra
     assert set(crit("What does factorial(1) return?", card, profile, history=[])) == names
 
 
@@ -230,7 +241,7 @@ BAD_DIALOGUE = dialogue(
 
 def test_dialogue_grade_ranks_good_over_bad():
     good, bad = grade_dialogue(GOOD_DIALOGUE, None, EQUATIONS), grade_dialogue(BAD_DIALOGUE, None, EQUATIONS)
-    assert good.score >= 0.75 and bad.score <= 0.4
+    assert good.score >= 0.65 and bad.score <= 0.4
     assert good.confidence > 0.5
     for name in ("guidance", "no_answer_reveal", "tone", "pattern_penalty", "coherence"):
         assert good.criteria[name] > bad.criteria[name], name
@@ -287,4 +298,4 @@ POINTERS = get_card("pointers-swap")
 def test_real_tutor_styles(reply, good):
     """Markdown LLM replies and terse human ones are judged on their moves, not their formatting."""
     score = grade_turn(opening(POINTERS), reply, None, POINTERS).score
-    assert score >= 0.7 if good else score <= 0.35
+    assert score >= 0.7 if good else score <= 0.5
