@@ -51,7 +51,7 @@ subtract divide multiply find compare trace start take look change rewrite expan
 circle label sketch type copy set put use replace solve simplify factor estimate guess predict tell explain show
 describe say name consider notice imagine jot make move open build continue repeat keep figure sum undo
 evaluate graph plot convert combine identify underline highlight focus spot give walk ask follow
-assume suppose send share do double
+assume suppose send share do double redo recheck recalculate recount reread retry revisit
 """.split())
 NEXT_STEP = _rx(
     r"\b(?:your turn|(?:tell|show|send) me|(?:the |your )?next step|your next|have a go|give it a (?:try|go|"
@@ -154,8 +154,8 @@ AFFIRM = _rx(
     r"\b(?:great (?:job|work|effort)|well done|good (?:job|work)|that'?s (?:right|correct|it)|"
     r"you'?re (?:right|correct)|correct[!.]|exactly|perfect|excellent|awesome|nice work|you got it|spot on)\b"
 )
-MOVE_ON = _rx(r"\b(?:mov(?:e|ing) on|next (?:problem|question|one|exercise)|another (?:problem|question)|similar "
-              r"problem|new problem)\b")
+MOVE_ON = _rx(r"\b(?:mov(?:e|ing) on|next (?:problem|question|one|exercise)|(?:another|a different|a similar|a new) "
+              r"(?:problem|question|exercise))\b")
 # Pointers that carry a hint or an explanation: what to recall, what to look at, why.
 HINT = _rx(
     r"\b(?:remember|recall|think (?:about|of)|notice|consider|hint|look at|what if|because|means|since|so that|"

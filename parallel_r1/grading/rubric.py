@@ -121,7 +121,7 @@ def actionability(t: TurnContext) -> tuple[float, float]:
     elif c.imperatives or c.asks_student:
         ask = 0.6
     else:
-        ask = 0.35 if c.yes_no_checks else 0.0
+        ask = 0.2 if c.yes_no_checks else 0.0
     related = C.overlap(t.response, t.dialogue, cap=6) if t.dialogue else 0.5
     handed = min(1, C.stated_results(t.response, t.known_numbers)) if not c.questions else 0
     value = 0.1 + 0.55 * ask + 0.25 * related + 0.1 * (c.asks_student > 0) - 0.2 * handed - 0.2 * c.move_on

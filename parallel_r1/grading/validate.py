@@ -150,8 +150,8 @@ def _plot(report: ValidationReport) -> bytes:
     for offset, label, pick, color in ((-0.18, report.grader, lambda r: r.rho, "tab:blue"),
                                        (0.18, "question-mark baseline", lambda r: r.baseline_rho, "tab:gray")):
         values = np.array([np.nan_to_num(pick(r).value) for r in rows])
-        low = np.array([np.nan_to_num(pick(r).value - pick(r).low) for r in rows])
-        high = np.array([np.nan_to_num(pick(r).high - pick(r).value) for r in rows])
+        low = np.array([max(0.0, np.nan_to_num(pick(r).value - pick(r).low)) for r in rows])
+        high = np.array([max(0.0, np.nan_to_num(pick(r).high - pick(r).value)) for r in rows])
         ax.barh(y + offset, values, height=0.34, xerr=[low, high], color=color, label=label, capsize=3)
     ax.set_yticks(y, [f"{r.dimension}\n({r.criterion})" for r in rows], fontsize=8)
     ax.axvline(0, color="black", linewidth=0.8)

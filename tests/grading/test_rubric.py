@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from parallel_r1.data import StudentProfileConfig, get_card
-from parallel_r1.grading import CRITERIA, Grade, HeuristicRubricGrader, applicable_criteria, grade_dialogue, grade_turn
+from parallel_r1.grading import Grade, HeuristicRubricGrader, applicable_criteria, grade_dialogue, grade_turn
 from parallel_r1.grading.cues import extract
 from parallel_r1.grading.grade import BASE_CRITERIA
 
