@@ -91,7 +91,8 @@ def render_report(cells: list[Cell], models: list[str], slices: list[str], summa
     lines = ["# Compare: specialists against the base model", "",
              f"{meta['items']} held-out prefixes ({meta['dropped']} candidates dropped because a training batch "
              f"holds them), {meta['samples']} sampled replies each (temperature {meta['temperature']:g}, "
-             f"same seeds for every model), engine `{meta['engine']}`. Cells: mean rubric score, delta against "
+             f"same seeds for every model), engine `{meta['engine']}`, graded by `{meta.get('grader', 'unknown')}` "
+             "(see the README's \"How far to trust the grader\"). Cells: mean rubric score, delta against "
              "the base with a paired bootstrap 95% CI, n prefixes.", "",
              "| model | " + " | ".join(slices) + " |", "|---|" + "---|" * len(slices)]
     for m in models:

@@ -34,9 +34,9 @@ class ScoredReply:
     reply: str
 
 
-def score_replies(items: list[EvalItem], replies: list[Reply],
-                  grader: HeuristicRubricGrader | None = None) -> list[ScoredReply]:
-    """One ScoredReply per reply; the full (untruncated) history is the context it is graded in."""
+def score_replies(items: list[EvalItem], replies: list[Reply], grader=None) -> list[ScoredReply]:
+    """One ScoredReply per reply, graded by `grader` (any grader with `grade_turn`; default the rubric); the full
+    (untruncated) history is the context it is graded in."""
     grader = grader or HeuristicRubricGrader()
     by_id = {i.item_id: i for i in items}
     out = []

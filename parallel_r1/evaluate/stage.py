@@ -29,6 +29,7 @@ from parallel_r1.evaluate.replies import (
 from parallel_r1.evaluate.report import plot_deltas, plot_heatmap, render_report, write_report, write_results
 from parallel_r1.evaluate.scoring import ScoredReply, score_replies
 from parallel_r1.evaluate.stats import cell_map, compare_cells, summarise
+from parallel_r1.grading import build_grader
 from parallel_r1.inference.factory import resolve_engine_name
 from parallel_r1.paths import RunPaths
 from parallel_r1.recipe import run_recipe
@@ -150,7 +151,8 @@ class CompareStage:
 
     def run(self) -> dict:
         ecfg = self.cfg.eval
-        rows: list[ScoredReply] = score_replies(self.items, self._replies())
+        grader = build_grader(self.cfg.grade, self.paths)
+        rows: list[ScoredReply] = score_replies(self.items, self._replies(), grader)
         for r in rows:
             r.slices = [s for s in r.slices if s in self.slices]
         names = [m.name for m in self.models]
@@ -165,7 +167,8 @@ class CompareStage:
         plot_heatmap(cells, names, self.slices, out / "heatmap.png")
         plot_deltas(cells, names, self.slices, out / "deltas.png")
         meta = {"items": len(self.items), "dropped": self.dropped, "samples": ecfg.samples_per_prompt,
-                "temperature": ecfg.temperature, "engine": self.engine.name if self.engine else "cached"}
+                "temperature": ecfg.temperature, "engine": self.engine.name if self.engine else "cached",
+                "grader": grader.name}
         text = render_report(cells, names, self.slices, summaries, criteria, verdict, meta)
         report, routing_path = write_report(self.paths, text, routing)
         self._print(cells, names, summaries, criteria, verdict, report, routing_path)
