@@ -16,6 +16,7 @@ from parallel_r1.config import ConfigError, PipelineConfig, dump_config
 from parallel_r1.console import console, progress_bar, summary_table
 from parallel_r1.data import Dialogue, DialogueTask, discovery_plan, read_dialogues, write_dialogues
 from parallel_r1.data.io import atomic_write_json, atomic_write_jsonl, atomic_write_text, read_jsonl
+from parallel_r1.grading import resolved_grade
 from parallel_r1.paths import RunPaths
 from parallel_r1.recipe import run_recipe
 
@@ -70,7 +71,7 @@ class DiscoverStage:
                          if f["dialogue_id"] not in done}
         if self.pending:
             console.print(ensure_ray(self.cfg.ray))
-            self.pool = DiscoveryPool(d, self.cfg.grade if d.grade else None)
+            self.pool = DiscoveryPool(d, resolved_grade(self.cfg) if d.grade else None)
 
     def _check_same_plan(self) -> None:
         """Resuming is only meaningful with the plan the existing dialogues came from."""

@@ -12,12 +12,13 @@ from parallel_r1.grading.patterns import (
     stock_phrase_density,
     stock_phrases,
 )
-from parallel_r1.grading.records import Grader, agrade_dialogues, build_grader, grade_dialogues
+from parallel_r1.grading.records import Grader, agrade_dialogues, build_grader, grade_dialogues, resolved_grade
 from parallel_r1.grading.rubric import HeuristicRubricGrader, grade_dialogue, grade_turn
 
 __all__ = [
     "CRITERIA", "DESCRIPTIONS", "STOCK_PHRASES", "CombinedGrader", "DialogueItem", "Grade", "Grader",
     "HeuristicRubricGrader", "JudgeError", "LLMJudgeGrader", "PatternReport", "agrade_dialogues",
     "applicable_criteria", "build_grader", "grade_dialogue", "grade_dialogues", "grade_turn", "opener",
-    "parse_judge_reply", "pattern_report", "repeated_phrases", "stock_phrase_density", "stock_phrases",
+    "parse_judge_reply", "pattern_report", "repeated_phrases", "resolved_grade", "stock_phrase_density",
+    "stock_phrases",
 ]

@@ -64,7 +64,10 @@ def applicable_criteria(profile: StudentProfileConfig | None, scenario: Scenario
             ("reflective_openness", scenario is not None and scenario.question_type == "koan"),
         ) if on
     ]
-    return BASE_CRITERIA + tuple(extra)
+    # A koan has no wrong attempt to catch: the student is led to an insight, not corrected.
+    base = BASE_CRITERIA if scenario is None or scenario.question_type != "koan" else tuple(
+        c for c in BASE_CRITERIA if c != "mistake_identification")
+    return base + tuple(extra)
 
 
 def effective_profile(profile: StudentProfileConfig | None, scenario: ScenarioCard | None) -> StudentProfileConfig:

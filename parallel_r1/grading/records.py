@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
-from parallel_r1.config import GradeConfig
+from parallel_r1.config import GradeConfig, PipelineConfig
 from parallel_r1.data import Dialogue, ScenarioCard, StudentProfileConfig, get_card
 from parallel_r1.grading.grade import DialogueItem, Grade
 from parallel_r1.grading.judge import CombinedGrader, LLMJudgeGrader
@@ -43,6 +43,14 @@ def build_grader(grade_cfg: GradeConfig, paths: RunPaths | None = None) -> Grade
     if grade_cfg.grader == "llm":
         return judge
     return CombinedGrader(HeuristicRubricGrader(), judge, grade_cfg.llm_weight)
+
+
+def resolved_grade(cfg: PipelineConfig) -> GradeConfig:
+    """The grade section with the fitted grader's folder made absolute, for graders built in Ray workers."""
+    if cfg.grade.grader != "fitted":
+        return cfg.grade
+    folder = Path(cfg.grade.fitted_path or RunPaths(cfg.workdir).fitted_grader).resolve()
+    return cfg.grade.model_copy(update={"fitted_path": str(folder)})
 
 
 def profile_of(dialogue: Dialogue) -> StudentProfileConfig:

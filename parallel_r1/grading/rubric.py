@@ -95,8 +95,10 @@ def mistake_identification(t: TurnContext) -> tuple[float, float]:
 
 
 def no_answer_reveal(t: TurnContext) -> tuple[float, float]:
+    """1 - the reveal strength; a reply that hands the student nothing to answer or do leans toward telling."""
     reveal, evidence = t.reveal
-    return 1.0 - reveal, evidence
+    telling = 0.1 if not (t.cues.questions or t.cues.next_steps or t.cues.imperatives) else 0.0
+    return clamp(1.0 - reveal - telling), evidence
 
 
 def checks_understanding(t: TurnContext) -> tuple[float, float]:

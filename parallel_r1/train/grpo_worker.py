@@ -151,7 +151,8 @@ def build_trainer(config: dict, output_dir: str, curriculum_state=None, world_si
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from parallel_r1.config import RLConfig
+    from parallel_r1.config import GradeConfig, RLConfig
+    from parallel_r1.grading import build_grader
     from parallel_r1.train.curriculum import Curriculum
     from parallel_r1.train.grpo import CurriculumGRPOTrainer, grpo_args
     from parallel_r1.train.rewards import COMPONENTS, rewards_from_config
@@ -172,7 +173,8 @@ def build_trainer(config: dict, output_dir: str, curriculum_state=None, world_si
 
     prompts = CurriculumPrompts(rl.curriculum.tiers, rl.prompt_pool, rl.seed, config["max_blocks"], count_tokens,
                                 budget)
-    combined = rewards_from_config(rl, config["max_blocks"])
+    grader = build_grader(GradeConfig.model_validate(config["grade"])) if config.get("grade") else None
+    combined = rewards_from_config(rl, config["max_blocks"], grader=grader)
     args = grpo_args(rl, output_dir, backend=config["backend"], max_model_len=max_model_len,
                      use_gpu=rl.use_gpu, world_size=world_size, first_phase=curriculum.phase, save=save)
     dataset = Dataset.from_dict({"prompt": [[{"role": "user", "content": ""}]] * rl.prompt_pool,

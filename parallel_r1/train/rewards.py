@@ -268,23 +268,25 @@ class CombinedReward:
 def build_rewards(weights: Mapping[str, float], *, kind: str = "constant", period: int = 10, bonus_steps: int = 2,
                   task_components: Sequence[str] = ("rubric",), max_blocks: int = DEFAULT_MAX_BLOCKS,
                   partial_credit: float = 0.5, diversity_max_n: int = 4, critic: DialogueGrader | None = None,
-                  critic_weight: float = 0.5) -> CombinedReward:
-    """Every component reward and their scheduled combination, from plain settings (see `RLConfig`)."""
+                  critic_weight: float = 0.5, grader: TurnGrader | None = None) -> CombinedReward:
+    """Every component reward and their scheduled combination, from plain settings (see `RLConfig`); `grader`
+    (default the rubric) grades replies for the rubric and consistency rewards."""
     components = {
-        "rubric": RubricReward(max_blocks=max_blocks),
+        "rubric": RubricReward(grader, max_blocks=max_blocks),
         "diversity": DiversityReward(diversity_max_n, max_blocks=max_blocks),
-        "consistency": ConsistencyReward(critic=critic, critic_weight=critic_weight, max_blocks=max_blocks),
+        "consistency": ConsistencyReward(grader, critic=critic, critic_weight=critic_weight, max_blocks=max_blocks),
         "format": FormatReward(partial_credit, max_blocks=max_blocks),
     }
     schedule = RewardSchedule(dict(weights), kind, period, bonus_steps, tuple(task_components))
     return CombinedReward(components, schedule)
 
 
-def rewards_from_config(rl: RLConfig, max_blocks: int = DEFAULT_MAX_BLOCKS,
-                        critic: DialogueGrader | None = None) -> CombinedReward:
-    """`build_rewards` with the settings of an `RLConfig` and the format's block limit (`ParallelConfig.max_blocks`)."""
+def rewards_from_config(rl: RLConfig, max_blocks: int = DEFAULT_MAX_BLOCKS, critic: DialogueGrader | None = None,
+                        grader: TurnGrader | None = None) -> CombinedReward:
+    """`build_rewards` with the settings of an `RLConfig` and the format's block limit (`ParallelConfig.max_blocks`),
+    grading with `grader` (`grade.grader`; default the rubric)."""
     s = rl.schedule
     return build_rewards(rl.rewards.model_dump(), kind=s.kind, period=s.period, bonus_steps=s.bonus_steps,
                          task_components=s.task_components, max_blocks=max_blocks,
                          partial_credit=rl.format_partial_credit, diversity_max_n=rl.diversity_max_n,
-                         critic=critic, critic_weight=rl.critic_weight)
+                         critic=critic, critic_weight=rl.critic_weight, grader=grader)

@@ -20,6 +20,7 @@ from pathlib import Path
 from parallel_r1.config import PipelineConfig
 from parallel_r1.console import console, progress_bar, summary_table
 from parallel_r1.errors import UserFacingError
+from parallel_r1.grading import resolved_grade
 from parallel_r1.paths import RunPaths
 from parallel_r1.train.rl_metrics import ADHERENCE, REWARD_NAMES, TIMINGS, MetricsLog, plot_metrics, trend
 
@@ -97,7 +98,7 @@ class RLStage:
         """The plain dict every Ray Train worker receives."""
         return {"rl": self.rl.model_dump(mode="json"), "model": str(self.model), "backend": self.backend,
                 "max_blocks": self.cfg.parallel.max_blocks, "metrics_file": str(self.paths.rl_metrics),
-                "state_file": str(self.paths.rl_state),
+                "state_file": str(self.paths.rl_state), "grade": resolved_grade(self.cfg).model_dump(mode="json"),
                 "torch_threads": None if self.rl.use_gpu else max(1, int(self.rl.cpus_per_worker))}
 
     def run(self) -> RLResult:
