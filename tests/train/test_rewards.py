@@ -102,7 +102,8 @@ def test_consistency_counts_critic_agreement_with_the_rubric_grade():
     text = format_block([GOOD, GOOD_TOO], best_of([GOOD, GOOD_TOO]))
     rubric = call(RubricReward(), [text])[0]
     agreeing = call(ConsistencyReward(critic=FixedCritic(rubric), critic_weight=0.5), [text])[0]
-    disagreeing = call(ConsistencyReward(critic=FixedCritic(0.0 if rubric > 0.5 else 1.0), critic_weight=0.5), [text])[0]
+    far = 0.0 if rubric > 0.5 else 1.0
+    disagreeing = call(ConsistencyReward(critic=FixedCritic(far), critic_weight=0.5), [text])[0]
     assert agreeing == pytest.approx(1.0) and disagreeing < agreeing - 0.3
     with pytest.raises(ValueError):
         ConsistencyReward(critic_weight=1.5)
