@@ -42,7 +42,8 @@ DESCRIPTIONS = {
 }
 
 WEIGHTS = {
-    "guidance": 1.5, "mistake_identification": 1.0, "no_answer_reveal": 1.5, "checks_understanding": 1.0,
+    # Mistake identification weighs half: whether an attempt was wrong is often unknown to the grader.
+    "guidance": 1.5, "mistake_identification": 0.5, "no_answer_reveal": 1.5, "checks_understanding": 1.0,
     "actionability": 1.0, "coherence": 1.0, "tone": 1.0, "concision": 0.75, "pattern_penalty": 1.0,
     # The profile criteria are the specialist's niche: they weigh most where they apply.
     "concrete_not_metaphor": 2.0, "structured_steps": 2.0, "stays_on_topic": 2.0, "validation": 2.0,

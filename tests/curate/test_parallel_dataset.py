@@ -20,7 +20,7 @@ from parallel_r1.discover.simulator import simulate_dialogue
 from parallel_r1.errors import UserFacingError
 from parallel_r1.grading import grade_dialogues
 
-THRESHOLD = 0.75
+THRESHOLD = 0.7
 
 
 @pytest.fixture(scope="module")
