@@ -71,13 +71,18 @@ def discover(
 @app.command("grade")
 @user_errors
 def grade_cmd(
-    grader: Annotated[str | None, typer.Option(help="heuristic | llm | combined")] = None,
+    grader: Annotated[str | None, typer.Option(help="heuristic | llm | combined | fitted")] = None,
+    force: Annotated[bool, typer.Option(help="Regrade dialogues this grader has already graded.")] = False,
     config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None,
 ) -> None:
-    """(Re)grade every dialogue in dialogues.parquet and write the pattern-density report."""
+    """Grade the dialogues in dialogues.parquet not yet graded by this grader; write the pattern-density report."""
     from parallel_r1.grading.stage import run_grade
 
-    run_grade(_config(config, workdir, set_, **{"grade.grader": grader}))
+    cfg = _config(config, workdir, set_, **{"grade.grader": grader})
+    result = run_grade(cfg, reuse_grades=not force)
+    if result.failed:
+        console.print(f"[yellow]{result.failed} dialogue(s) failed; see {cfg.workdir}/grade_failures.jsonl; "
+                      "run grade again to retry them[/]")
 
 
 @app.command("validate-grader")

@@ -4,6 +4,8 @@ Shared by the discovery backend and the LLM judge. Retries 408, 409, 429, 5xx, t
 errors with bounded, jittered exponential backoff (honouring `Retry-After`); any other failure (a bad
 request, a wrong key, an unreadable response) raises `EndpointError` at once. Every attempt has a hard
 deadline, so one call takes at most about (max_retries + 1) * (timeout_s + max_backoff_s).
+`EndpointError` keeps the HTTP status and the server's message, so callers can tell a prompt that is too long
+or a `response_format` the server does not take from other bad requests.
 """
 
 from __future__ import annotations
@@ -11,6 +13,10 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
 
 import openai
 
@@ -20,8 +26,34 @@ from parallel_r1.errors import UserFacingError
 RETRYABLE_STATUS = frozenset({408, 409, 429})  # and every 5xx
 
 
+T = TypeVar("T")
+CONTEXT_LENGTH = re.compile(r"context[ _-]length|context window|prompt is too long|too many tokens|"
+                            r"reduce the length", re.IGNORECASE)
+
+
 class EndpointError(UserFacingError, RuntimeError):
-    """A request failed for good: not retryable, or out of retries."""
+    """A request failed for good: not retryable, or out of retries. `status` is the HTTP status when the
+    server answered (None for timeouts and connection errors); `detail` is the server's own message."""
+
+    def __init__(self, message: str, *, status: int | None = None, detail: str = ""):
+        super().__init__(message)
+        self.status = status
+        self.detail = detail
+
+    @property
+    def context_length(self) -> bool:
+        """The server refused the request because the prompt (+ max_tokens) exceeds the model's context."""
+        return self.status in (400, 413, 422) and bool(CONTEXT_LENGTH.search(self.detail))
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One chat completion: the reply, why generation stopped ("stop", "length"...), and the prompt's token
+    count as the server reported it (None when it did not)."""
+
+    text: str
+    finish_reason: str | None
+    prompt_tokens: int | None
 
 
 def _retryable(err: Exception) -> bool:
@@ -70,40 +102,68 @@ class OpenAIChatClient:
         cfg = self.cfg
         where = f"{cfg.base_url} (model {cfg.model!r})"
         if _retryable(err):
-            return EndpointError(f"{where}: gave up after {attempts} attempts: {type(err).__name__}: {err}")
+            status = err.status_code if isinstance(err, openai.APIStatusError) else None
+            return EndpointError(f"{where}: gave up after {attempts} attempts: {type(err).__name__}: {err}",
+                                 status=status, detail=str(err))
         if isinstance(err, openai.APIStatusError):
             hint = ""
             if err.status_code in (401, 403):
                 hint = f" (check the API key in ${cfg.api_key_env})"
             elif err.status_code == 404:
                 hint = " (check base_url and model)"
-            return EndpointError(f"{where}: HTTP {err.status_code}: {err.message}{hint}")
-        return EndpointError(f"{where}: {type(err).__name__}: {err}")
+            return EndpointError(f"{where}: HTTP {err.status_code}: {err.message}{hint}", status=err.status_code,
+                                 detail=err.message)
+        return EndpointError(f"{where}: {type(err).__name__}: {err}", detail=str(err))
 
-    async def complete(self, messages: list[dict], *, temperature: float | None = None,
-                       max_tokens: int | None = None) -> str:
-        """The assistant's reply text to `messages`; raises `EndpointError` when it cannot get one."""
+    async def _call(self, request: Callable[[], Awaitable[T]]) -> T:
+        """`request()` under the per-attempt deadline, retried with backoff as the module docstring says."""
         cfg = self.cfg
         for attempt in range(cfg.max_retries + 1):
             try:
                 async with asyncio.timeout(cfg.timeout_s):  # httpx's timeouts are per phase, not total
-                    resp = await self._client.chat.completions.create(
-                        model=cfg.model, messages=messages,
-                        temperature=cfg.temperature if temperature is None else temperature,
-                        max_tokens=max_tokens or cfg.max_tokens,
-                    )
+                    return await request()
             except (openai.OpenAIError, TimeoutError) as e:
                 if attempt == cfg.max_retries or not _retryable(e):
                     raise self._error(e, attempt + 1) from e
                 self.retries += 1
                 await asyncio.sleep(backoff_delay(attempt, cfg.backoff_s, cfg.max_backoff_s, self._rng,
                                                   _retry_after_s(e)))
-                continue
-            text = (resp.choices[0].message.content or "").strip() if resp.choices else ""
-            if not text:
-                raise EndpointError(f"{cfg.base_url}: empty completion from model {cfg.model!r}")
-            return text
         raise AssertionError("unreachable")
+
+    async def complete(self, messages: list[dict], *, temperature: float | None = None,
+                       max_tokens: int | None = None, response_format: dict | None = None) -> str:
+        """The assistant's reply text to `messages`; raises `EndpointError` when it cannot get one."""
+        return (await self.complete_full(messages, temperature=temperature, max_tokens=max_tokens,
+                                         response_format=response_format)).text
+
+    async def complete_full(self, messages: list[dict], *, temperature: float | None = None,
+                            max_tokens: int | None = None, response_format: dict | None = None) -> Completion:
+        """`complete` with the finish reason and prompt token count; `response_format` (e.g. a JSON schema)
+        is sent only when given."""
+        cfg = self.cfg
+        extra = {} if response_format is None else {"response_format": response_format}
+        resp = await self._call(lambda: self._client.chat.completions.create(
+            model=cfg.model, messages=messages, temperature=cfg.temperature if temperature is None else temperature,
+            max_tokens=max_tokens or cfg.max_tokens, **extra))
+        choice = resp.choices[0] if resp.choices else None
+        text = (choice.message.content or "").strip() if choice else ""
+        if not text:
+            raise EndpointError(f"{cfg.base_url}: empty completion from model {cfg.model!r}")
+        usage = getattr(resp, "usage", None)
+        return Completion(text=text, finish_reason=choice.finish_reason,
+                          prompt_tokens=getattr(usage, "prompt_tokens", None))
+
+    async def context_window(self) -> int | None:
+        """The served model's context length from `GET /models` (vLLM lists `max_model_len` per model), or
+        None when the server does not say (OpenAI itself does not) or the listing fails."""
+        try:
+            page = await self._call(self._client.models.list)
+        except EndpointError:
+            return None
+        lengths = {m.id: n for m in page.data if isinstance(n := getattr(m, "max_model_len", None), int) and n > 0}
+        if self.cfg.model in lengths:
+            return lengths[self.cfg.model]
+        return min(lengths.values(), default=None)  # a served name we do not know: the tightest is safe
 
     async def close(self) -> None:
         await self._client.close()

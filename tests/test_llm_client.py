@@ -182,3 +182,47 @@ def test_server_stops_cleanly_even_with_hanging_calls():
         sock.bind(("127.0.0.1", server.port))
     with FakeOpenAIServer(port=server.port) as again:  # and a server can be started on it again
         assert again.base_url == cfg.base_url
+
+
+def test_response_format_is_sent_and_the_completion_carries_finish_reason_and_usage():
+    fmt = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}, "strict": True}}
+
+    async def run(cfg):
+        async with OpenAIChatClient(cfg) as client:
+            return await client.complete_full(MSGS, response_format=fmt), await client.complete(MSGS)
+
+    with FakeOpenAIServer(count_tokens=len) as server:
+        done, plain = asyncio.run(run(endpoint(server)))
+        assert server.requests[0]["response_format"] == fmt and "response_format" not in server.requests[1]
+    assert done.finish_reason == "stop" and done.prompt_tokens == len(MSGS[0]["content"]) and plain == done.text
+
+
+def test_bad_request_errors_keep_status_and_detail_and_tell_context_length_apart():
+    async def run(cfg, messages=MSGS):
+        async with OpenAIChatClient(cfg) as client:
+            return await client.complete(messages, response_format={"type": "json_object"})
+
+    with FakeOpenAIServer(reject_response_format=True) as server:
+        with pytest.raises(EndpointError) as refused:
+            asyncio.run(run(endpoint(server)))
+    with FakeOpenAIServer(context_tokens=50) as server:
+        with pytest.raises(EndpointError) as too_long:
+            asyncio.run(run(endpoint(server), [{"role": "user", "content": "word " * 100}]))
+    assert refused.value.status == 400 and "response_format" in refused.value.detail
+    assert not refused.value.context_length
+    assert too_long.value.status == 400 and too_long.value.context_length
+    assert "maximum context length is 50 tokens" in too_long.value.detail
+
+
+@pytest.mark.parametrize(("listed", "model", "expected"), [(2048, "fake-model", 2048), (2048, "other-name", 2048),
+                                                          (None, "fake-model", None)])
+def test_context_window_is_read_from_the_models_listing(listed, model, expected):
+    async def run(cfg):
+        async with OpenAIChatClient(cfg) as client:
+            return await client.context_window()
+
+    with FakeOpenAIServer(max_model_len=listed) as server:
+        assert asyncio.run(run(endpoint(server).model_copy(update={"model": model}))) == expected
+    with FakeOpenAIServer() as server:
+        cfg = endpoint(server, max_retries=0)
+    assert asyncio.run(run(cfg)) is None  # nothing listening: unknown, not an error

@@ -2,7 +2,7 @@
 combination, and stock-phrase / pattern-density analysis. Pure domain: no Ray, no torch."""
 
 from parallel_r1.grading.grade import CRITERIA, DESCRIPTIONS, DialogueItem, Grade, applicable_criteria
-from parallel_r1.grading.judge import CombinedGrader, JudgeError, LLMJudgeGrader, parse_judge_reply
+from parallel_r1.grading.judge import CombinedGrader, JudgeError, JudgeFailure, LLMJudgeGrader, parse_judge_reply
 from parallel_r1.grading.patterns import (
     STOCK_PHRASES,
     PatternReport,
@@ -17,7 +17,7 @@ from parallel_r1.grading.rubric import HeuristicRubricGrader, grade_dialogue, gr
 
 __all__ = [
     "CRITERIA", "DESCRIPTIONS", "STOCK_PHRASES", "CombinedGrader", "DialogueItem", "Grade", "Grader",
-    "HeuristicRubricGrader", "JudgeError", "LLMJudgeGrader", "PatternReport", "agrade_dialogues",
+    "HeuristicRubricGrader", "JudgeError", "JudgeFailure", "LLMJudgeGrader", "PatternReport", "agrade_dialogues",
     "applicable_criteria", "build_grader", "grade_dialogue", "grade_dialogues", "grade_turn", "opener",
     "parse_judge_reply", "pattern_report", "repeated_phrases", "resolved_grade", "stock_phrase_density",
     "stock_phrases",

@@ -8,7 +8,7 @@ from typing import Protocol
 from parallel_r1.config import GradeConfig, PipelineConfig
 from parallel_r1.data import Dialogue, ScenarioCard, StudentProfileConfig, get_card
 from parallel_r1.grading.grade import DialogueItem, Grade
-from parallel_r1.grading.judge import CombinedGrader, LLMJudgeGrader
+from parallel_r1.grading.judge import CombinedGrader, JudgeFailure, LLMJudgeGrader
 from parallel_r1.grading.patterns import stock_phrase_density
 from parallel_r1.grading.rubric import HeuristicRubricGrader
 from parallel_r1.paths import RunPaths
@@ -22,7 +22,10 @@ class Grader(Protocol):
 
     def grade_many(self, items: list[DialogueItem]) -> list[Grade]: ...
 
-    def grade_turns(self, pairs: list[tuple[list[dict], str]]) -> list[Grade | Exception]: ...
+    def grade_turn(self, history: list[dict], response: str, profile: StudentProfileConfig | None = None,
+                   scenario: ScenarioCard | None = None) -> Grade: ...
+
+    def grade_turns(self, pairs: list[tuple[list[dict], str]]) -> list[Grade | JudgeFailure]: ...
 
     async def agrade_many(self, items: list[DialogueItem]) -> list[Grade]: ...
 

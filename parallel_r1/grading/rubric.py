@@ -18,7 +18,7 @@ from parallel_r1.grading.grade import WEIGHTS, DialogueItem, Grade, applicable_c
 from parallel_r1.grading.labels import chat_history
 from parallel_r1.grading.patterns import repeated_phrases, stock_phrase_density, words
 
-GRADER_NAME = "heuristic-rubric-v1"
+GRADER_NAME = "heuristic-rubric-v2"
 
 REFERENCE = re.compile(r"\b(?:you said|you mentioned|you wrote|you asked|your (?:answer|idea|guess|question|"
                        r"code|point|example|working|attempt|step)|you'?re right|exactly|not quite|you got|"
@@ -341,9 +341,10 @@ class HeuristicRubricGrader:
             criteria=criteria, grader=self.name, notes=notes,
         )
 
-    def grade_turns(self, pairs: list[tuple[list[dict], str]]) -> list[Grade]:
+    def grade_turns(self, pairs: list[tuple[list[dict], str]], profile: StudentProfileConfig | None = None,
+                    scenario: ScenarioCard | None = None) -> list[Grade]:
         """Grade (history, reply) pairs, each reply as one turn after its history."""
-        return [self.grade_turn(h, r) for h, r in pairs]
+        return [self.grade_turn(h, r, profile, scenario) for h, r in pairs]
 
     def grade_many(self, items: list[DialogueItem]) -> list[Grade]:
         """Grade (messages, profile, scenario) items in order."""

@@ -66,12 +66,18 @@ class FakeOpenAIServer(ThreadedServer):
     until the client gives up (disconnects), the server stops, or `hang_s` passes (then it answers 504).
     `latency_s` is slept before every answer. Counters: `n_requests` (chat calls received), `n_ok`,
     `n_failures` (error statuses answered), `n_timeouts` (hangs); `requests` holds every chat request
-    body in arrival order.
+    body in arrival order (with its `response_format`, when the client sent one).
+
+    Like a vLLM server: `max_model_len` is listed on each `/v1/models` entry, and with `context_tokens` a
+    request whose prompt (counted by `count_tokens`, default: whitespace words) plus `max_tokens` does not fit
+    is refused with a 400 worded as vLLM (prompt alone too long) or OpenAI (with the completion) words it.
+    Like an older server: `reject_response_format` answers 400 to any request that carries `response_format`.
     """
 
     def __init__(self, responder: Callable[[dict], object] | None = None, failure_rate: float = 0.0,
                  latency_s: float = 0.0, timeout_rate: float | None = None, seed: int = 0, port: int = 0,
-                 *, hang_s: float = 60.0):
+                 *, hang_s: float = 60.0, max_model_len: int | None = None, context_tokens: int | None = None,
+                 count_tokens: Callable[[str], int] | None = None, reject_response_format: bool = False):
         if not 0 <= failure_rate <= 1 or not (timeout_rate is None or 0 <= timeout_rate <= 1):
             raise ValueError("failure_rate and timeout_rate must be in [0, 1]")
         self.responder = responder or echo_responder
@@ -80,6 +86,11 @@ class FakeOpenAIServer(ThreadedServer):
         self.latency_s = latency_s
         self.hang_s = hang_s
         self.port = port
+        self.max_model_len = max_model_len
+        self.context_tokens = context_tokens
+        self.count_tokens = count_tokens or _tokens
+        self.reject_response_format = reject_response_format
+        self.n_rejected = 0  # requests refused for their response_format or their length
         self._rng = random.Random(seed)
         self.requests: list[dict] = []
         self.n_requests = self.n_ok = self.n_failures = self.n_timeouts = 0
@@ -95,6 +106,26 @@ class FakeOpenAIServer(ThreadedServer):
             return "hang"
         return rng.choice(INJECTED_STATUSES) if rng.random() < self.failure_rate else None
 
+    def _prompt_tokens(self, body: dict) -> int:
+        return sum(self.count_tokens(str(m.get("content") or "")) for m in body["messages"])
+
+    def _refusal(self, body: dict) -> str | None:
+        """The 400 message for a request this server refuses before answering, else None."""
+        if self.reject_response_format and "response_format" in body:
+            return "Unrecognized request argument supplied: response_format"
+        if self.context_tokens is None:
+            return None
+        prompt, completion = self._prompt_tokens(body), int(body.get("max_tokens") or 0)
+        if prompt > self.context_tokens:
+            return (f"This model's maximum context length is {self.context_tokens} tokens. However, your prompt "
+                    f"contains {prompt} input tokens, which exceeds this limit even without any output tokens. "
+                    "Please reduce the length of the input prompt.")
+        if prompt + completion > self.context_tokens:
+            return (f"This model's maximum context length is {self.context_tokens} tokens. However, you requested "
+                    f"{prompt + completion} tokens ({prompt} in the messages, {completion} in the completion). "
+                    "Please reduce the length of the messages or completion.")
+        return None
+
     async def _hang(self, request: Request) -> None:
         """Wait until the client disconnects, the server stops, or `hang_s` passes."""
         deadline = time.monotonic() + self.hang_s
@@ -108,8 +139,10 @@ class FakeOpenAIServer(ThreadedServer):
 
         @app.get("/v1/models")
         async def models() -> dict:
-            return {"object": "list",
-                    "data": [{"id": "fake-model", "object": "model", "created": 0, "owned_by": "fake"}]}
+            entry = {"id": "fake-model", "object": "model", "created": 0, "owned_by": "fake"}
+            if self.max_model_len is not None:
+                entry["max_model_len"] = self.max_model_len
+            return {"object": "list", "data": [entry]}
 
         @app.post("/v1/chat/completions")
         async def chat(request: Request):
@@ -123,6 +156,11 @@ class FakeOpenAIServer(ThreadedServer):
             if not isinstance(body, dict) or not isinstance(body.get("messages"), list) or "model" not in body:
                 self.n_failures += 1
                 return _error(400, "'model' and a list of 'messages' are required")
+            refusal = self._refusal(body)
+            if refusal is not None:
+                self.n_failures += 1
+                self.n_rejected += 1
+                return _error(400, refusal)
             fault = self._draw_fault()
             if self.latency_s:
                 await asyncio.sleep(self.latency_s)
@@ -142,7 +180,7 @@ class FakeOpenAIServer(ThreadedServer):
                 self.n_failures += 1
                 return _error(e.status, e.message, e.headers)
             self.n_ok += 1
-            prompt = sum(_tokens(str(m.get("content") or "")) for m in body["messages"])
+            prompt = self._prompt_tokens(body)
             return {
                 "id": f"chatcmpl-{uuid.uuid4().hex[:12]}", "object": "chat.completion",
                 "created": int(time.time()), "model": body["model"],

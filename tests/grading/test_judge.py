@@ -1,5 +1,5 @@
-"""The LLM judge through the real `openai` client against the local fake OpenAI server: parsing,
-malformed replies, and the combined grader's confidence when judge and rubric disagree."""
+"""The LLM judge through the real `openai` client against the local fake OpenAI server: the tolerant parser for
+free-text replies, malformed replies, and the combined grader's confidence when judge and rubric disagree."""
 
 from __future__ import annotations
 
@@ -48,8 +48,11 @@ def judge_reply(criteria: dict[str, float], confidence: float | None = 0.9) -> s
 def test_judge_grade_is_parsed_from_the_reply():
     scores = {n: 0.8 for n in NAMES} | {"tone": 0.6}
     with FakeOpenAIServer(lambda req: judge_reply(scores)) as server:
-        grade = LLMJudgeGrader(endpoint(server)).grade_dialogue(DIALOGUE, None, CARD)
+        judge = LLMJudgeGrader(endpoint(server))
+        grade = judge.grade_dialogue(DIALOGUE, None, CARD)
         request = server.requests[0]
+    # The schema was asked for, but the reply is JSON inside prose: the tolerant parser reads it.
+    assert "response_format" in request and judge.counts == {"tolerant": 1}
     assert grade.criteria == pytest.approx(scores)
     assert grade.confidence == 0.9 and grade.grader == "llm-judge:fake-judge"
     assert 0.6 < grade.score < 0.8 and grade.notes == ["guides well"]
@@ -107,7 +110,7 @@ def test_combined_confidence_falls_when_the_judge_disagrees():
     assert grades["agree"].confidence > 0.6 > 0.3 > grades["disagree"].confidence
     assert grades["agree"].criteria == pytest.approx(heuristic.criteria)
     assert grades["disagree"].criteria == pytest.approx({n: 0.5 for n in heuristic.criteria})
-    assert grades["agree"].grader == "combined(heuristic-rubric-v1+llm-judge:fake-judge,w=0.5)"
+    assert grades["agree"].grader == "combined(heuristic-rubric-v2+llm-judge:fake-judge,w=0.5)"
 
 
 def record(i: int) -> Dialogue:
