@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from parallel_r1.data.io import atomic_write_bytes, atomic_write_json
+from parallel_r1.errors import UserFacingError
 from parallel_r1.grading.agreement import Interval, cluster_bootstrap, cut, macro_f1
 from parallel_r1.grading.grade import Grade
 from parallel_r1.grading.labels import DIMENSIONS, LabelledReply
@@ -122,10 +123,16 @@ def validate(replies: list[LabelledReply], grades: list[Grade | None], *, grader
 
 
 def grade_replies(replies: list[LabelledReply], grader) -> tuple[list[Grade | None], float]:
-    """Each reply graded as one turn after its history (None where the grader failed), and the time taken."""
+    """Each reply graded as one turn after its history (None where the grader failed), and the time taken.
+
+    A grader that fails on every reply is an error naming its most common failure."""
     started = time.perf_counter()
     results = grader.grade_turns([(r.history, r.response) for r in replies])
     grades = [g if isinstance(g, Grade) else None for g in results]
+    if replies and not any(grades):
+        (error, count), = Counter(str(getattr(g, "error", g)) for g in results).most_common(1)
+        raise UserFacingError(f"{grader.name} could not grade any of the {len(replies)} replies; most common error "
+                              f"({count}x): {error}")
     return grades, time.perf_counter() - started
 
 

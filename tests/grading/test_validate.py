@@ -126,3 +126,46 @@ def test_unknown_grader_and_missing_file_exit_2(tmp_path):
     assert result.exit_code == 2 and "grade.grader" in result.output
     result = runner.invoke(app, ["validate-grader", str(tmp_path / "none.jsonl"), "--workdir", str(tmp_path)])
     assert result.exit_code == 2 and "no such labelled file" in result.output
+
+
+def test_validate_grader_with_the_llm_judge_on_a_local_server(tmp_path):
+    """The judge behind a real local OpenAI-compatible server: a structured grade per reply, and a reply the
+    judge cannot grade is counted as failed, not fatal."""
+    from tests.fakes.openai_server import FakeOpenAIServer
+    from tests.grading.test_judge_structured import schema_names
+
+    def judge(request: dict) -> str:
+        graded = request["messages"][1]["content"].split(">>>", 1)[1]
+        if "Does that make sense" in graded:
+            return "I cannot grade this."
+        good = 1.0 if "?" in graded or "redo" in graded else 0.0
+        return json.dumps({"criteria": {n: good for n in schema_names(request)}, "confidence": 0.8, "notes": ""})
+
+    path = tmp_path / "labels.jsonl"
+    write_labels(path)
+    with FakeOpenAIServer(judge) as server:
+        result = runner.invoke(app, [
+            "validate-grader", str(path), "--grader", "llm", "--workdir", str(tmp_path),
+            "--set", f"grade.judge.base_url={server.base_url}", "--set", "grade.judge.model=fake-judge",
+            "--set", "grade.judge.api_key_env=PR1_TEST_NO_KEY", "--set", "grade.judge.max_retries=0"])
+    assert result.exit_code == 0, result.output
+    table = json.loads((tmp_path / "validation" / "llm" / "validation.json").read_text())
+    assert table["grader"] == "llm-judge:fake-judge" and table["failed"] == len(PROBLEMS)
+    rows = {r["dimension"]: r for r in table["rows"]}
+    assert rows["Actionability"]["n"] == len(PROBLEMS) * (len(REPLIES) - 1)
+    assert rows["Actionability"]["rho"]["value"] > 0.5
+    assert f"{len(PROBLEMS)} of {len(PROBLEMS) * len(REPLIES)} replies could not be graded" in result.output
+
+
+def test_a_judge_that_grades_nothing_is_one_line_and_exit_2(tmp_path):
+    from tests.fakes.openai_server import FakeOpenAIServer
+
+    path = tmp_path / "labels.jsonl"
+    write_labels(path)
+    with FakeOpenAIServer(lambda request: "no idea") as server:
+        result = runner.invoke(app, [
+            "validate-grader", str(path), "--grader", "llm", "--workdir", str(tmp_path),
+            "--set", f"grade.judge.base_url={server.base_url}", "--set", "grade.judge.api_key_env=PR1_TEST_NO_KEY",
+            "--set", "grade.judge.max_retries=0"])
+    assert result.exit_code == 2 and "could not grade any of the" in result.output, result.output
+    assert not (tmp_path / "validation").exists()
