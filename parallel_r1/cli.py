@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from parallel_r1.config import PipelineConfig, dump_config, load_config
+from parallel_r1.config import ConfigError, PipelineConfig, dump_config, load_config
 from parallel_r1.console import console
 from parallel_r1.errors import UserFacingError
 
@@ -98,6 +98,52 @@ def validate_grader(
     from parallel_r1.grading.validate_stage import run_validate
 
     run_validate(_config(config, workdir, set_, **{"grade.grader": grader}), labelled, out)
+
+
+grader_app = typer.Typer(no_args_is_help=True, help="Graders fitted on your own human-labelled replies.")
+app.add_typer(grader_app, name="grader")
+
+
+@grader_app.command("fit")
+@user_errors
+def grader_fit(
+    labelled: Annotated[Path, typer.Argument(help="Replies with human labels (JSONL: history, response, labels).")],
+    out: Annotated[Path | None, typer.Option(help="Folder of the fitted grader (default: grade.fitted_path, else "
+                                                  "<workdir>/grader/fitted).")] = None,
+    config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None,
+) -> None:
+    """Fit a grader on rubric features + sentence embeddings; report its rho cross-validated by conversation."""
+    from parallel_r1.grading.fitted_stage import run_grader_fit
+
+    run_grader_fit(_config(config, workdir, set_), labelled, out)
+
+
+@app.command("profile")
+@user_errors
+def profile_cmd(
+    messages: Annotated[list[str] | None, typer.Argument(help="The student's messages, oldest first.")] = None,
+    method: Annotated[str, typer.Option(help="cues | embedding | llm (the grade.judge endpoint)")] = "embedding",
+    eval_file: Annotated[Path | None, typer.Option("--eval", help="Measure the reader on a labelled JSONL instead "
+                                                                  "(message(s) + traits per line).")] = None,
+    config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None,
+) -> None:
+    """The traits a student's messages show, the evidence for each and the specialist Serve would pick."""
+    from parallel_r1.profiles import format_reading, read_profile
+    from parallel_r1.profiles.evaluate import evaluate_file, format_evaluation
+    from parallel_r1.profiles.reader import check_method
+
+    cfg = _config(config, workdir, set_)
+    try:
+        check_method(method)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    if eval_file is not None:
+        console.print(format_evaluation(evaluate_file(eval_file, method, cfg.grade.judge)))
+        return
+    if not messages:
+        raise ConfigError("profile: give the student's message(s), or --eval FILE")
+    reading = read_profile(messages, method, cfg.grade.judge, cfg.serve.static_routes)
+    console.print(format_reading(reading, messages))
 
 
 @app.command()

@@ -17,6 +17,7 @@ from pathlib import Path
 from parallel_r1.config import PipelineConfig, ServeConfig, load_config
 from parallel_r1.curate.report import served_system_prompt
 from parallel_r1.errors import UserFacingError
+from parallel_r1.grading import resolved_grade
 from parallel_r1.inference.adapters import ADAPTER_CONFIG
 from parallel_r1.inference.policy import ParallelExecutionPolicy
 from parallel_r1.paths import RunPaths
@@ -105,7 +106,7 @@ def build_app(cfg: PipelineConfig, serve_plan: ServePlan | None = None):
     policy = ParallelExecutionPolicy.from_config(cfg.parallel.inference)
     router = ChatRouter.options(**deployment_options(sc, sc.router_replicas, sc.router_num_cpus))
     return router.bind(model, sc.backend, sc.model_dump(), policy.model_dump(), serve_plan.routing_table, prompts,
-                       str(serve_plan.score_log), list(serve_plan.adapters))
+                       str(serve_plan.score_log), list(serve_plan.adapters), resolved_grade(cfg).model_dump())
 
 
 def app_builder(args: dict):

@@ -39,10 +39,10 @@ def append_line(path: Path, record: dict) -> None:
 class OnlineGrader:
     """Decides which replies to grade (a seeded coin per reply) and grades them into the score log."""
 
-    def __init__(self, fraction: float, log_path: Path, seed: int | None = None) -> None:
+    def __init__(self, fraction: float, log_path: Path, seed: int | None = None, grader=None) -> None:
         self.fraction, self.log_path = fraction, Path(log_path)
         self._rng = random.Random(seed)
-        self._grader = HeuristicRubricGrader()
+        self._grader = grader or HeuristicRubricGrader()  # any grader with grade_turn (`grade.grader`)
 
     def should_grade(self) -> bool:
         return self.fraction > 0 and self._rng.random() < self.fraction

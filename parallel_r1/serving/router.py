@@ -1,7 +1,8 @@
 """The router: the one `@serve.ingress` FastAPI deployment of the app, speaking the OpenAI chat API.
 
 Per request it validates the body (every bad input is a 4xx with an OpenAI-style error), takes the student
-profile from the request or infers it from the student's messages, picks the specialist (`routing.Router`),
+profile from the request or reads it from the conversation with the `serve.profile_reader` reader (cues,
+embedding, or the LLM at the `grade.judge` endpoint; loaded once per replica), picks the specialist (`routing.Router`),
 asks the model backend with the request's sampling or else the `ParallelExecutionPolicy` defaults, and answers
 with the specialist named in the `x-parallel-r1-specialist` header and the `specialist` field. `stream=true`
 passes the backend's tokens on as OpenAI SSE chunks while they are generated. A share of replies is graded
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 import os
 import time
 from collections.abc import AsyncIterator
@@ -22,12 +24,14 @@ from ray import serve
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
 
-from parallel_r1.config import ServeConfig
+from parallel_r1.config import GradeConfig, OpenAIEndpointConfig, ServeConfig
 from parallel_r1.data.profiles import StudentProfileConfig
+from parallel_r1.grading import build_grader
 from parallel_r1.inference.policy import ParallelExecutionPolicy
+from parallel_r1.profiles import aread_profile
+from parallel_r1.profiles.reader import embedding_reader
 from parallel_r1.serving.generation import Delta, Generation
 from parallel_r1.serving.online_grading import OnlineGrader
-from parallel_r1.serving.profile_inference import infer_profile
 from parallel_r1.serving.routing import Route, Router
 from parallel_r1.serving.schema import (
     SPECIALIST_HEADER,
@@ -45,6 +49,7 @@ from parallel_r1.serving.schema import (
 )
 
 api = FastAPI(title="parallel-r1 ensemble router", docs_url=None, redoc_url=None)
+log = logging.getLogger(__name__)
 
 
 @api.exception_handler(HTTPException)
@@ -79,20 +84,53 @@ class ChatRouter:
     """Routes OpenAI chat requests to specialists. `backend_handle`: the model deployment (wrapped in an `HFClient`
     or `LLMClient` by `backend_kind`); `policy`: the `ParallelExecutionPolicy` whose sampling requests default to;
     `system_prompts`: specialist -> the system prompt it was trained with (the policy's parallel-thinking
-    instruction added when `serve.parallel_format`)."""
+    instruction added when `serve.parallel_format`); `grade`: the grade section (its fitted grader's folder made
+    absolute): the online grader it names, and the `grade.judge` endpoint the "llm" profile reader asks (without it,
+    the rubric grades and that reader falls back to the embedding reader)."""
 
     def __init__(self, backend_handle, backend_kind: str, cfg: dict, policy: dict, routing_table: dict | None,
-                 system_prompts: dict[str, str], score_log: str, adapters: list[str]) -> None:
+                 system_prompts: dict[str, str], score_log: str, adapters: list[str],
+                 grade: dict | None = None) -> None:
         from parallel_r1.serving.app import backend_client
 
         self.cfg = ServeConfig(**cfg)
+        grade_cfg = GradeConfig(**grade) if grade is not None else None
+        self._profile_llm = self._profile_reader(grade_cfg.judge.model_dump() if grade_cfg else None)
         self.policy = ParallelExecutionPolicy(**policy)
         self.backend = backend_client(backend_kind, backend_handle, adapters, self.cfg.grpc_handles)
         self.system_prompts = system_prompts
         self.routing_table = routing_table
-        self.grader = OnlineGrader(self.cfg.grading_fraction, score_log)
+        self.grader = OnlineGrader(self.cfg.grading_fraction, score_log,
+                                   grader=build_grader(grade_cfg) if grade_cfg is not None else None)
         self.token = self._read_token()
         self._router: Router | None = None
+
+    def _profile_reader(self, judge: dict | None):
+        """Load the profile reader once per replica: the embedding model and classifier now (not on the first
+        request); for "llm", the reader of the judge's endpoint (its client is made in the replica's loop)."""
+        method = self.cfg.profile_reader
+        if method == "llm" and judge is None:
+            log.warning("serve.profile_reader is 'llm' but the router got no grade.judge endpoint: reading profiles "
+                        "with the embedding reader")
+        if method != "cues":
+            embedding_reader().warm()  # also the llm reader's fallback
+        if method == "llm" and judge is not None:
+            from parallel_r1.profiles.llm import LLMProfileReader
+
+            return LLMProfileReader(OpenAIEndpointConfig(**judge))
+        return None
+
+    async def _infer_profile(self, chat: ChatRequest) -> StudentProfileConfig:
+        """The student's profile read from the conversation (teacher turns included, so a short reply is read
+        against the explanation before it). A failing LLM reader falls back to the embedding reader."""
+        messages = chat.conversation()
+        if self._profile_llm is not None:
+            try:
+                return (await aread_profile(messages, "llm", llm_reader=self._profile_llm)).profile
+            except Exception as e:  # the endpoint or its reply failed: still route this request
+                log.warning("LLM profile reader failed (%s: %s); using the embedding reader", type(e).__name__, e)
+        method = "cues" if self.cfg.profile_reader == "cues" else "embedding"
+        return (await aread_profile(messages, method)).profile
 
     def _read_token(self) -> str:
         """The bearer token from this replica's environment (never from the app's config or runtime_env)."""
@@ -149,7 +187,7 @@ class ChatRouter:
             chat = parse_request(await request.body(), self.cfg)
             profile, profile_source = requested_profile(chat)
             if profile is None:
-                profile, profile_source = infer_profile(chat.student_turns()).profile, "inferred"
+                profile, profile_source = await self._infer_profile(chat), "inferred"
             route = await self._pick(chat, profile)
         except APIError as e:
             return _error(e)

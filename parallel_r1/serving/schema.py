@@ -92,9 +92,6 @@ class ChatRequest(BaseModel):
         """The messages as plain `{role, content}` dicts ('developer' is OpenAI's newer name for 'system')."""
         return [{"role": "system" if m.role == "developer" else m.role, "content": m.content} for m in self.messages]
 
-    def student_turns(self) -> list[str]:
-        return [m.content for m in self.messages if m.role == "user"]
-
 
 def _profile_from_metadata(metadata: dict[str, Any] | None) -> StudentProfileConfig | None:
     """`metadata.student_profile`: an object of trait flags, or that object as a JSON string (OpenAI's metadata

@@ -1,5 +1,5 @@
-"""The serving components without Ray: routing rules, profile inference and its held-out accuracy, the score log,
-request validation, the app plan's checks of the run directory and the wait for a stop signal."""
+"""The serving components without Ray: routing rules, the score log, request validation, the app plan's checks of the
+run directory and the wait for a stop signal (profile reading is tested in tests/profiles)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ from parallel_r1.inference.policy import ParallelExecutionPolicy
 from parallel_r1.serving.generation import TextDeltas
 from parallel_r1.serving.local import wait_for_stop_signal
 from parallel_r1.serving.online_grading import OnlineGrader, append_line
-from parallel_r1.serving.profile_inference import infer_profile, inference_accuracy
 from parallel_r1.serving.routing import Router, read_routing_table
 from parallel_r1.serving.schema import (
     APIError,
@@ -64,24 +63,6 @@ def test_routing_table_file_errors_name_the_file(tmp_path):
     bad.write_text(json.dumps({"by_profile": []}))
     with pytest.raises(UserFacingError, match="is not a routing table"):
         read_routing_table(bad)
-
-
-def test_infer_profile_from_cues():
-    assert infer_profile(["No analogies please, what literally happens?"]).profile.kind == "rejects_metaphor"
-    assert infer_profile(["Wait, what do I do first?"]).profile.kind == "executive_function_gap"
-    assert infer_profile(["But why exactly? Is there a deeper reason?"]).profile.kind == "hyperfocus"
-    assert infer_profile(["Sorry. I guess I'm just bad at this."]).profile.kind == "bad_prior_teacher"
-    assert infer_profile(["Why is 0.1 + 0.2 not 0.3?"]).profile.kind == "standard"
-    assert infer_profile(["Sorry.", "I'm bad at this"]).profile.traits == ["bad_prior_teacher"]
-
-
-def test_profile_inference_accuracy_on_heldout_dialogues():
-    """Far above always guessing the most common kind (standard: ~17 % of a trait-heavy plan)."""
-    result = inference_accuracy(n=600)
-    majority = max(sum(c.values()) for c in result.confusion.values()) / result.n
-    assert result.n == 600 and result.kind_accuracy > majority + 0.25
-    assert result.route_accuracy >= result.kind_accuracy
-    assert result.per_kind["standard"] > 0.9 and result.per_kind["rejects_metaphor"] > 0.5
 
 
 def test_score_log_lines_stay_whole_under_concurrent_writers(tmp_path):
