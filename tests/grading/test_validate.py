@@ -169,3 +169,20 @@ def test_a_judge_that_grades_nothing_is_one_line_and_exit_2(tmp_path):
             "--set", "grade.judge.max_retries=0"])
     assert result.exit_code == 2 and "could not grade any of the" in result.output, result.output
     assert not (tmp_path / "validation").exists()
+
+
+def test_grader_fit_then_validate_with_the_fitted_grader(tmp_path):
+    path = tmp_path / "labels.jsonl"
+    write_labels(path)
+    run = ["--workdir", str(tmp_path / "run")]
+    result = runner.invoke(app, ["grader", "fit", str(path), *run])
+    assert result.exit_code == 0, result.output
+    assert "cross-validated, 5 folds by conversation" in result.output
+    assert (tmp_path / "run" / "grader" / "fitted" / "model.npz").exists()
+    result = runner.invoke(app, ["validate-grader", str(path), "--grader", "fitted", *run])
+    assert result.exit_code == 0, result.output
+    table = json.loads((tmp_path / "run" / "validation" / "fitted" / "validation.json").read_text())
+    assert table["grader"].startswith("fitted:")
+    assert {r["dimension"]: r for r in table["rows"]}["Mistake_Identification"]["rho"]["value"] > 0.5
+    missing = runner.invoke(app, ["validate-grader", str(path), "--grader", "fitted", "--workdir", str(tmp_path)])
+    assert missing.exit_code == 2 and "parallel-r1 grader fit" in missing.output
