@@ -11,12 +11,13 @@ or a `response_format` the server does not take from other bad requests.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import openai
 
@@ -173,3 +174,37 @@ class OpenAIChatClient:
 
     async def __aexit__(self, *exc) -> None:
         await self.close()
+
+
+def json_object(text: str) -> dict:
+    """The first JSON object in a model's reply (code fences and prose around it are ignored); ValueError if none."""
+    text = re.sub(r"```(?:json)?", "", text)
+    decoder = json.JSONDecoder()
+    for match in re.finditer(r"\{", text):
+        try:
+            obj, _ = decoder.raw_decode(text, match.start())
+        except json.JSONDecodeError:
+            continue
+        if isinstance(obj, dict):
+            return obj
+    raise ValueError("no JSON object in the reply")
+
+
+def run_closing(coro: Coroutine, aclose: Callable[[], Awaitable[None]], instead: str) -> Any:
+    """Run a coroutine in a fresh event loop, then `aclose()` (an async client lives in one loop). Inside a running
+    event loop, where this would block it, it refuses and says what to await `instead`."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        coro.close()
+        raise RuntimeError(f"a sync call inside a running event loop; await {instead} instead")
+
+    async def closing() -> Any:
+        try:
+            return await coro
+        finally:
+            await aclose()
+
+    return asyncio.run(closing())

@@ -6,7 +6,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -64,6 +64,25 @@ def read_jsonl(path: Path) -> list[dict]:
         return []
     with open(path, encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+def jsonl_objects(path: Path, error: type[Exception]) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for every non-blank line of a user's JSONL file; `error` with a one-line message for
+    a missing file, a line that is not JSON or not an object."""
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{path}: no such labelled file")
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise error(f"{path}:{number}: not JSON ({e.msg})") from None
+            if not isinstance(obj, dict):
+                raise error(f"{path}:{number}: expected a JSON object, got {type(obj).__name__}")
+            yield number, obj
 
 
 def atomic_write_table(path: Path, table: pa.Table) -> Path:

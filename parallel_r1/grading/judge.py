@@ -34,7 +34,7 @@ from parallel_r1.grading.judge_prompt import (
 )
 from parallel_r1.grading.judge_reply import JudgeError, parse_judge_reply, read_structured_reply
 from parallel_r1.grading.rubric import HeuristicRubricGrader
-from parallel_r1.llm_client import Completion, EndpointError, OpenAIChatClient
+from parallel_r1.llm_client import Completion, EndpointError, OpenAIChatClient, run_closing
 
 JUDGE_MAX_TOKENS = 512  # room for every criterion, the confidence and the notes
 MIN_REPLY_TOKENS = 160
@@ -264,22 +264,7 @@ class LLMJudgeGrader:
 
         Inside a running event loop (where this would block it) it refuses: await the coroutine there.
         """
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            pass
-        else:
-            coro.close()
-            raise RuntimeError("a sync grading call inside a running event loop; await agrade_dialogue / "
-                               "agrade_turn / agrade_dialogues instead")
-
-        async def closing() -> Any:
-            try:
-                return await coro
-            finally:
-                await self.aclose()
-
-        return asyncio.run(closing())
+        return run_closing(coro, self.aclose, "agrade_dialogue / agrade_turn / agrade_dialogues")
 
     def grade_dialogue(self, messages: list[dict], profile: StudentProfileConfig | None = None,
                        scenario: ScenarioCard | None = None) -> Grade:

@@ -4,8 +4,9 @@ servers that do not enforce the schema (JSON inside prose, other scales, numbers
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
+
+from parallel_r1.llm_client import json_object
 
 
 class JudgeError(ValueError):
@@ -13,17 +14,10 @@ class JudgeError(ValueError):
 
 
 def _json_object(text: str) -> dict:
-    """The first JSON object in the text (code fences and prose around it are ignored)."""
-    text = re.sub(r"```(?:json)?", "", text)
-    decoder = json.JSONDecoder()
-    for match in re.finditer(r"\{", text):
-        try:
-            obj, _ = decoder.raw_decode(text, match.start())
-        except json.JSONDecodeError:
-            continue
-        if isinstance(obj, dict):
-            return obj
-    raise JudgeError("no JSON object in the reply")
+    try:
+        return json_object(text)
+    except ValueError as e:
+        raise JudgeError(str(e)) from None
 
 
 def _number(value: Any, name: str, top: float = 100) -> float:

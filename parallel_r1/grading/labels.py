@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from parallel_r1.data.io import jsonl_objects
 from parallel_r1.errors import UserFacingError
 
 THREE_WAY = {"Yes": 1.0, "To some extent": 0.5, "No": 0.0}
@@ -86,9 +87,7 @@ def chat_history(history: list[dict]) -> list[dict]:
     return out
 
 
-def _reply(obj: object, where: str) -> LabelledReply:
-    if not isinstance(obj, dict):
-        raise LabelFileError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+def _reply(obj: dict, where: str) -> LabelledReply:
     for key, kind in (("history", list), ("response", str), ("labels", dict)):
         if not isinstance(obj.get(key), kind):
             raise LabelFileError(f"{where}: field {key!r} is missing or not a {kind.__name__}")
@@ -113,19 +112,7 @@ def _reply(obj: object, where: str) -> LabelledReply:
 
 def read_labelled(path: str | Path) -> list[LabelledReply]:
     """Every labelled reply of a JSONL file; a one-line `LabelFileError` on the first bad line."""
-    path = Path(path)
-    if not path.is_file():
-        raise LabelFileError(f"{path}: no such labelled file")
-    replies = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise LabelFileError(f"{path}:{number}: not JSON ({e.msg})") from None
-            replies.append(_reply(obj, f"{path}:{number}"))
+    replies = [_reply(obj, f"{path}:{number}") for number, obj in jsonl_objects(Path(path), LabelFileError)]
     if not replies:
         raise LabelFileError(f"{path}: no labelled replies in the file")
     if not any(r.labels for r in replies):

@@ -9,13 +9,13 @@ object of flags, or a profile `kind`. Other keys (a subject, a note) are ignored
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from parallel_r1.config import OpenAIEndpointConfig, ServeConfig
+from parallel_r1.data.io import jsonl_objects
 from parallel_r1.data.profiles import TRAITS, StudentProfileConfig
 from parallel_r1.errors import UserFacingError
 from parallel_r1.profiles.messages import Turn, to_turns, trait_name
@@ -71,24 +71,13 @@ def _turns(row: dict) -> list[Turn]:
 
 def load_labelled(path: str | Path) -> list[LabelledExample]:
     """Every labelled example of a JSONL file (blank lines skipped); a clear error for a line it cannot read."""
-    path = Path(path)
-    if not path.is_file():
-        raise LabelledFileError(f"{path}: no such labelled file")
     examples = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                if not isinstance(row, dict):
-                    raise ValueError(f"a line must be a JSON object, not {type(row).__name__}")
-                examples.append(LabelledExample(_turns(row), _profile(row), number))
-            except json.JSONDecodeError as e:
-                raise LabelledFileError(f"{path} line {number}: not JSON ({e.msg})") from None
-            except (ValueError, TypeError) as e:
-                first = str(e).splitlines()[0]
-                raise LabelledFileError(f"{path} line {number}: {first}") from None
+    for number, row in jsonl_objects(Path(path), LabelledFileError):
+        try:
+            examples.append(LabelledExample(_turns(row), _profile(row), number))
+        except (ValueError, TypeError) as e:
+            first = str(e).splitlines()[0]
+            raise LabelledFileError(f"{path} line {number}: {first}") from None
     if not examples:
         raise LabelledFileError(f"{path}: no labelled examples")
     return examples

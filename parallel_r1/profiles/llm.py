@@ -9,8 +9,6 @@ then is a `ProfileReplyError` quoting it. A server that refuses `response_format
 from __future__ import annotations
 
 import asyncio
-import json
-import re
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +16,7 @@ from typing import Any
 from parallel_r1.config import OpenAIEndpointConfig
 from parallel_r1.data.profiles import TRAITS, StudentProfileConfig
 from parallel_r1.errors import UserFacingError
-from parallel_r1.llm_client import EndpointError, OpenAIChatClient
+from parallel_r1.llm_client import EndpointError, OpenAIChatClient, json_object, run_closing
 from parallel_r1.profiles.cues import Evidence
 from parallel_r1.profiles.messages import Turn, trait_name
 
@@ -79,19 +77,6 @@ def build_messages(turns: Sequence[Turn]) -> list[dict]:
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
 
 
-def _json_object(text: str) -> dict:
-    text = re.sub(r"```(?:json)?", "", text)
-    decoder = json.JSONDecoder()
-    for match in re.finditer(r"\{", text):
-        try:
-            obj, _ = decoder.raw_decode(text, match.start())
-        except json.JSONDecodeError:
-            continue
-        if isinstance(obj, dict):
-            return obj
-    raise ValueError("no JSON object in the reply")
-
-
 def _flag(value: Any, name: str) -> bool:
     if isinstance(value, bool):
         return value
@@ -108,7 +93,7 @@ def _flag(value: Any, name: str) -> bool:
 
 def parse_reply(text: str) -> tuple[StudentProfileConfig, list[tuple[str, str]]]:
     """(profile, [(trait, quote)]) from the LLM's reply; ValueError when it holds no trait judgement."""
-    obj = _json_object(text)
+    obj = json_object(text)
     raw = obj.get("traits", obj.get("profile", obj))
     flags: dict[str, bool] = {}
     if isinstance(raw, list):  # a list of the traits present
@@ -205,21 +190,7 @@ class LLMProfileReader:
 
     def run_sync(self, coro: Coroutine) -> Any:
         """Run a coroutine using this reader in a fresh event loop, then close the client."""
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            pass
-        else:
-            coro.close()
-            raise RuntimeError("a sync LLM profile reading inside a running event loop; await aread_profile instead")
-
-        async def closing() -> Any:
-            try:
-                return await coro
-            finally:
-                await self.aclose()
-
-        return asyncio.run(closing())
+        return run_closing(coro, self.aclose, "aread_profile")
 
     def read(self, turns: Sequence[Turn]) -> LLMReading:
         return self.run_sync(self.aread(turns))

@@ -52,8 +52,8 @@ def test_scores_of_a_small_set(tmp_path):
 
 
 @pytest.mark.parametrize("line, message", [
-    ("{not json", "line 2: not JSON"),
-    ('["a list"]', "line 2: a line must be a JSON object"),
+    ("{not json", ":2: not JSON"),
+    ('["a list"]', ":2: expected a JSON object"),
     ('{"message": "hi"}', "line 2: no label"),
     ('{"message": "hi", "traits": ["curious"]}', "line 2: unknown trait 'curious'"),
     ('{"message": "hi", "kind": "sleepy"}', "line 2: unknown profile kind 'sleepy'"),
