@@ -27,7 +27,7 @@ BRANCHES = 2  # not the default (3): the branch count is a parameter that reache
 def _overrides(workdir: Path, base: Path, **sft) -> dict:
     overrides = {
         "workdir": str(workdir), "base_model.path": str(base), "inference.engine": "hf",
-        "parallel.dataset_threshold": 0.75, "parallel.min_dialogues": 5, "parallel.branches": BRANCHES,
+        "parallel.dataset_threshold": 0.7, "parallel.min_dialogues": 5, "parallel.branches": BRANCHES,
         "parallel.inference.max_tokens": 32, "finetune.cpus_per_worker": 0.25, "finetune.per_device_batch_size": 4,
         "finetune.lora.r": 4, "finetune.lora.alpha": 8, "parallel.sft.epochs": 2, "parallel.sft.learning_rate": 1e-2,
         "parallel.sft.max_length": 384, "parallel.sft.eval_prompts_per_slice": 2, "parallel.sft.samples_per_prompt": 1,
