@@ -8,6 +8,7 @@ config and the dialogues' digest they were cut from, which tells `parallel-r1 ru
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 from parallel_r1.config import PipelineConfig
 from parallel_r1.console import console, summary_table
@@ -48,6 +49,17 @@ def run_batch(cfg: PipelineConfig, *, print_report: bool = True) -> BatchSet:
     columns = ["batch", "size", "target", "mean score", "mean confidence", "stock-phrase density", "status"]
     console.print(summary_table(f"batch ({len(dialogues)} dialogues → {paths.batches})", columns,
                                 [list(r.values()) for r in summary_rows(batch_set)]))
-    for warning in batch_set.warnings:
+    for warning in [*batch_set.warnings, *mixed_graders(dialogues)]:
         console.print(f"[yellow]warning:[/] {warning}")
     return batch_set
+
+
+def mixed_graders(dialogues) -> list[str]:
+    """A warning when the dialogues' grades come from more than one grader (a judge that failed on some of them
+    leaves their earlier grades): their scores are on different scales."""
+    counts = Counter(d.grader for d in dialogues if d.score is not None)
+    if len(counts) < 2:
+        return []
+    mix = ", ".join(f"{n} by {g}" for g, n in counts.most_common())
+    return [f"the dialogues were graded by {len(counts)} graders ({mix}); run `parallel-r1 grade` again (see "
+            "grade_failures.jsonl) or `grade --force` so that one grader's scores are compared"]

@@ -32,3 +32,16 @@ def test_batches_are_out_of_date_when_their_config_or_dialogues_change(make, tmp
     with pytest.raises(BatchShortfallError):
         run_batch(short, print_report=False)  # partial batches on disk: no longer a cut of any inputs
     assert not batches_up_to_date(cfg) and not batches_up_to_date(short)
+
+
+def test_grades_from_more_than_one_grader_are_a_warning(make):
+    from parallel_r1.curate.stage import mixed_graders
+
+    def graded(i: int, grader: str):
+        d = make(i)
+        d.grader = grader
+        return d
+
+    assert mixed_graders([graded(0, "a"), graded(1, "a")]) == []
+    [warning] = mixed_graders([graded(0, "a"), graded(1, "b"), graded(2, "a")])
+    assert "2 graders (2 by a, 1 by b)" in warning and "grade --force" in warning
