@@ -299,3 +299,14 @@ def test_real_tutor_styles(reply, good):
     """Markdown LLM replies and terse human ones are judged on their moves, not their formatting."""
     score = grade_turn(opening(POINTERS), reply, None, POINTERS).score
     assert score >= 0.7 if good else score <= 0.5
+
+
+def test_the_public_grade_turn_reads_teacher_student_roles_like_assistant_user():
+    import parallel_r1
+
+    chat = [{"role": "assistant", "content": "What is 3^3?"}, {"role": "user", "content": "9"}]
+    tutoring = [{"role": "teacher", "content": "What is 3^3?"}, {"role": "student", "content": "9"}]
+    reply = "Not quite: 3^3 is 3 x 3 x 3. What do you get?"
+    assert parallel_r1.grade_turn(tutoring, reply) == parallel_r1.grade_turn(chat, reply)
+    with pytest.raises(ValueError, match="history"):
+        parallel_r1.grade_turn([{"role": "narrator", "content": "x"}], reply)

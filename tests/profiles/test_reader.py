@@ -66,3 +66,18 @@ def test_format_reading_shows_traits_specialist_and_evidence():
     assert "rejects_metaphor" in text and "neurodivergent" in text and "stop with the" in text
     assert "student messages" in text and "stop with the pizza slices please" in text
     assert reading.to_dict()["specialist"] == "neurodivergent"
+
+
+def test_the_public_infer_profile_and_the_profile_command(embedding_reader):
+    from typer.testing import CliRunner
+
+    import parallel_r1
+    from parallel_r1.cli import app
+
+    message = "can we please not do the pizza slices again, just show me the numbers"
+    assert parallel_r1.infer_profile([message]).rejects_metaphor
+    result = CliRunner().invoke(app, ["profile", message])
+    assert result.exit_code == 0 and "rejects_metaphor" in result.output and "neurodivergent" in result.output
+    for bad in (["profile"], ["profile", "hi", "--method", "tarot"]):
+        result = CliRunner().invoke(app, bad)
+        assert result.exit_code == 2 and "Traceback" not in result.output, result.output
