@@ -291,8 +291,8 @@ def numbers(text: str) -> set[str]:
     return {n.replace(",", "") for n in NUMBER.findall(text)}
 
 
-_RESULT = re.compile(r"(?:=|\b(?:is|equals|makes|gives|get|gets|got|are|be|was|would be)\b)\s*\$?(-?\d+(?:[.,]\d+)?)",
-                     re.IGNORECASE)
+_RESULT = re.compile(r"(?:=|\b(?:is|equals|makes|gives|get|gets|got|are|be|was|would be)\b)(?:\s+(?:actually|really|"
+                     r"just|exactly|only|then|now|therefore|simply))?\s*\$?(-?\d+(?:[.,]\d+)?)", re.IGNORECASE)
 
 
 def stated_results(text: str, known: set[str]) -> int:

@@ -310,3 +310,10 @@ def test_the_public_grade_turn_reads_teacher_student_roles_like_assistant_user()
     assert parallel_r1.grade_turn(tutoring, reply) == parallel_r1.grade_turn(chat, reply)
     with pytest.raises(ValueError, match="history"):
         parallel_r1.grade_turn([{"role": "narrator", "content": "x"}], reply)
+
+
+def test_a_result_the_dialogue_has_not_stated_is_a_reveal():
+    history = [{"role": "assistant", "content": "What is 3 divided by 4?"}, {"role": "user", "content": "10"}]
+    told = crit("Not quite: 3 divided by 4 is actually 0.75.", history=history)["no_answer_reveal"]
+    asked = crit("Not quite: what do you get when you share 3 things among 4?", history=history)["no_answer_reveal"]
+    assert told <= 0.5 < 0.9 <= asked
