@@ -41,8 +41,9 @@ class TurnContext:
     student_last: str
     topic: set[str]
     reveal: tuple[float, float]  # (strength, evidence) of stating the final answer: see cues.answer_reveal
-    dialogue: set[str]  # content words of the dialogue so far
+    related: float | None  # share of the dialogue's content words (up to 6) the reply reuses; None: no dialogue yet
     known_numbers: set[str]  # numbers the dialogue has stated so far
+    results: int  # results the reply states that the dialogue has not (see cues.stated_results)
     attempt: bool  # the student's last message attempts the problem (a number, a claim, a guess)
     student_correct: bool  # the card's answer is known and the student has already given it
 
@@ -69,7 +70,7 @@ def guidance(t: TurnContext) -> tuple[float, float]:
     bare praise or a move to the next problem."""
     c = t.cues
     reveal = t.reveal[0]
-    related = C.overlap(t.response, t.dialogue, cap=6) if t.dialogue else 0.5
+    related = 0.5 if t.related is None else t.related
     asks = _substantive_questions(c) > 0
     value = (0.15 + 0.3 * related + 0.15 * min(1, c.hints) + 0.15 * min(1, c.corrections) + 0.1 * _uses_numbers(t)
              + 0.1 * min(1.0, c.n_words / 25) + 0.2 * asks - 0.25 * (_affirm_only(c) and not asks)
@@ -124,8 +125,8 @@ def actionability(t: TurnContext) -> tuple[float, float]:
         ask = 0.6
     else:
         ask = 0.2 if c.yes_no_checks else 0.0
-    related = C.overlap(t.response, t.dialogue, cap=6) if t.dialogue else 0.5
-    handed = min(1, C.stated_results(t.response, t.known_numbers)) if not c.questions else 0
+    related = 0.5 if t.related is None else t.related
+    handed = min(1, t.results) if not c.questions else 0
     value = 0.1 + 0.55 * ask + 0.25 * related + 0.1 * (c.asks_student > 0) - 0.2 * handed - 0.2 * c.move_on
     return clamp(value), 0.5 + 0.4 * abs(ask - 0.5)
 
@@ -135,7 +136,7 @@ def coherence(t: TurnContext) -> tuple[float, float]:
     topic = C.overlap(t.response, t.topic, cap=3)
     student = C.content_words(t.student_last)
     resp = C.overlap(t.response, student) if student else topic
-    related = C.overlap(t.response, t.dialogue, cap=6) if t.dialogue else topic
+    related = topic if t.related is None else t.related
     ref = 1.0 if REFERENCE.search(t.response) else 0.0
     switch = 1.0 if c.topic_switches or c.move_on else 0.0
     value = 0.35 + 0.3 * resp + 0.1 * topic + 0.15 * related + 0.15 * ref - 0.4 * switch
@@ -245,6 +246,8 @@ def _context(history: list[dict], response: str, scenario: ScenarioCard | None) 
     students = _student_messages(history)
     said = " ".join(m["content"] for m in history if m.get("role") in ("user", "assistant"))
     known = C.numbers(said)
+    results = C.stated_results(response, known)
+    dialogue = C.content_words(said)
     # Saying the card's opening or steps gives nothing away: the steps are the path a good tutor walks
     # the student along, the answer is where it ends.
     given = " ".join((scenario.opening, *scenario.steps)) if scenario else ""
@@ -252,12 +255,12 @@ def _context(history: list[dict], response: str, scenario: ScenarioCard | None) 
         reveal = C.answer_reveal(response, scenario.answer, " ".join(students), given)
     else:  # no answer to compare with: answer markers, or results the dialogue has not stated yet
         strength, evidence = C.answer_reveal(response, None, " ".join(students))
-        results = C.stated_results(response, known)
         reveal = (max(strength, min(1.0, 0.45 * results)), max(evidence, 0.3 + 0.2 * min(2, results)))
     return TurnContext(
         response=response, cues=C.extract(response), student_last=students[-1] if students else "",
-        topic=_topic_words(history, scenario), reveal=reveal, dialogue=C.content_words(said),
-        known_numbers=known, attempt=_answers_the_tutor(history) and bool(ATTEMPT.search(students[-1])),
+        topic=_topic_words(history, scenario), reveal=reveal,
+        related=C.overlap(response, dialogue, cap=6) if dialogue else None, known_numbers=known, results=results,
+        attempt=_answers_the_tutor(history) and bool(ATTEMPT.search(students[-1])),
         student_correct=scenario is not None and C.student_has_answer(scenario.answer, " ".join(students), given),
     )
 
