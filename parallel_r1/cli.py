@@ -204,15 +204,19 @@ def submit(
 @app.command("init-model")
 @user_errors
 def init_model(
+    source: Annotated[str | None, typer.Option(
+        "--from", help="A packaged pretrained model to convert (smollm2-135m-instruct); default: the embedded one.")
+    ] = None,
     force: Annotated[bool, typer.Option(help="Rebuild even if a complete model exists.")] = False,
     config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None,
 ) -> None:
-    """Build the embedded tiny base model into <workdir>/models/base (tokenizer + pre-trained Llama)."""
+    """Put the base model into <workdir>/models/base: the embedded tiny Llama pre-trained here, or a packaged
+    pretrained instruct model converted to a Hugging Face checkpoint."""
     from parallel_r1.paths import RunPaths
-    from parallel_r1.train.base_model import build_base_model
+    from parallel_r1.train.base_model import init_base_model
 
-    cfg = _config(config, workdir, set_)
-    build_base_model(cfg.base_model, RunPaths(cfg.workdir).base_model, force=force)
+    cfg = _config(config, workdir, set_, **{"base_model.source": source})
+    init_base_model(cfg.base_model, RunPaths(cfg.workdir).base_model, force=force)
 
 
 @app.command()

@@ -43,11 +43,14 @@ def run_pipeline(cfg: PipelineConfig, *, force: bool = False) -> None:
     from parallel_r1.evaluate.gate import run_gate
     from parallel_r1.evaluate.stage import run_compare
     from parallel_r1.grading.stage import run_grade
-    from parallel_r1.train.base_model import build_base_model
+    from parallel_r1.train.base_model import init_base_model
     from parallel_r1.train.stage import run_finetune
 
     paths = RunPaths(cfg.workdir)
     clock = StageClock()
+    if cfg.base_model.path is None:  # first: discovery may run on this model through a local LLM server
+        with clock.stage("init-model"):
+            init_base_model(cfg.base_model, paths.base_model, force=force)
     with clock.stage("discover"):
         result = run_discover(cfg)
         print_discover_summary(result)
@@ -59,9 +62,6 @@ def run_pipeline(cfg: PipelineConfig, *, force: bool = False) -> None:
         else:
             console.print(f"batch: {paths.batch_report} is up to date")
             console.print(paths.batch_report.read_text(), markup=False)
-    if cfg.base_model.path is None:
-        with clock.stage("init-model"):
-            build_base_model(cfg.base_model, paths.base_model, force=force)
     with clock.stage("finetune"):
         jobs = run_finetune(cfg, with_baseline=cfg.finetune.monolithic_baseline, force=force)
     if cfg.finetune.backend != "ray":

@@ -1,5 +1,5 @@
-"""Shared fixtures: one local Ray per test session (never address="auto": other Rays may run here) and one
-tiny embedded base model."""
+"""Shared fixtures: one local Ray per test session (never address="auto": other Rays may run here), one tiny
+embedded base model, and the real pretrained one."""
 
 from __future__ import annotations
 
@@ -43,6 +43,17 @@ def tiny_base_model(tmp_path_factory, tiny_base_config) -> Path:
 
     out = tmp_path_factory.mktemp("tiny_base") / "models" / "base"
     build_base_model(tiny_base_config, out, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def real_base_model(tmp_path_factory) -> Path:
+    """SmolLM2-135M-Instruct converted from its packaged GGUF into a standard checkpoint (the `real` extra that
+    `make install` brings); do not modify."""
+    from parallel_r1.train.pretrained import convert_packaged
+
+    out = tmp_path_factory.mktemp("real_base") / "models" / "base"
+    convert_packaged("smollm2-135m-instruct", out, progress=False)
     return out
 
 

@@ -127,6 +127,10 @@ class BatchConfig(_Section):
 class BaseModelConfig(_Section):
     path: str | None = Field(None, description="Any Hugging Face model path or hub id; None: build the embedded "
                                                "tiny model into <workdir>/models/base with `init-model`.")
+    source: Literal["smollm2-135m-instruct"] | None = Field(
+        None, description="A packaged pretrained model that `init-model` converts into <workdir>/models/base "
+                          "(the `real` extra). None: the embedded tiny model, pre-trained here; the size fields "
+                          "below apply to it only.")
     hidden_size: int = Field(192, ge=8)
     intermediate_size: int = Field(512, ge=8)
     num_layers: int = Field(4, ge=1)

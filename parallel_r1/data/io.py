@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow as pa
@@ -87,3 +89,45 @@ def jsonl_objects(path: Path, error: type[Exception]) -> Iterator[tuple[int, dic
 
 def atomic_write_table(path: Path, table: pa.Table) -> Path:
     return _atomic(path, lambda tmp: pq.write_table(table, tmp))
+
+
+def _pid_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # running, under another user
+        pass
+    return True
+
+
+def _remove_stale_partials(out_dir: Path) -> None:
+    """Partial builds left by killed processes (the pid in their name is no longer running)."""
+    for path in out_dir.parent.glob(f".{out_dir.name}.*-*"):
+        pid = path.name.rsplit("-", 1)[1]
+        if pid.isdigit() and not _pid_running(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+@contextmanager
+def folder_build(out_dir: Path) -> Iterator[Path]:
+    """A folder written in full under a temporary sibling name, then renamed over `out_dir` (the old one removed
+    only once the new one is in place); on any failure the partial folder is removed and `out_dir` is untouched."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_partials(out_dir)
+    tmp = out_dir.with_name(f".{out_dir.name}.partial-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
+        if out_dir.exists():
+            old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+            out_dir.rename(old)
+            tmp.rename(out_dir)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

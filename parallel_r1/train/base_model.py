@@ -12,7 +12,6 @@ import json
 import math
 import os
 import random
-import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
@@ -27,11 +26,12 @@ from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTra
 from parallel_r1.config import BaseModelConfig, ConfigError
 from parallel_r1.console import console, summary_table
 from parallel_r1.data import Dialogue, discovery_plan
-from parallel_r1.data.io import atomic_write_json
+from parallel_r1.data.io import atomic_write_json, folder_build
 from parallel_r1.discover.procedural import ProceduralBackend
 from parallel_r1.discover.simulator import simulate_dialogue
 from parallel_r1.errors import UserFacingError
 from parallel_r1.paths import RunPaths
+from parallel_r1.train.pretrained import convert_packaged
 from parallel_r1.train.tokenizer import train_tokenizer
 
 INFO_FILE = "base_model.json"
@@ -222,34 +222,6 @@ def _pretrain(model: LlamaForCausalLM, docs: list[list[int]], pad_id: int, cfg: 
             "first_loss": losses[0], "final_loss": sum(tail) / len(tail), "train_s": train_s, "loss_curve": curve}
 
 
-def _pid_running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # running, under another user
-        pass
-    return True
-
-
-def _remove_stale_siblings(out_dir: Path) -> None:
-    """Partial builds left by killed processes (the pid in their name is no longer running)."""
-    for path in out_dir.parent.glob(f".{out_dir.name}.*-*"):
-        pid = path.name.rsplit("-", 1)[1]
-        if pid.isdigit() and not _pid_running(int(pid)):
-            shutil.rmtree(path, ignore_errors=True)
-
-
-def _move_into_place(tmp: Path, out_dir: Path) -> None:
-    if out_dir.exists():
-        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-        out_dir.rename(old)
-        tmp.rename(out_dir)
-        shutil.rmtree(old)
-    else:
-        tmp.rename(out_dir)
-
-
 def build_base_model(cfg: BaseModelConfig, out_dir: Path, *, progress: bool = True, force: bool = False,
                      num_threads: int | None = None) -> BaseModelResult:
     """Build the embedded base model into out_dir (kept as it is when already built with this config).
@@ -268,45 +240,38 @@ def build_base_model(cfg: BaseModelConfig, out_dir: Path, *, progress: bool = Tr
         raise ConfigError(f"base_model.hidden_size ({cfg.hidden_size}) must be a multiple of "
                           f"base_model.num_heads ({cfg.num_heads})")
     started = time.perf_counter()
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_siblings(out_dir)
-    tmp = out_dir.with_name(f".{out_dir.name}.partial-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
     threads = torch.get_num_threads()
     try:
-        if progress:
-            console.print(f"generating {cfg.corpus_dialogues} procedural dialogues and training the tokenizer…")
-        conversations = corpus_messages(generate_corpus(cfg.corpus_dialogues, cfg.seed), cfg.seed)
-        tokenizer = train_tokenizer((m["content"] for c in conversations for m in c), cfg.vocab_size,
-                                    cfg.max_seq_len)
-        texts = [tokenizer.apply_chat_template(c, tokenize=False) for c in conversations]
-        # Cut at the context length (as SFT does later): the start of a dialogue is what replies condition on.
-        docs = [d[: cfg.max_seq_len] for d in tokenizer(texts, verbose=False)["input_ids"]]
-        corpus_tokens = sum(map(len, docs))
-        model = _new_model(cfg, tokenizer)
-        torch.set_num_threads(num_threads or default_num_threads())  # decided now: the corpus work has ended
-        if progress:
-            console.print(f"pre-training on {torch.get_num_threads()} CPU thread(s)")
-        train = _pretrain(model, docs, tokenizer.pad_token_id, cfg, progress)
-        model.eval()
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        result = BaseModelResult(
-            path=out_dir, skipped=False, params=model.num_parameters(), vocab_size=len(tokenizer),
-            corpus_dialogues=len(conversations), corpus_tokens=corpus_tokens,
-            **{k: v for k, v in train.items() if k != "loss_curve"}, wall_s=time.perf_counter() - started,
-        )
-        atomic_write_json(tmp / INFO_FILE, {
-            "config": _build_key(cfg), "metrics": result.metrics(), "loss_curve": train["loss_curve"],
-            "corpus": {"dialogues": len(conversations), "plan_seed": CORPUS_SEED_OFFSET + cfg.seed,
-                       "tokens": corpus_tokens},
-            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
-        })
-        _move_into_place(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        with folder_build(out_dir) as tmp:
+            if progress:
+                console.print(f"generating {cfg.corpus_dialogues} procedural dialogues and training the tokenizer…")
+            conversations = corpus_messages(generate_corpus(cfg.corpus_dialogues, cfg.seed), cfg.seed)
+            tokenizer = train_tokenizer((m["content"] for c in conversations for m in c), cfg.vocab_size,
+                                        cfg.max_seq_len)
+            texts = [tokenizer.apply_chat_template(c, tokenize=False) for c in conversations]
+            # Cut at the context length (as SFT does later): the start of a dialogue is what replies condition on.
+            docs = [d[: cfg.max_seq_len] for d in tokenizer(texts, verbose=False)["input_ids"]]
+            corpus_tokens = sum(map(len, docs))
+            model = _new_model(cfg, tokenizer)
+            torch.set_num_threads(num_threads or default_num_threads())  # decided now: the corpus work has ended
+            if progress:
+                console.print(f"pre-training on {torch.get_num_threads()} CPU thread(s)")
+            train = _pretrain(model, docs, tokenizer.pad_token_id, cfg, progress)
+            model.eval()
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            result = BaseModelResult(
+                path=out_dir, skipped=False, params=model.num_parameters(), vocab_size=len(tokenizer),
+                corpus_dialogues=len(conversations), corpus_tokens=corpus_tokens,
+                **{k: v for k, v in train.items() if k != "loss_curve"}, wall_s=time.perf_counter() - started,
+            )
+            atomic_write_json(tmp / INFO_FILE, {
+                "config": _build_key(cfg), "metrics": result.metrics(), "loss_curve": train["loss_curve"],
+                "corpus": {"dialogues": len(conversations), "plan_seed": CORPUS_SEED_OFFSET + cfg.seed,
+                           "tokens": corpus_tokens},
+                "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
+            })
     finally:
         torch.set_num_threads(threads)
     if progress:
@@ -322,6 +287,14 @@ def _summary_rows(r: BaseModelResult) -> list[tuple]:
         ("tokens/s", f"{r.tokens_per_s:,.0f}"), ("loss", f"{r.first_loss:.3f} -> {r.final_loss:.3f}"),
         ("wall time", f"{r.wall_s:.1f} s (training {r.train_s:.1f} s)"),
     ]
+
+
+def init_base_model(cfg: BaseModelConfig, out_dir: Path, *, progress: bool = True, force: bool = False) -> None:
+    """`init-model`: convert the packaged pretrained model `cfg.source` names, or build the embedded one."""
+    if cfg.source:
+        convert_packaged(cfg.source, out_dir, progress=progress, force=force)
+    else:
+        build_base_model(cfg, out_dir, progress=progress, force=force)
 
 
 def resolve_base_model(cfg: BaseModelConfig, paths: RunPaths) -> str:

@@ -1,5 +1,6 @@
-"""The LoRA SFT job that runs on each Ray Train worker: TRL's SFTTrainer with a PEFT LoRA config,
-loss on assistant (teacher) turns only, checkpoints reported to Ray Train for resumption. A job with
+"""The LoRA SFT job that runs on each Ray Train worker: TRL's SFTTrainer with a PEFT LoRA config, loss on the
+trained teacher turns only (masks built from the rendered conversation, whatever the chat template), checkpoints
+reported to Ray Train for resumption. A job with
 `parallel_tokens` (the Parallel-R1 cold start) first adds the format's tags to the tokenizer and trains their
 new embedding rows along with the LoRA.
 
@@ -16,6 +17,7 @@ import time
 from pathlib import Path
 
 from parallel_r1.data.context import token_counter
+from parallel_r1.train.turn_mask import tokenize_with_turn_mask
 from parallel_r1.train.windows import training_windows
 
 ADAPTER_SUBDIR = "adapter"
@@ -27,22 +29,6 @@ def _load_records(path: str) -> list[dict]:
     if not rows:
         raise ValueError(f"training file {path} is empty")
     return [{"messages": r["messages"]} for r in rows]
-
-
-def _template_reads_weights(tokenizer) -> bool:
-    """Whether the chat template keeps `"weight": 0` turns out of the loss (the embedded model's does)."""
-    return "weight" in (tokenizer.chat_template or "")
-
-
-def _check_weights(records: list[dict], tokenizer, train_file: str) -> None:
-    """Turns marked `"weight": 0` must stay out of the loss: only a chat template that reads the weight does that."""
-    if _template_reads_weights(tokenizer):
-        return
-    if any(m.get("weight") == 0 for r in records for m in r["messages"]):
-        raise ValueError(f"{train_file} marks teacher turns with weight 0 (batch.turn_floor), but the base model's "
-                         "chat template ignores per-message weights, so they would be trained: rebuild the embedded "
-                         "model (`parallel-r1 init-model --force`), give the model a template that skips weight-0 "
-                         "turns, or set batch.turn_floor: null and rerun `parallel-r1 batch --force`")
 
 
 def build_trainer(config: dict, output_dir: str, callbacks: list | None = None):
@@ -69,7 +55,7 @@ def build_trainer(config: dict, output_dir: str, callbacks: list | None = None):
         output_dir=output_dir, num_train_epochs=config["epochs"], learning_rate=config["learning_rate"],
         per_device_train_batch_size=config["per_device_batch_size"],
         gradient_accumulation_steps=config["gradient_accumulation_steps"], max_length=config["max_length"],
-        assistant_only_loss=True, use_cpu=not use_gpu, bf16=False,
+        use_cpu=not use_gpu, bf16=False,  # the loss mask comes with the examples (`tokenize_with_turn_mask`)
         gradient_checkpointing=use_gpu,  # TRL defaults it on: on CPU it only recomputes the forward (~30 % slower)
         report_to="none", logging_steps=1,
         save_strategy="steps", save_steps=config["save_steps"], save_total_limit=2, disable_tqdm=True,
@@ -77,19 +63,17 @@ def build_trainer(config: dict, output_dir: str, callbacks: list | None = None):
         logging_nan_inf_filter=False,  # a diverged run must log NaN: the filter would log 0.0, the best loss
     )
     records = _load_records(config["train_file"])
-    _check_weights(records, tokenizer, config["train_file"])
     n_records = len(records)
-    if _template_reads_weights(tokenizer):  # windows need context turns kept out of the loss
-        count = token_counter(tokenizer)
-        records = [{"messages": w} for r in records for w in training_windows(r["messages"], count,
-                                                                                config["max_length"])]
+    count = token_counter(tokenizer)
+    examples = [tokenize_with_turn_mask(tokenizer, w) for r in records
+                for w in training_windows(r["messages"], count, config["max_length"])]
     trainer_class = _full_logits_trainer(SFTTrainer) if tag_ids else SFTTrainer
-    trainer = trainer_class(model=model, args=args, train_dataset=Dataset.from_list(records),
+    trainer = trainer_class(model=model, args=args, train_dataset=Dataset.from_list(examples),
                             processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks or [])
     if len(trainer.train_dataset) == 0:
-        raise ValueError(f"{config['train_file']}: none of the {len(records)} examples has an assistant token within "
+        raise ValueError(f"{config['train_file']}: none of the {len(examples)} examples has an assistant token within "
                          f"finetune.max_length={config['max_length']}; raise max_length")
-    trainer.examples_dropped = len(records) - len(trainer.train_dataset)
+    trainer.examples_dropped = len(examples) - len(trainer.train_dataset)
     trainer.records = n_records
     return trainer
 

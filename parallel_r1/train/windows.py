@@ -3,7 +3,7 @@
 Cut at `max_length` tokens, a long dialogue would lose its later turns (the long-dialogue specialist's whole
 niche). Instead, each trained turn that ends past the limit becomes its own example: the latest context that
 fits before it (the same cut `compare` and `serve` make with `fit_prompt`), then the turn as the only target.
-Turns that are context carry `"weight": 0`, which the chat template keeps out of the loss.
+Turns that are context carry `"weight": 0`, which the per-turn loss mask (`turn_mask`) keeps out of the loss.
 """
 
 from __future__ import annotations
