@@ -1,8 +1,9 @@
 """Fine-tuning makespan: six LoRA SFT jobs at once on Ray Train against the same six one after another,
 and one job through Ray Train against the same SFT in a plain process (the overhead of Ray Train).
 
-Run: `python benchmarks/bench_finetune.py [--per-batch 35] [--epochs 3]` (about 10 minutes on 2 cores)
-Builds a small base model and six procedural batches under benchmarks/results/finetune_work, prints
+Run: `python benchmarks/bench_finetune.py [--per-batch 35] [--epochs 3] [--model MODEL]` (about 10 minutes on 2
+cores for the demo model). Builds the demo-size base model (or, with `--model smollm2-135m-instruct`, converts the
+real one) and six procedural batches under benchmarks/results/finetune_work/<model>, prints
 absolute times and both ratios, and writes benchmarks/results/bench_finetune.json.
 """
 
@@ -17,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.demo_model import build_demo_size_model  # noqa: E402
+from benchmarks.demo_model import MODELS, bench_model  # noqa: E402
 from parallel_r1.config import load_config  # noqa: E402
 from parallel_r1.console import console, summary_table  # noqa: E402
 from parallel_r1.data.io import atomic_write_json, read_jsonl  # noqa: E402
@@ -47,16 +48,16 @@ def main() -> None:
     ap.add_argument("--per-batch", type=int, default=35, help="dialogues per batch (the demo's batches: 30-40)")
     ap.add_argument("--epochs", type=float, default=3)
     ap.add_argument("--cpus-per-worker", type=float, default=0.25)
+    ap.add_argument("--max-length", type=int, default=256, help="tokens per training example")
+    ap.add_argument("--model", choices=MODELS, default="demo", help="the demo-size model or a real pretrained one")
     args = ap.parse_args()
 
-    work = ROOT / "benchmarks" / "results" / "finetune_work"
+    work = ROOT / "benchmarks" / "results" / "finetune_work" / args.model
     base = work / "models" / "base"
-    # The demo's model size (what the specialists really train on); pre-training quality does not
-    # change the cost of a step, so a few steps suffice here.
-    build_demo_size_model(base)
+    params = bench_model(args.model, base)
     write_batches(work, per_batch=args.per_batch)
     console.print(ensure_ray(load_config(overrides={"ray.num_cpus": 2}).ray))
-    common = {"finetune.epochs": args.epochs, "finetune.max_length": 256, "finetune.cpus_per_worker":
+    common = {"finetune.epochs": args.epochs, "finetune.max_length": args.max_length, "finetune.cpus_per_worker":
               args.cpus_per_worker}
 
     concurrent, metrics = finetune_makespan(work, base, common)
@@ -89,9 +90,11 @@ def main() -> None:
         ("  of which: TorchTrainer.fit() start-up and teardown", m["fit_wall_time_s"] - m["wall_time_s"], ""),
         ("  of which: driver (Ray task, manifest, adapter copy)", one_ray - m["fit_wall_time_s"], ""),
     ]
-    console.print(summary_table("finetune makespan (seconds)", ["run", "s", "ratio"], rows))
-    out = ROOT / "benchmarks" / "results" / "bench_finetune.json"
-    atomic_write_json(out, {"args": vars(args), "results": results})
+    console.print(summary_table(f"finetune makespan (seconds; {params:,}-parameter model)", ["run", "s", "ratio"],
+                                rows))
+    suffix = "" if args.model == "demo" else f"_{args.model}"
+    out = ROOT / "benchmarks" / "results" / f"bench_finetune{suffix}.json"
+    atomic_write_json(out, {"args": vars(args), "model_params": params, "results": results})
     console.print(f"wrote {out}")
 
 

@@ -1,8 +1,9 @@
 """Generation throughput: the vLLM engine against the HF (transformers + PEFT) engine, on the same prompts with
 the same sampling parameters and seeds, through the base model and through a LoRA adapter.
 
-Run: `python benchmarks/bench_inference.py [--n 64] [--max-tokens 64] [--repeats 3]` (about 2 minutes on 2 cores)
-Builds the demo-size base model (a few pre-training steps: the cost of a token does not depend on them) and a
+Run: `python benchmarks/bench_inference.py [--n 64] [--max-tokens 64] [--repeats 3] [--model MODEL]` (about 2
+minutes on 2 cores for the demo model). Builds the demo-size base model (a few pre-training steps: the cost of a
+token does not depend on them), or with `--model smollm2-135m-instruct` converts the real one, and a
 random-init rank-16 adapter under benchmarks/results/inference_work, takes the openings of procedural dialogues
 as prompts, times each engine's `generate` over all of them (median of the repeats, after a warm-up call; HF
 with torch's default threads and with one, as vLLM's CPU worker computes on one core of two), and prints
@@ -22,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from benchmarks.demo_model import build_demo_size_model  # noqa: E402
+from benchmarks.demo_model import MODELS, bench_model  # noqa: E402
 from parallel_r1.config import InferenceConfig  # noqa: E402
 from parallel_r1.console import console, summary_table  # noqa: E402
 from parallel_r1.data.io import atomic_write_json  # noqa: E402
@@ -60,13 +61,14 @@ def main() -> None:
     ap.add_argument("--temperature", type=float, default=0.8)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--hf-batch-size", type=int, default=InferenceConfig().max_batch_size)
+    ap.add_argument("--model", choices=MODELS, default="demo", help="the demo-size model or a real pretrained one")
     args = ap.parse_args()
 
     from parallel_r1.inference.vllm_engine import VLLMEngine
 
-    work = ROOT / "benchmarks" / "results" / "inference_work"
+    work = ROOT / "benchmarks" / "results" / "inference_work" / args.model
     base = work / "models" / "base"
-    built = build_demo_size_model(base)
+    params = bench_model(args.model, base)
     adapters = {ADAPTER: random_adapter(base, work / "adapter", r=16)}
     # Openings of dialogues the base model was not pre-trained on (another corpus seed).
     conversations = [d.messages()[:1] for d in generate_corpus(args.n, seed=1)]
@@ -103,12 +105,13 @@ def main() -> None:
         rows.append((f"{route}: vLLM generate", v["median_s"], v["tokens"], v["tokens_per_s"],
                      " / ".join(f"{ratios[f'{route}_vs_hf_{t}_threads']:.2f}×" for t in hf_results)))
     title = (f"generation, {args.n} prompts × {args.max_tokens} tokens max, temperature {args.temperature} "
-             f"({built.params:,}-parameter model, median of {args.repeats})")
+             f"({params:,}-parameter model, median of {args.repeats})")
     ratio_header = "vLLM/HF (" + " / ".join(f"{t} thr" for t in hf_results) + ")"
     console.print(summary_table(title, ["run", "s", "tokens", "tokens/s", ratio_header], rows))
-    out = ROOT / "benchmarks" / "results" / "bench_inference.json"
+    suffix = "" if args.model == "demo" else f"_{args.model}"
+    out = ROOT / "benchmarks" / "results" / f"bench_inference{suffix}.json"
     atomic_write_json(out, {
-        "args": vars(args), "model_params": built.params,
+        "args": vars(args), "model_params": params,
         "results": {"hf_start_s": hf_start, "vllm_start_s": vllm_start, "hf": hf_results, "vllm": vllm_results,
                     "tokens_per_s_ratio_vllm_over_hf": ratios},
     })

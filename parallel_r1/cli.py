@@ -68,6 +68,22 @@ def discover(
                       "run discover again to retry them[/]")
 
 
+@app.command("import")
+@user_errors
+def import_cmd(
+    transcripts: Annotated[Path, typer.Argument(help="Tutoring transcripts: JSONL or Parquet in the OpenAI `messages` "
+                                                     "format, one conversation per row.")],
+    skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Import the valid rows and list the bad ones in "
+                                                              "<workdir>/import_rejects.jsonl.")] = False,
+    grader: Annotated[str | None, typer.Option(help="heuristic | llm | combined | fitted")] = None,
+    config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None,
+) -> None:
+    """Check real transcripts, infer missing profiles, append them to dialogues.parquet and grade them."""
+    from parallel_r1.discover.import_stage import run_import
+
+    run_import(_config(config, workdir, set_, **{"grade.grader": grader}), transcripts, skip_bad=skip_bad)
+
+
 @app.command("grade")
 @user_errors
 def grade_cmd(
@@ -77,9 +93,11 @@ def grade_cmd(
 ) -> None:
     """Grade the dialogues in dialogues.parquet not yet graded by this grader; write the pattern-density report."""
     from parallel_r1.grading.stage import run_grade
+    from parallel_r1.llm_server import managed_endpoints
 
     cfg = _config(config, workdir, set_, **{"grade.grader": grader})
-    result = run_grade(cfg, reuse_grades=not force)
+    with managed_endpoints(cfg, ("judge",)) as served:
+        result = run_grade(served, reuse_grades=not force)
     if result.failed:
         console.print(f"[yellow]{result.failed} dialogue(s) failed; see {cfg.workdir}/grade_failures.jsonl; "
                       "run grade again to retry them[/]")
@@ -339,12 +357,15 @@ def rl_cmd(
     steps: Annotated[int | None, typer.Option(help="GRPO steps in total (default: rl.max_steps); resumes up to it.")
                      ] = None,
     rollouts: Annotated[str | None, typer.Option(help="Rollout backend: auto | vllm | hf.")] = None,
+    force: Annotated[bool, typer.Option(help="Start even from a model whose parallel-SFT validation (eval.json) "
+                                             "failed or is missing (with a warning).")] = False,
     config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None,
 ) -> None:
     """GRPO on the parallel-SFT model (Ray Train + TRL), easy -> medium -> hard; metrics in <workdir>/parallel/rl/."""
     from parallel_r1.train.rl_stage import run_rl
 
-    run_rl(_config(config, workdir, set_, **{"rl.max_steps": steps, "rl.rollout_backend": rollouts}), model)
+    run_rl(_config(config, workdir, set_, **{"rl.max_steps": steps, "rl.rollout_backend": rollouts}), model,
+           force=force)
 
 
 @app.command("serve")
@@ -360,6 +381,20 @@ def serve_cmd(
 
     serve_until_interrupted(_config(config, workdir, set_, **{
         "serve.host": host, "serve.port": port, "serve.backend": backend}))
+
+
+@app.command("llm-server")
+@user_errors
+def llm_server_cmd(
+    model: Annotated[str | None, typer.Option(help="Model folder to serve (default: llm_server.model, else "
+                                                   "<workdir>/models/base).")] = None,
+    port: Annotated[int | None, typer.Option(help="HTTP port (default: llm_server.port; 0: a free one).")] = None,
+    config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None,
+) -> None:
+    """vLLM's OpenAI-compatible server on a model of the run directory, until Ctrl-C; prints its base_url."""
+    from parallel_r1.llm_server import serve_until_interrupted
+
+    serve_until_interrupted(_config(config, workdir, set_, **{"llm_server.model": model, "llm_server.port": port}))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 from rich.table import Table
 
@@ -38,11 +38,17 @@ class StageClock:
 
 
 def run_pipeline(cfg: PipelineConfig, *, force: bool = False) -> None:
+    with ExitStack() as llm_server:  # a managed LLM server is stopped however the run ends
+        _run_stages(cfg, force, llm_server)
+
+
+def _run_stages(cfg: PipelineConfig, force: bool, llm_server: ExitStack) -> None:
     from parallel_r1.curate.stage import batches_up_to_date, run_batch
     from parallel_r1.discover.stage import print_discover_summary, run_discover
     from parallel_r1.evaluate.gate import run_gate
     from parallel_r1.evaluate.stage import run_compare
     from parallel_r1.grading.stage import run_grade
+    from parallel_r1.llm_server import endpoint_users, managed_endpoints
     from parallel_r1.train.base_model import init_base_model
     from parallel_r1.train.stage import run_finetune
 
@@ -51,11 +57,17 @@ def run_pipeline(cfg: PipelineConfig, *, force: bool = False) -> None:
     if cfg.base_model.path is None:  # first: discovery may run on this model through a local LLM server
         with clock.stage("init-model"):
             init_base_model(cfg.base_model, paths.base_model, force=force)
+    served = endpoint_users(cfg)
+    if served:
+        with clock.stage("llm-server"):
+            cfg = llm_server.enter_context(managed_endpoints(cfg, served))
     with clock.stage("discover"):
         result = run_discover(cfg)
         print_discover_summary(result)
     with clock.stage("grade"):
         run_grade(cfg, reuse_grades=not force)
+    if "judge" not in served:
+        llm_server.close()  # discovery alone used it: its memory goes back to fine-tuning
     with clock.stage("batch"):
         if force or not batches_up_to_date(cfg):
             run_batch(cfg)

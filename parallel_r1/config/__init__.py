@@ -11,11 +11,13 @@ import yaml
 from pydantic import Field, ValidationError
 
 from parallel_r1.config.base import ConfigError, _Section
+from parallel_r1.config.llm_server import LLMServerConfig
 from parallel_r1.config.parallel import (
     CurriculumConfig,
     ParallelConfig,
     ParallelInferenceConfig,
     ParallelSFTConfig,
+    PathGenerationConfig,
     RewardScheduleConfig,
     RewardWeightsConfig,
     RLConfig,
@@ -23,6 +25,7 @@ from parallel_r1.config.parallel import (
     RLStopConfig,
     RLVerifyConfig,
 )
+from parallel_r1.config.roleplay import RolePlayConfig
 from parallel_r1.config.serve import ServeConfig
 from parallel_r1.config.stages import (
     BaseModelConfig,
@@ -41,19 +44,23 @@ from parallel_r1.config.stages import (
     RayConfig,
     TuneConfig,
 )
+from parallel_r1.config.transcripts import TranscriptsConfig
 
 __all__ = ["BaseModelConfig", "BatchConfig", "BatchSpec", "ConfigError", "CurriculumConfig", "DiscoverConfig",
            "EvalConfig", "EvalSliceSpec", "FinetuneConfig", "GateConfig", "GradeConfig", "InferenceConfig",
-           "LoraSection", "OpenAIEndpointConfig", "OpenAIFinetuneConfig", "ParallelConfig",
-           "ParallelInferenceConfig", "ParallelSFTConfig", "PipelineConfig", "RLConfig", "RLExploreConfig",
+           "LLMServerConfig", "LoraSection", "OpenAIEndpointConfig", "OpenAIFinetuneConfig", "ParallelConfig",
+           "ParallelInferenceConfig", "ParallelSFTConfig", "PathGenerationConfig", "PipelineConfig", "RLConfig",
+           "RLExploreConfig", "RolePlayConfig",
            "RLStopConfig", "RLVerifyConfig", "RayConfig", "RewardScheduleConfig", "RewardWeightsConfig", "ServeConfig",
-           "TuneConfig", "dump_config", "load_config", "parse_override"]
+           "TranscriptsConfig", "TuneConfig", "dump_config", "load_config", "parse_override"]
 
 
 class PipelineConfig(_Section):
     workdir: Path = Field(Path("data"), description="Run directory every stage reads and writes.")
     ray: RayConfig = Field(default_factory=RayConfig)
     discover: DiscoverConfig = Field(default_factory=DiscoverConfig)
+    transcripts: TranscriptsConfig = Field(default_factory=TranscriptsConfig,
+                                           description="How `parallel-r1 import` checks real transcripts.")
     grade: GradeConfig = Field(default_factory=GradeConfig)
     batch: BatchConfig = Field(default_factory=BatchConfig)
     base_model: BaseModelConfig = Field(default_factory=BaseModelConfig)
@@ -65,6 +72,8 @@ class PipelineConfig(_Section):
     serve: ServeConfig = Field(default_factory=ServeConfig)
     parallel: ParallelConfig = Field(default_factory=ParallelConfig)
     rl: RLConfig = Field(default_factory=RLConfig)
+    llm_server: LLMServerConfig = Field(default_factory=LLMServerConfig,
+                                        description="vLLM's OpenAI-compatible server on a model of the run directory.")
 
 
 def _format_validation_error(err: ValidationError, source: str) -> str:

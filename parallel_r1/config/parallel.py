@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from parallel_r1.config.base import _Section
+from parallel_r1.config.stages import OpenAIEndpointConfig
 
 
 class ParallelInferenceConfig(_Section):
@@ -21,8 +22,8 @@ class ParallelSFTConfig(_Section):
     """The cold-start SFT (`parallel-r1 parallel-sft`): training settings that differ from `finetune`, and the
     validation it must pass before RL."""
 
-    epochs: float | None = Field(10.0, gt=0, description="Training epochs; None: finetune.epochs. Measured on the "
-                                                        "demo: 4 epochs gave 12% format adherence, 10 gave 82%.")
+    epochs: float | None = Field(10.0, gt=0, description="Training epochs; None: finetune.epochs. The format is "
+                                                        "learnt late: fewer epochs leave most replies malformed.")
     learning_rate: float | None = Field(None, gt=0, description="Peak learning rate; None: finetune.learning_rate.")
     max_length: int = Field(512, ge=16, description="Tokens per training example: a parallel target holds every path, "
                                                     "so it is longer than a specialist's. The saved model's context "
@@ -30,6 +31,11 @@ class ParallelSFTConfig(_Section):
     min_uplift: float = Field(0.05, ge=-1, description="Relative uplift of the parallel evaluation score over the "
                                                       "starting point (base model + tags) that the SFT'd model "
                                                       "needs; below it the stage fails (the evaluation is written).")
+    max_rubric_drop: float = Field(0.0, ge=0, le=1, description="The uplift counts only if the rubric score (student "
+                                                                "view) does not fall: the lower bound of the paired "
+                                                                "bootstrap interval (eval.ci_level) of the SFT'd minus "
+                                                                "the starting point's rubric per held-out prefix must "
+                                                                "be >= -this. 0: the interval must rule out any fall.")
     format_weight: float = Field(0.5, ge=0, le=1, description="Weight of format adherence in the parallel evaluation "
                                                              "score; the rest is the rubric of the student's view.")
     eval_prompts_per_slice: int = Field(3, ge=2, description="Held-out prefixes per eval slice (eval.slices, "
@@ -37,15 +43,37 @@ class ParallelSFTConfig(_Section):
     samples_per_prompt: int = Field(2, ge=1, description="Sampled replies per held-out prefix (same seeds for both).")
 
 
+class PathGenerationConfig(_Section):
+    """How a model writes the alternative paths of a teacher turn that the procedural simulator cannot replay."""
+
+    model: str | None = Field(None, description="policy: the model folder or hub id that samples the paths; None: the "
+                                                "base model (base_model.path or <workdir>/models/base). It runs on "
+                                                "the `inference` engine: in this process, or on Ray engine actors "
+                                                "when inference.num_engines > 1 or inference.gpus_per_engine > 0.")
+    endpoint: OpenAIEndpointConfig = Field(default_factory=OpenAIEndpointConfig,
+                                           description="endpoint: the OpenAI-compatible server that writes the paths "
+                                                       "(its temperature and max_tokens are the ones below).")
+    samples: int = Field(4, ge=1, description="Alternatives sampled per teacher turn; with the recorded reply they "
+                                              "are the candidates the paths are chosen from.")
+    temperature: float = Field(0.9, ge=0, le=2, description="Sampling temperature of the alternatives.")
+    top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling mass of the alternatives (policy).")
+    max_tokens: int = Field(200, ge=1, description="Token budget of one alternative.")
+    min_words: int = Field(3, ge=1, description="Alternatives with fewer words are dropped as empty.")
+    batch_turns: int = Field(16, ge=1, description="Teacher turns per engine call (policy) or per round of "
+                                                   "concurrent requests (endpoint).")
+    max_in_flight: int = Field(32, ge=1, description="endpoint: requests in flight at once.")
+    seed: int = Field(0, description="policy: sampling seed of the alternatives.")
+
+
 class ParallelConfig(_Section):
     # the format
     max_blocks: int = Field(3, ge=1, description="K: parallel blocks allowed in one reply (validation and rewards).")
     branches: int = Field(3, ge=2, description="Paths per block in the cold-start targets.")
     # the cold-start dataset
-    dataset_threshold: float = Field(0.8, ge=0, le=1, description="Only dialogues scoring >= this become targets. "
-                                                                  "0.8: of the demo's 2,000 procedural dialogues "
-                                                                  "2 score >= 0.9 and 156 >= 0.8 (the issue's 0.9 "
-                                                                  "suits an LLM-judged run: configs/cluster.yaml).")
+    dataset_threshold: float = Field(0.8, ge=0, le=1, description="Only dialogues scoring >= this become targets; "
+                                                                  "set it to what the grader of your discovery "
+                                                                  "reaches (`parallel-sft` says which threshold "
+                                                                  "would give parallel.min_dialogues).")
     min_dialogues: int = Field(20, ge=1, description="Fewer dialogues at or above the threshold is an error that "
                                                      "says which threshold would do (never a silently smaller set).")
     turns_per_dialogue: int = Field(1, ge=1, description="Teacher turns of each dialogue rewritten as targets.")
@@ -56,6 +84,14 @@ class ParallelConfig(_Section):
                                                                            "path; merge: it adds the runner-up's "
                                                                            "closing sentence when that grades as well.")
     seed: int = Field(0, description="Seed of the turns drawn and of the path order.")
+    path_source: Literal["auto", "replay", "policy", "endpoint"] = Field(
+        "auto", description="Who writes the alternative paths. replay: the procedural simulator, replayed from the "
+                            "dialogue's seeds (procedural dialogues only); policy: a local model "
+                            "(path_generation.model); endpoint: an OpenAI-compatible server "
+                            "(path_generation.endpoint); auto: replay for procedural dialogues, the policy for the "
+                            "others (real LLM dialogues, imported transcripts).")
+    path_generation: PathGenerationConfig = Field(default_factory=PathGenerationConfig,
+                                                  description="Sampling of the paths by the policy or the endpoint.")
     inference: ParallelInferenceConfig = Field(default_factory=ParallelInferenceConfig,
                                                description="The execution policy of parallel inference.")
     sft: ParallelSFTConfig = Field(default_factory=ParallelSFTConfig, description="The cold-start SFT and its "
@@ -65,8 +101,8 @@ class ParallelConfig(_Section):
 class RewardWeightsConfig(_Section):
     rubric: float = Field(1.0, ge=0, description="Weight of the rubric grade of the reply the student sees.")
     diversity: float = Field(0.2, ge=0, description="Weight of path diversity (1 - mean pairwise self-BLEU).")
-    consistency: float = Field(0.2, ge=0, description="Weight of verification consistency (summary vs best path, "
-                                                      "critic vs rubric).")
+    consistency: float = Field(0.2, ge=0, description="Weight of verification consistency (the summary sides with "
+                                                      "the best-graded path: the grader's, and rl.critic's).")
     format: float = Field(0.5, ge=0, description="Weight of the format reward.")
 
 
@@ -123,8 +159,12 @@ class RLConfig(_Section):
     format_partial_credit: float = Field(0.5, ge=0, le=1, description="Format reward of a malformed reply whose "
                                                                       "blocks are all well formed.")
     diversity_max_n: int = Field(4, ge=1, description="Longest n-gram of the self-BLEU behind path diversity.")
-    critic_weight: float = Field(0.5, ge=0, le=1, description="Share of consistency from critic-rubric agreement "
-                                                              "(when a critic is given).")
+    critic: Literal["none", "fitted", "llm"] = Field(
+        "none", description="Critic of verification consistency: it grades every path, and the reward asks whether "
+                            "the summary sides with the critic's best. fitted: the fitted grader (grade.fitted_path, "
+                            "else <workdir>/grader/fitted); llm: the LLM judge at grade.judge.")
+    critic_weight: float = Field(0.5, ge=0, le=1, description="Share of consistency from the critic's pick (when "
+                                                              "rl.critic is set); the rest is the grader's pick.")
     # curriculum and phases
     curriculum: CurriculumConfig = Field(default_factory=CurriculumConfig, description="easy -> medium -> hard.")
     explore: RLExploreConfig = Field(default_factory=RLExploreConfig,
@@ -155,7 +195,7 @@ class RLConfig(_Section):
                                                                              "trainer; server: a `trl vllm-serve`.")
     vllm_server_url: str | None = Field(None, description="vllm_mode=server: the server's base URL.")
     vllm_dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "float32", description="Colocated engine dtype (float32 on CPU: TRL would otherwise pick bf16, ~3x slower).")
+        "float32", description="Colocated engine dtype (float32 on CPU: TRL would otherwise pick bf16, slower there).")
     vllm_gpu_memory_utilization: float = Field(0.3, gt=0, le=1, description="Colocated engine's share of the GPU.")
     vllm_kv_cache_gb: int = Field(1, ge=1, description="Colocated engine on CPU: KV cache (VLLM_CPU_KVCACHE_SPACE).")
     # scale

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from parallel_r1.config.base import _Section
+from parallel_r1.config.roleplay import RolePlayConfig
 
 
 class RayConfig(_Section):
@@ -46,6 +47,8 @@ class DiscoverConfig(_Section):
     flush_every: int = Field(50, ge=1, description="Append finished dialogues to Parquet every N.")
     grade: bool = Field(True, description="Grade each dialogue as it is discovered.")
     openai: OpenAIEndpointConfig = Field(default_factory=OpenAIEndpointConfig)
+    roleplay: RolePlayConfig = Field(default_factory=RolePlayConfig,
+                                     description="Rules the openai backend's turns must keep.")
 
 
 class GradeConfig(_Section):

@@ -51,6 +51,8 @@ class Dialogue:
     criteria: dict[str, float] = field(default_factory=dict)
     grader: str | None = None
     stock_phrase_density: float | None = None
+    source: str | None = None  # the transcripts file an imported dialogue came from; None: discovered
+    profile_source: str | None = None  # imported: "given" or "inferred:<reader>"; None: the simulator's
 
     @property
     def n_turns(self) -> int:
@@ -106,7 +108,7 @@ DIALOGUE_SCHEMA = pa.schema([
     ("behaviours", pa.list_(pa.string())), ("created_at", pa.string()), ("duration_s", pa.float64()),
     ("score", pa.float64()), ("confidence", pa.float64()),
     ("criteria", pa.map_(pa.string(), pa.float64())), ("grader", pa.string()),
-    ("stock_phrase_density", pa.float64()),
+    ("stock_phrase_density", pa.float64()), ("source", pa.string()), ("profile_source", pa.string()),
 ])
 
 

@@ -13,4 +13,4 @@ def build_backend(cfg: DiscoverConfig) -> ChatBackend:
         return ProceduralBackend(seed=cfg.seed)
     from parallel_r1.discover.openai_backend import OpenAIBackend
 
-    return OpenAIBackend(cfg.openai, seed=cfg.seed)
+    return OpenAIBackend(cfg.openai, seed=cfg.seed, roleplay=cfg.roleplay)

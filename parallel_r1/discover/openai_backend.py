@@ -1,17 +1,19 @@
 """The chat backend for any OpenAI-compatible endpoint: one model role-plays both the student and the tutor.
 
 Each role gets its own system prompt and sees the conversation from its own side (its turns as
-`assistant`, the other's as `user`). The student's first turn is the card's opening line, verbatim.
+`assistant`, the other's as `user`). The student's first turn is the card's opening line, verbatim. Each
+request is trimmed to the served model's context, and a turn that breaks the role-play rules
+(`turn_checks`) is asked for again with a corrective note, a bounded number of times.
 """
 
 from __future__ import annotations
 
-import re
-
-from parallel_r1.config import OpenAIEndpointConfig
+from parallel_r1.config import OpenAIEndpointConfig, RolePlayConfig
 from parallel_r1.data import ScenarioCard, StudentPersona, Turn
 from parallel_r1.discover.backend import DialogueContext
-from parallel_r1.llm_client import OpenAIChatClient
+from parallel_r1.discover.chat_window import ContextWindow, fit_messages
+from parallel_r1.discover.turn_checks import TurnRejected, check_turn, strip_own_label
+from parallel_r1.llm_client import Completion, EndpointError, OpenAIChatClient
 
 TRAIT_NOTES = {
     "neurodivergent": "You are neurodivergent: you process information your own way and do best with "
@@ -74,56 +76,95 @@ def teacher_prompt(card: ScenarioCard) -> str:
     )
 
 
-_LABEL = re.compile(r"^\s*\**(\w+)\**\s*:\s*\**\s*")
+# Messages of a role's request that always stay when it is trimmed: the system prompt and the opening (for
+# the student also the kickoff line before it).
+HEAD = {"student": 3, "teacher": 2}
+CONTEXT_ATTEMPTS = 3  # requests per turn when the server refuses the prompt as too long
 
 
 class OpenAISession:
-    """One dialogue: both roles' system prompts, and each role's view of the turns so far."""
+    """One dialogue: both roles' system prompts, each role's view of the turns so far, and the role-play
+    checks. `behaviours` records what it took: one `roleplay_retry:<role>:<code>` per turn asked for again,
+    and `context_trimmed:<n>` when n requests left older turns out to fit the model's context."""
 
-    behaviours: list[str]
-
-    def __init__(self, client: OpenAIChatClient, ctx: DialogueContext):
-        self._client = client
+    def __init__(self, backend: OpenAIBackend, ctx: DialogueContext):
+        self._backend = backend
         self._opening = ctx.card.opening
-        self._labels = {"student", "teacher", "tutor", "assistant", "user", ctx.persona.name.lower()}
+        self._name = ctx.persona.name
         self.system = {"student": student_prompt(ctx.persona, ctx.card), "teacher": teacher_prompt(ctx.card)}
-        self.behaviours = []  # a real model's intentions are unknown; the grader judges the turns
+        self.retries: list[str] = []
+        self.trimmed = 0
 
-    def messages(self, role: str, history: list[Turn]) -> list[dict]:
-        """The chat request for `role`'s next turn: its system prompt, then the turns from its side."""
-        msgs = [{"role": "system", "content": self.system[role]}]
+    @property
+    def behaviours(self) -> list[str]:
+        return [*self.retries, *([f"context_trimmed:{self.trimmed}"] if self.trimmed else [])]
+
+    def messages(self, role: str, history: list[Turn], note: str = "") -> list[dict]:
+        """The chat request for `role`'s next turn: its system prompt (with `note` after it), then the turns
+        from its side."""
+        msgs = [{"role": "system", "content": self.system[role] + (f"\n\n{note}" if note else "")}]
         if role == "student":
             msgs.append({"role": "user", "content": STUDENT_KICKOFF})
         msgs += [{"role": "assistant" if t.role == role else "user", "content": t.content} for t in history]
         return msgs
 
-    def _clean(self, text: str) -> str:
-        """Drop a leading speaker label ("Tutor:", "Amara:") that role-playing models like to add."""
-        m = _LABEL.match(text)
-        if m and m.group(1).lower() in self._labels and text[m.end():].strip():
-            return text[m.end():].strip()
-        return text
+    async def _complete(self, role: str, history: list[Turn], note: str) -> Completion:
+        """One reply, the request trimmed to the context; a context-length refusal is learnt from and retried."""
+        backend = self._backend
+        window = backend.window
+        await window.ready()
+        request = self.messages(role, history, note)
+        for attempt in range(CONTEXT_ATTEMPTS):
+            max_tokens = window.reply_tokens(backend.cfg.max_tokens)
+            sent, dropped = fit_messages(request, HEAD[role], window.prompt_budget(max_tokens), window.estimate)
+            try:
+                done = await backend.client.complete_full(sent, max_tokens=max_tokens)
+            except EndpointError as e:
+                if not e.context_length or attempt == CONTEXT_ATTEMPTS - 1:
+                    raise
+                window.learn(e, sent)
+                continue
+            window.calibrate(sent, done.prompt_tokens)
+            if dropped:
+                self.trimmed += 1
+            return done
+        raise AssertionError("unreachable")
 
     async def reply(self, role: str, history: list[Turn]) -> str:
         if role not in self.system:
             raise ValueError(f"unknown role {role!r}; expected 'student' or 'teacher'")
         if role == "student" and not history:
             return self._opening
-        return self._clean(await self._client.complete(self.messages(role, history)))
+        rules = self._backend.roleplay
+        note = ""
+        for attempt in range(rules.max_retries + 1):
+            done = await self._complete(role, history, note)
+            text = strip_own_label(role, done.text, self._name)
+            problem = check_turn(role, text, finish_reason=done.finish_reason, history=history, name=self._name,
+                                 rules=rules)
+            if problem is None:
+                return text
+            if attempt < rules.max_retries:
+                self.retries.append(f"roleplay_retry:{role}:{problem.code}")
+                note = problem.note()
+        raise TurnRejected(role, len(history), problem, rules.max_retries, text)
 
 
 class OpenAIBackend:
-    """Writes dialogues with a model behind an OpenAI-compatible endpoint; one client for all sessions."""
+    """Writes dialogues with a model behind an OpenAI-compatible endpoint; one client and one context window
+    for all sessions."""
 
     name = "openai"
 
-    def __init__(self, cfg: OpenAIEndpointConfig, seed: int = 0):
+    def __init__(self, cfg: OpenAIEndpointConfig, seed: int = 0, roleplay: RolePlayConfig | None = None):
         self.cfg = cfg
         self.model = cfg.model
+        self.roleplay = roleplay or RolePlayConfig()
         self.client = OpenAIChatClient(cfg, seed=seed)
+        self.window = ContextWindow(self.client, cfg.context_tokens)
 
     def open(self, ctx: DialogueContext) -> OpenAISession:
-        return OpenAISession(self.client, ctx)
+        return OpenAISession(self, ctx)
 
     async def close(self) -> None:
         await self.client.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -17,6 +18,7 @@ from parallel_r1.console import console, progress_bar, summary_table
 from parallel_r1.data import Dialogue, DialogueTask, discovery_plan, read_dialogues, write_dialogues
 from parallel_r1.data.io import atomic_write_json, atomic_write_jsonl, atomic_write_text, read_jsonl
 from parallel_r1.grading import resolved_grade
+from parallel_r1.llm_server import managed_endpoints
 from parallel_r1.paths import RunPaths
 from parallel_r1.recipe import run_recipe
 
@@ -54,6 +56,7 @@ class DiscoverStage:
         self.failures: dict[str, dict] = {}
         self.dialogues: list[Dialogue] = []  # what dialogues.parquet holds, kept so flushes never re-read it
         self._buffer: list[Dialogue] = []
+        self._llm_server = ExitStack()  # a managed LLM server (llm_server.managed), while the pool runs
 
     def setup(self) -> None:
         from parallel_r1.discover.pool import DiscoveryPool
@@ -70,8 +73,10 @@ class DiscoverStage:
         self.failures = {f["dialogue_id"]: f for f in read_jsonl(self.paths.discover_failures)
                          if f["dialogue_id"] not in done}
         if self.pending:
+            needs = ("discover", "judge") if d.grade else ("discover",)
+            self.cfg = self._llm_server.enter_context(managed_endpoints(self.cfg, needs))
             console.print(ensure_ray(self.cfg.ray))
-            self.pool = DiscoveryPool(d, resolved_grade(self.cfg) if d.grade else None)
+            self.pool = DiscoveryPool(self.cfg.discover, resolved_grade(self.cfg) if d.grade else None)
 
     def _check_same_plan(self) -> None:
         """Resuming is only meaningful with the plan the existing dialogues came from."""
@@ -145,6 +150,7 @@ class DiscoverStage:
         if self.pool is not None:
             self.pool.shutdown()
             self.pool = None
+        self._llm_server.close()
 
 
 def print_discover_summary(result: DiscoverResult) -> None:

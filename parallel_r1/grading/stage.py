@@ -78,8 +78,9 @@ def _set_grade(d: Dialogue, g: Grade) -> None:
     d.stock_phrase_density = stock_phrase_density([t.content for t in d.turns if t.role == "teacher"])
 
 
-class _Run:
-    """The dialogues, this grader's failures, and the per-chunk writes of both."""
+class GradeRun:
+    """The dialogues, this grader's failures, and the per-chunk writes of both: what grades part of the run
+    directory's dialogues (the grade stage, an import) and writes every dialogue after each chunk."""
 
     def __init__(self, paths: RunPaths, dialogues: list[Dialogue], grader: Grader):
         self.paths, self.dialogues, self.grader = paths, dialogues, grader
@@ -145,7 +146,7 @@ def run_grade(cfg: PipelineConfig, *, show_progress: bool = True, reuse_grades: 
     grader = build_grader(cfg.grade, paths)
     started = time.perf_counter()
     todo = [d for d in dialogues if not (reuse_grades and d.score is not None and d.grader == grader.name)]
-    run = _Run(paths, dialogues, grader)
+    run = GradeRun(paths, dialogues, grader)
     if todo:
         not_attempted = asyncio.run(run.grade(todo, show_progress))
     else:

@@ -156,6 +156,7 @@ def build_trainer(config: dict, output_dir: str, curriculum_state=None, world_si
     from parallel_r1.train.curriculum import Curriculum
     from parallel_r1.train.grpo import CurriculumGRPOTrainer, grpo_args
     from parallel_r1.train.rewards import COMPONENTS, rewards_from_config
+    from parallel_r1.train.rl_critic import build_critic
     from parallel_r1.train.rl_metrics import MetricsLog
     from parallel_r1.train.rl_prompts import CurriculumPrompts
 
@@ -174,7 +175,7 @@ def build_trainer(config: dict, output_dir: str, curriculum_state=None, world_si
     prompts = CurriculumPrompts(rl.curriculum.tiers, rl.prompt_pool, rl.seed, config["max_blocks"], count_tokens,
                                 budget)
     grader = build_grader(GradeConfig.model_validate(config["grade"])) if config.get("grade") else None
-    combined = rewards_from_config(rl, config["max_blocks"], grader=grader)
+    combined = rewards_from_config(rl, config["max_blocks"], critic=build_critic(config.get("critic")), grader=grader)
     args = grpo_args(rl, output_dir, backend=config["backend"], max_model_len=max_model_len,
                      use_gpu=rl.use_gpu, world_size=world_size, first_phase=curriculum.phase, save=save)
     dataset = Dataset.from_dict({"prompt": [[{"role": "user", "content": ""}]] * rl.prompt_pool,

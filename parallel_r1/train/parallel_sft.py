@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from pathlib import Path
 
 from parallel_r1.config import FinetuneConfig, PipelineConfig
@@ -66,9 +67,26 @@ class ParallelSFTStage:
     def _dataset_key(self) -> dict:
         p = self.cfg.parallel
         fields = {"dataset_threshold", "branches", "max_blocks", "min_dialogues", "turns_per_dialogue",
-                  "path_min_grade", "max_path_overlap", "summary_mode", "seed"}
+                  "path_min_grade", "max_path_overlap", "summary_mode", "seed", "path_source"}
+        writer = self._path_writer()
+        model = {} if writer == "replay" else {"path_generation": p.path_generation.model_dump(mode="json")}
+        if writer == "policy":
+            model.update(policy=p.path_generation.model or self.base, engine=self.cfg.inference.model_dump(mode="json"))
         return {"dialogues": file_digest(self.paths.dialogues), "discover_seed": self.cfg.discover.seed,
-                **p.model_dump(mode="json", include=fields)}
+                **p.model_dump(mode="json", include=fields), **model}
+
+    def _path_writer(self) -> str:
+        """Who writes any of the dataset's paths: "replay" when only the simulator does (`auto` with procedural
+        dialogues only), else the model of `parallel.path_source`."""
+        import pyarrow.parquet as pq
+
+        from parallel_r1.curate.parallel_dataset import PROCEDURAL
+
+        source = self.cfg.parallel.path_source
+        if source != "auto":
+            return source
+        backends = pq.read_table(self.paths.dialogues, columns=["backend"]).column("backend").to_pylist()
+        return "policy" if any(b != PROCEDURAL for b in backends) else "replay"
 
     def _train_key(self) -> dict:
         ft = self.finetune_config()
@@ -82,6 +100,7 @@ class ParallelSFTStage:
         return {"train": _digest(self.key["train"]), "sft": s.parallel.sft.model_dump(mode="json"),
                 "inference": s.parallel.inference.model_dump(mode="json"), "eval_seed": s.eval.seed,
                 "sampling_seed": s.eval.sampling_seed, "slices": [x.model_dump(mode="json") for x in s.eval.slices],
+                "ci_level": s.eval.ci_level, "bootstrap_samples": s.eval.bootstrap_samples,
                 "engine": s.inference.model_dump(mode="json")}
 
     # ------------------------------------------------------------------ setup
@@ -113,17 +132,21 @@ class ParallelSFTStage:
             self.records, self.dataset_info = read_jsonl(self.paths.parallel_sft_data), meta["info"]
             console.print(f"parallel-sft: {self.paths.parallel_sft_data} is up to date ({len(self.records)} records)")
             return
-        builder = ParallelDatasetBuilder.from_config(self.cfg.parallel, backend_seed=self.cfg.discover.seed)
+        builder = ParallelDatasetBuilder.from_config(self.cfg.parallel, backend_seed=self.cfg.discover.seed,
+                                                     inference=self.cfg.inference, base_model=self.base,
+                                                     ray=self.cfg.ray, progress=True)
         dataset = builder.build(read_dialogues(self.paths.dialogues))
         dataset.write_jsonl(self.paths.parallel_sft_data)
         self.records = [r.to_dict() for r in dataset.records]
         self.dataset_info = {"records": len(dataset.records), "eligible_dialogues": dataset.eligible_dialogues,
                              "skipped": len(dataset.skipped), "threshold": self.cfg.parallel.dataset_threshold,
-                             "branches": self.cfg.parallel.branches}
+                             "branches": self.cfg.parallel.branches, "failed_requests": len(dataset.failures),
+                             "path_sources": dict(Counter(f"{r.path_source}: {r.path_model}" for r in dataset.records))}
         atomic_write_json(meta_path, {"key": self.key["dataset"], "info": self.dataset_info,
-                                      "skipped": dataset.skipped})
+                                      "skipped": dataset.skipped, "failures": dataset.failures})
         console.print(f"parallel-sft: {len(dataset.records)} parallel targets from {dataset.eligible_dialogues} "
-                      f"dialogues scoring >= {self.cfg.parallel.dataset_threshold:g} -> {self.paths.parallel_sft_data}")
+                      f"dialogues scoring >= {self.cfg.parallel.dataset_threshold:g} -> {self.paths.parallel_sft_data} "
+                      f"(paths: {self.dataset_info['path_sources']}; {len(dataset.failures)} failed requests)")
 
     def _prepare_job(self) -> None:
         """The manifest entry of the training job: kept when it succeeded under the same key, resumed (same run
@@ -168,7 +191,9 @@ class ParallelSFTStage:
             for name, folder, after in ((START, start, "evaluating the SFT'd model"), (SFT, model, "done")):
                 results[name] = evaluation.evaluate(name, folder)
                 bar.update(task, advance=1, status=after)
-        check = check_uplift(results[START], results[SFT], self.cfg.parallel.sft.min_uplift)
+        sft, ecfg = self.cfg.parallel.sft, self.cfg.eval
+        check = check_uplift(results[START], results[SFT], sft.min_uplift, sft.max_rubric_drop,
+                             samples=ecfg.bootstrap_samples, level=ecfg.ci_level, seed=ecfg.seed)
         record = {**evaluation_record(results, check, evaluation.meta()), "key": self.key,
                   "dataset": self.dataset_info, "training": job.metrics, "model": str(model),
                   "start_model": str(start)}

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import combinations
 from typing import TYPE_CHECKING, Any, Protocol
 
 from parallel_r1.curate.parallel_format import (
     DEFAULT_MAX_BLOCKS,
     MIN_PATHS,
+    ParallelBlock,
     ParsedReply,
+    bleu,
     overlap,
     parse_reply,
-    path_diversity,
+    words,
 )
 from parallel_r1.data import ScenarioCard, StudentProfileConfig, get_card
 from parallel_r1.grading import Grade, HeuristicRubricGrader
@@ -26,6 +29,8 @@ if TYPE_CHECKING:
     from parallel_r1.config import RLConfig
 
 COMPONENTS = ("rubric", "diversity", "consistency", "format")
+MIN_PATH_WORDS = 3  # a path with fewer alphabetic words says nothing that could differ from another path
+CLEAR_GRADE_GAP = 0.1  # grades of two paths this far apart are a clear preference between them
 
 
 class TurnGrader(Protocol):
@@ -35,11 +40,15 @@ class TurnGrader(Protocol):
                    scenario: ScenarioCard | None = None) -> Grade: ...
 
 
-class DialogueGrader(Protocol):
-    """Grades a whole dialogue; every grader of `parallel_r1.grading` is one, so any can be the critic."""
+# (history before the reply, the paths of its blocks, the student's profile, the scenario card)
+PathRequest = tuple[list[dict], list[str], StudentProfileConfig | None, ScenarioCard | None]
 
-    def grade_dialogue(self, messages: list[dict], profile: StudentProfileConfig | None = None,
-                       scenario: ScenarioCard | None = None) -> Grade: ...
+
+class Critic(Protocol):
+    """Grades every path of many replies at once (`parallel_r1.train.rl_critic.PathCritic` is one): per request the
+    grade of each path in order, or None where it could not grade them."""
+
+    def grade(self, requests: Sequence[PathRequest]) -> list[list[float] | None]: ...
 
 
 def completion_text(completion: str | Sequence[Mapping[str, Any]]) -> str:
@@ -130,25 +139,59 @@ class RubricReward(_Reward):
         return self.grader.grade_turn(sample.history, view, sample.profile, sample.scenario).score
 
 
-class DiversityReward(_Reward):
-    """Mean over a reply's blocks of 1 - pairwise self-BLEU of their paths; 0 for a reply without a block."""
+def substantive(path: str, min_words: int = MIN_PATH_WORDS) -> bool:
+    """Whether a path has at least `min_words` words with a letter in them (numbers and punctuation do not count)."""
+    return sum(any(c.isalpha() for c in w) for w in words(path)) >= min_words
 
-    def __init__(self, max_n: int = 4, max_blocks: int = DEFAULT_MAX_BLOCKS):
+
+def block_diversity(paths: Sequence[str], max_n: int = 4, min_words: int = MIN_PATH_WORDS) -> float:
+    """1 - mean pairwise self-BLEU (both directions) of a block's paths, where a pair with a path that is not
+    `substantive` counts as copies: empty, wordless or near-empty paths add no diversity."""
+    pairs = list(combinations(paths, 2))
+    if not pairs:
+        return 0.0
+    distinct = [1.0 - (bleu(a, b, max_n) + bleu(b, a, max_n)) / 2 for a, b in pairs
+                if substantive(a, min_words) and substantive(b, min_words)]
+    return sum(distinct) / len(pairs)
+
+
+class DiversityReward(_Reward):
+    """Mean over a reply's blocks of their `block_diversity`; 0 for a reply without a block."""
+
+    def __init__(self, max_n: int = 4, max_blocks: int = DEFAULT_MAX_BLOCKS, min_words: int = MIN_PATH_WORDS):
         super().__init__("path_diversity", max_blocks)
-        self.max_n = max_n
+        self.max_n, self.min_words = max_n, min_words
 
     def score(self, sample: Sample) -> float:
         blocks = [b for b in sample.parsed.blocks if len(b.paths) >= MIN_PATHS]
         if not blocks:
             return 0.0
-        return sum(path_diversity(b.paths, self.max_n) for b in blocks) / len(blocks)
+        return sum(block_diversity(b.paths, self.max_n, self.min_words) for b in blocks) / len(blocks)
+
+
+def sided_agreement(summary: str, paths: Sequence[str], grades: Sequence[float]) -> float:
+    """How far a summary sides with the best-graded path: its overlap with the path it follows most closely, times
+    that path's standing (1 for the best, falling linearly to 0 at `CLEAR_GRADE_GAP` or the worst path's grade below
+    the best, whichever is further)."""
+    best = max(grades)
+    spread = max(best - min(grades), CLEAR_GRADE_GAP)
+    standing = [1.0 - (best - g) / spread for g in grades]
+    follows = [overlap(summary, p) for p in paths]
+    i = max(range(len(paths)), key=lambda k: (follows[k], standing[k]))
+    return follows[i] * standing[i]
+
+
+def verified_blocks(sample: Sample) -> list[ParallelBlock]:
+    """The blocks of a reply whose summary can be checked against paths."""
+    return [b for b in sample.parsed.blocks if b.paths and b.summary and b.summary.strip()]
 
 
 class ConsistencyReward(_Reward):
-    """Whether the summaries verify their paths: each summary's overlap with its best-graded path, blended
-    with how closely a critic's grade of the visible reply agrees with the rubric's (when a critic is given)."""
+    """Whether the summaries verify their paths: the mean over blocks of how far the summary sides with the path
+    `grader` grades best (`sided_agreement`); with a critic, blended (`critic_weight`) with how far it sides with the
+    path the critic grades best. A reply whose paths the critic could not grade keeps the grader's part alone."""
 
-    def __init__(self, grader: TurnGrader | None = None, critic: DialogueGrader | None = None,
+    def __init__(self, grader: TurnGrader | None = None, critic: Critic | None = None,
                  critic_weight: float = 0.5, max_blocks: int = DEFAULT_MAX_BLOCKS):
         super().__init__("verification_consistency", max_blocks)
         if not 0.0 <= critic_weight <= 1.0:
@@ -156,31 +199,30 @@ class ConsistencyReward(_Reward):
         self.grader = grader or HeuristicRubricGrader()
         self.critic, self.critic_weight = critic, critic_weight
 
-    def best_path(self, sample: Sample, paths: Sequence[str]) -> str:
-        """The path the rubric grades highest at this turn (the first of equals)."""
-        grades = [self.grader.grade_turn(sample.history, p, sample.profile, sample.scenario).score for p in paths]
-        return paths[grades.index(max(grades))]
+    def __call__(self, prompts: Sequence, completions: Sequence, **kwargs: Any) -> list[float]:
+        batch = samples(prompts, completions, kwargs, max_blocks=self.max_blocks)
+        if self.critic is None:
+            return [self.score(s) for s in batch]
+        graded = self.critic.grade([(s.history, [p for b in verified_blocks(s) for p in b.paths], s.profile,
+                                     s.scenario) for s in batch])
+        return [self.score(s, g) for s, g in zip(batch, graded, strict=True)]
 
-    def summary_agreement(self, sample: Sample) -> float:
-        blocks = [b for b in sample.parsed.blocks if b.paths and b.summary and b.summary.strip()]
+    def score(self, sample: Sample, critic_grades: Sequence[float] | None = None) -> float:
+        """critic_grades: the critic's grade of every path of the verified blocks, in order (None: no critic)."""
+        blocks = verified_blocks(sample)
         if not blocks:
             return 0.0
-        return sum(overlap(b.summary, self.best_path(sample, b.paths)) for b in blocks) / len(blocks)
-
-    def critic_agreement(self, sample: Sample) -> float:
-        view = sample.parsed.student_view()
-        if not view:
-            return 0.0
-        rubric = self.grader.grade_turn(sample.history, view, sample.profile, sample.scenario).score
-        messages = [*sample.history, {"role": "assistant", "content": view}]
-        critic = self.critic.grade_dialogue(messages, sample.profile, sample.scenario).score
-        return 1.0 - abs(critic - rubric)
-
-    def score(self, sample: Sample) -> float:
-        agreement = self.summary_agreement(sample)
-        if self.critic is None:
+        own = [sided_agreement(b.summary, b.paths, [self.grader.grade_turn(sample.history, p, sample.profile,
+                                                                           sample.scenario).score for p in b.paths])
+               for b in blocks]
+        agreement = sum(own) / len(own)
+        if critic_grades is None:
             return agreement
-        return (1 - self.critic_weight) * agreement + self.critic_weight * self.critic_agreement(sample)
+        theirs, start = [], 0
+        for b in blocks:
+            theirs.append(sided_agreement(b.summary, b.paths, critic_grades[start:start + len(b.paths)]))
+            start += len(b.paths)
+        return (1 - self.critic_weight) * agreement + self.critic_weight * sum(theirs) / len(theirs)
 
 
 class FormatReward(_Reward):
@@ -267,7 +309,7 @@ class CombinedReward:
 
 def build_rewards(weights: Mapping[str, float], *, kind: str = "constant", period: int = 10, bonus_steps: int = 2,
                   task_components: Sequence[str] = ("rubric",), max_blocks: int = DEFAULT_MAX_BLOCKS,
-                  partial_credit: float = 0.5, diversity_max_n: int = 4, critic: DialogueGrader | None = None,
+                  partial_credit: float = 0.5, diversity_max_n: int = 4, critic: Critic | None = None,
                   critic_weight: float = 0.5, grader: TurnGrader | None = None) -> CombinedReward:
     """Every component reward and their scheduled combination, from plain settings (see `RLConfig`); `grader`
     (default the rubric) grades replies for the rubric and consistency rewards."""
@@ -281,7 +323,7 @@ def build_rewards(weights: Mapping[str, float], *, kind: str = "constant", perio
     return CombinedReward(components, schedule)
 
 
-def rewards_from_config(rl: RLConfig, max_blocks: int = DEFAULT_MAX_BLOCKS, critic: DialogueGrader | None = None,
+def rewards_from_config(rl: RLConfig, max_blocks: int = DEFAULT_MAX_BLOCKS, critic: Critic | None = None,
                         grader: TurnGrader | None = None) -> CombinedReward:
     """`build_rewards` with the settings of an `RLConfig` and the format's block limit (`ParallelConfig.max_blocks`),
     grading with `grader` (`grade.grader`; default the rubric)."""

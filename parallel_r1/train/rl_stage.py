@@ -6,6 +6,9 @@ adherence, curriculum tier and phase, the step-time breakdown), `metrics.png`, `
 promotions, stop reason), `checkpoints/` (Ray Train storage) and `model/` (the final policy). A killed or
 shorter run resumes from its last checkpoint under the same Ray Train run name; a run that met a stop criterion is
 not restarted.
+
+The policy must have passed its parallel-SFT validation: the `eval.json` beside it (`parallel/sft/eval.json` for the
+default policy) must have evaluated its weights and passed; otherwise the stage refuses to start, unless forced.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from parallel_r1.console import console, progress_bar, summary_table
 from parallel_r1.errors import UserFacingError
 from parallel_r1.grading import resolved_grade
 from parallel_r1.paths import RunPaths
+from parallel_r1.train.rl_critic import build_critic, critic_grade_config
 from parallel_r1.train.rl_metrics import ADHERENCE, REWARD_NAMES, TIMINGS, MetricsLog, plot_metrics, trend
 
 RUN_NAME = "grpo"
@@ -51,14 +55,21 @@ def resolve_backend(backend: str) -> str:
     return backend
 
 
+class NotValidatedError(UserFacingError):
+    """The policy has no passed parallel-SFT validation behind it (`parallel-r1 rl --force` starts anyway)."""
+
+
 class RLStage:
     """setup() -> run() -> cleanup() over one PipelineConfig."""
 
-    def __init__(self, cfg: PipelineConfig, model: Path | None = None):
-        """model: the policy to start from (overrides rl.model and the parallel-SFT output)."""
+    def __init__(self, cfg: PipelineConfig, model: Path | None = None, *, force: bool = False):
+        """model: the policy to start from (overrides rl.model and the parallel-SFT output); force: start even when
+        its parallel-SFT validation failed or is missing."""
         self.cfg, self.rl = cfg, cfg.rl
         self.paths = RunPaths(cfg.workdir)
         self.model_arg = model
+        self.force = force
+        self.critic = critic_grade_config(cfg)
         self.metrics = MetricsLog(self.paths.rl_metrics)
         self.model: Path | None = None
         self.backend = ""
@@ -85,6 +96,9 @@ class RLStage:
             raise UserFacingError(f"{self.model}: the tokenizer lacks the Parallel tags {sorted(missing)}; train it "
                                   "with `parallel-r1 parallel-sft` (which adds them) before `parallel-r1 rl`")
         model_budget(str(self.model), self.rl)
+        self._check_validation()
+        if self.critic is not None:
+            build_critic(self.critic.model_dump(mode="json"))  # a missing fitted grader fails here, not in a worker
         self.backend = resolve_backend(self.rl.rollout_backend)
         state = self._state()
         self.start_step = int(state.get("step", 0))
@@ -94,11 +108,34 @@ class RLStage:
         elif self.start_step >= self.rl.max_steps and self.paths.rl_model.exists():
             self.done = f"already at step {self.start_step} of rl.max_steps={self.rl.max_steps}"
 
+    def _check_validation(self) -> None:
+        """Refuse a policy whose `eval.json` (beside it) is missing, stale or failed; with --force, warn instead."""
+        from parallel_r1.evaluate.parallel_sft import validation_problem
+
+        eval_file = self.model.parent / self.paths.parallel_sft_eval.name
+        if not eval_file.exists():
+            problem = (f"{eval_file} not found: {self.model} has no parallel-SFT validation (`parallel-r1 "
+                       "parallel-sft` writes it)")
+        else:
+            try:
+                found = validation_problem(json.loads(eval_file.read_text()), self.model)
+            except (ValueError, KeyError, TypeError) as e:
+                found = f"unreadable ({type(e).__name__}: {e}): run `parallel-r1 parallel-sft` again"
+            if found is None:
+                return
+            problem = f"{eval_file}: {found}"
+        if not self.force:
+            raise NotValidatedError(f"rl: refusing to start from {self.model}: {problem}. `parallel-r1 rl --force` "
+                                    "starts anyway")
+        console.print(f"[yellow]warning:[/] rl --force: starting from {self.model} although {problem}",
+                      highlight=False, soft_wrap=True)
+
     def worker_config(self) -> dict:
-        """The plain dict every Ray Train worker receives."""
+        """The plain dict every Ray Train worker receives; `critic` is the critic's grade section (None: none)."""
         return {"rl": self.rl.model_dump(mode="json"), "model": str(self.model), "backend": self.backend,
                 "max_blocks": self.cfg.parallel.max_blocks, "metrics_file": str(self.paths.rl_metrics),
                 "state_file": str(self.paths.rl_state), "grade": resolved_grade(self.cfg).model_dump(mode="json"),
+                "critic": self.critic.model_dump(mode="json") if self.critic else None,
                 "torch_threads": None if self.rl.use_gpu else max(1, int(self.rl.cpus_per_worker))}
 
     def run(self) -> RLResult:
@@ -199,8 +236,8 @@ def summary(result: RLResult):
                          lines)
 
 
-def run_rl(cfg: PipelineConfig, model: Path | None = None) -> RLResult:
-    stage = RLStage(cfg, model)
+def run_rl(cfg: PipelineConfig, model: Path | None = None, *, force: bool = False) -> RLResult:
+    stage = RLStage(cfg, model, force=force)
     stage.setup()
     started = time.perf_counter()
     try:

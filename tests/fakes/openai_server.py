@@ -45,6 +45,13 @@ def echo_responder(request: dict) -> str:
     return f"You said \"{snippet}\" - which part of that feels least clear to you?"
 
 
+def read_echo_responder(request: dict) -> str:
+    """`echo_responder`'s reply with the size of the request it read: the same request gets the same reply, and the
+    turns of a dialogue never repeat each other word for word (discovery refuses a turn that repeats the last one)."""
+    read = sum(len(str(m.get("content") or "")) for m in request.get("messages", []))
+    return f"{echo_responder(request)} ({read} characters read)"
+
+
 def _tokens(text: str) -> int:
     return len(text.split())
 
@@ -58,8 +65,8 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
 class FakeOpenAIServer(ThreadedServer):
     """`POST /v1/chat/completions` and `GET /v1/models` on 127.0.0.1, as a context manager.
 
-    responder(request_json) -> str (or an awaitable of it) writes each reply; it may raise
-    `FakeHTTPError` or `FakeTimeout`. Faults are drawn per call from a `seed`ed RNG before the
+    responder(request_json) -> str (or an awaitable of it) writes each reply (default: `read_echo_responder`); it
+    may raise `FakeHTTPError` or `FakeTimeout`. Faults are drawn per call from a `seed`ed RNG before the
     responder runs: with probability `failure_rate` a call fails; the failure is a random 500/502/503/429
     or, when `timeout_rate` is None, equally often a hang. A float `timeout_rate` is instead the
     separate probability of a hang, and `failure_rate` then covers status errors only. A hang lasts
@@ -72,15 +79,18 @@ class FakeOpenAIServer(ThreadedServer):
     request whose prompt (counted by `count_tokens`, default: whitespace words) plus `max_tokens` does not fit
     is refused with a 400 worded as vLLM (prompt alone too long) or OpenAI (with the completion) words it.
     Like an older server: `reject_response_format` answers 400 to any request that carries `response_format`.
+    Like a real one, with `honour_max_tokens` a reply longer than the request's `max_tokens` (counted by
+    `count_tokens`) is cut to that many words with finish_reason "length". `model_id` is the listed model.
     """
 
     def __init__(self, responder: Callable[[dict], object] | None = None, failure_rate: float = 0.0,
                  latency_s: float = 0.0, timeout_rate: float | None = None, seed: int = 0, port: int = 0,
                  *, hang_s: float = 60.0, max_model_len: int | None = None, context_tokens: int | None = None,
-                 count_tokens: Callable[[str], int] | None = None, reject_response_format: bool = False):
+                 count_tokens: Callable[[str], int] | None = None, reject_response_format: bool = False,
+                 honour_max_tokens: bool = False, model_id: str = "fake-model"):
         if not 0 <= failure_rate <= 1 or not (timeout_rate is None or 0 <= timeout_rate <= 1):
             raise ValueError("failure_rate and timeout_rate must be in [0, 1]")
-        self.responder = responder or echo_responder
+        self.responder = responder or read_echo_responder
         self.failure_rate = failure_rate
         self.timeout_rate = timeout_rate
         self.latency_s = latency_s
@@ -90,6 +100,8 @@ class FakeOpenAIServer(ThreadedServer):
         self.context_tokens = context_tokens
         self.count_tokens = count_tokens or _tokens
         self.reject_response_format = reject_response_format
+        self.honour_max_tokens = honour_max_tokens
+        self.model_id = model_id
         self.n_rejected = 0  # requests refused for their response_format or their length
         self._rng = random.Random(seed)
         self.requests: list[dict] = []
@@ -126,6 +138,13 @@ class FakeOpenAIServer(ThreadedServer):
                     "Please reduce the length of the messages or completion.")
         return None
 
+    def _cut(self, body: dict, content: str) -> tuple[str, str]:
+        """The reply and its finish reason: cut to `max_tokens` words when `honour_max_tokens` says so."""
+        limit = body.get("max_tokens")
+        if self.honour_max_tokens and limit and self.count_tokens(content) > limit:
+            return " ".join(content.split()[:limit]), "length"
+        return content, "stop"
+
     async def _hang(self, request: Request) -> None:
         """Wait until the client disconnects, the server stops, or `hang_s` passes."""
         deadline = time.monotonic() + self.hang_s
@@ -139,7 +158,7 @@ class FakeOpenAIServer(ThreadedServer):
 
         @app.get("/v1/models")
         async def models() -> dict:
-            entry = {"id": "fake-model", "object": "model", "created": 0, "owned_by": "fake"}
+            entry = {"id": self.model_id, "object": "model", "created": 0, "owned_by": "fake"}
             if self.max_model_len is not None:
                 entry["max_model_len"] = self.max_model_len
             return {"object": "list", "data": [entry]}
@@ -180,12 +199,13 @@ class FakeOpenAIServer(ThreadedServer):
                 self.n_failures += 1
                 return _error(e.status, e.message, e.headers)
             self.n_ok += 1
+            content, finish = self._cut(body, str(content))
             prompt = self._prompt_tokens(body)
             return {
                 "id": f"chatcmpl-{uuid.uuid4().hex[:12]}", "object": "chat.completion",
                 "created": int(time.time()), "model": body["model"],
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": str(content)},
-                             "finish_reason": "stop", "logprobs": None}],
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
+                             "finish_reason": finish, "logprobs": None}],
                 "usage": {"prompt_tokens": prompt, "completion_tokens": _tokens(str(content)),
                           "total_tokens": prompt + _tokens(str(content))},
             }

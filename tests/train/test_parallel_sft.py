@@ -15,7 +15,7 @@ from parallel_r1.data import discovery_plan
 from parallel_r1.data.schema import write_dialogues
 from parallel_r1.discover.procedural import ProceduralBackend
 from parallel_r1.discover.simulator import simulate_dialogue
-from parallel_r1.evaluate.parallel_sft import ModelEval, check_uplift
+from parallel_r1.evaluate.parallel_sft import ModelEval, check_uplift, weights_digest
 from parallel_r1.grading import grade_dialogues
 from parallel_r1.paths import RunPaths
 from parallel_r1.train.manifest import FinetuneManifest
@@ -114,6 +114,8 @@ def test_uplift_below_the_threshold_fails_and_says_so_with_the_evaluation_writte
         assert m["n_replies"] == evaluation["items"] > 0
         assert 0 <= m["format_adherence"] <= 1 and 0 <= m["rubric"] <= 1
     assert f"write {BRANCHES} different approaches" in evaluation["system_prompt"]
+    assert set(evaluation["checks"]) == {"uplift", "rubric"} and evaluation["reason"]
+    assert evaluation["weights"]["sft"] == weights_digest(RunPaths(first_run[0]).parallel_sft_model)
 
 
 @pytest.mark.slow
@@ -124,19 +126,21 @@ def test_reachable_threshold_passes_without_retraining_and_a_rerun_is_skipped(fi
     replies = sorted((RunPaths(workdir).parallel_sft / "replies").glob("*.json"))
     stamps = [p.stat().st_mtime_ns for p in replies]
     bar = evaluation["uplift"] - 0.01
-    passed = run_parallel_sft(_cfg(workdir, tiny_base_model, min_uplift=bar))
+    # the tiny model's rubric moves within noise on a few prefixes: tolerate any fall to reach a passing verdict
+    passed = run_parallel_sft(_cfg(workdir, tiny_base_model, min_uplift=bar, max_rubric_drop=1.0))
     assert passed["passed"] is True and passed["uplift"] == pytest.approx(evaluation["uplift"])
     assert manifest.read()[JOB].finished_at == trained_at  # not retrained
     assert [p.stat().st_mtime_ns for p in replies] == stamps  # the cached replies were reused
     capsys.readouterr()
-    again = run_parallel_sft(_cfg(workdir, tiny_base_model, min_uplift=bar))
+    again = run_parallel_sft(_cfg(workdir, tiny_base_model, min_uplift=bar, max_rubric_drop=1.0))
     assert "is up to date and passed its validation" in capsys.readouterr().out
     assert again == json.loads(RunPaths(workdir).parallel_sft_eval.read_text())
     from typer.testing import CliRunner
 
     from parallel_r1.cli import app
 
-    sets = [a for k, v in _overrides(workdir, tiny_base_model, min_uplift=bar).items() for a in ("--set", f"{k}={v}")]
+    sets = [a for k, v in _overrides(workdir, tiny_base_model, min_uplift=bar, max_rubric_drop=1.0).items()
+            for a in ("--set", f"{k}={v}")]
     for command in (["parallel-sft", f"--branches={BRANCHES}"], ["finetune", "--parallel-format"]):
         result = CliRunner().invoke(app, [*command, *sets])
         assert result.exit_code == 0 and "is up to date and passed its validation" in result.output, result.output
@@ -144,8 +148,9 @@ def test_reachable_threshold_passes_without_retraining_and_a_rerun_is_skipped(fi
 
 
 def test_uplift_check_is_relative_to_the_starting_point():
-    def model(adherence: float, rubric: float) -> ModelEval:
-        return ModelEval("m", 10, adherence, rubric, 0.5 * adherence + 0.5 * rubric, 0.0, 0.0, {})
+    def model(adherence: float, rubric: float) -> ModelEval:  # the same rubric on every held-out prefix
+        return ModelEval("m", 10, adherence, rubric, 0.5 * adherence + 0.5 * rubric, 0.0, 0.0, {},
+                         item_rubric={f"p{i}": rubric for i in range(10)})
 
     assert check_uplift(model(0.0, 0.5), model(0.0, 0.52), 0.05).passed is False  # +4 %
     ok = check_uplift(model(0.0, 0.5), model(0.1, 0.5), 0.05)  # 0.25 -> 0.30: +20 %

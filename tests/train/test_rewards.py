@@ -9,8 +9,10 @@ import pytest
 from parallel_r1.config import load_config
 from parallel_r1.curate.parallel_format import format_block
 from parallel_r1.data import StudentProfileConfig, get_card
-from parallel_r1.grading import Grade, HeuristicRubricGrader
+from parallel_r1.grading import HeuristicRubricGrader
 from parallel_r1.train.rewards import (
+    CLEAR_GRADE_GAP,
+    MIN_PATH_WORDS,
     CombinedReward,
     ConsistencyReward,
     DiversityReward,
@@ -20,6 +22,7 @@ from parallel_r1.train.rewards import (
     build_rewards,
     completion_text,
     rewards_from_config,
+    sided_agreement,
 )
 
 CARD = "recursion-factorial"
@@ -82,6 +85,36 @@ def test_diversity_is_high_for_different_paths_and_low_for_copies_or_no_block():
     assert different > 0.9 and copies == 0.0 and near_copies < 0.3 and plain == 0.0
 
 
+# Blocks whose paths have no substance: each scored the maximum 1.0 when any two paths shared no word n-gram.
+HOLLOW = {
+    "empty": ["", ""],
+    "blank": ["   ", "\n"],
+    "one empty beside a real path": [GOOD, ""],
+    "wordless and identical": ["?!", "?!"],
+    "wordless and different": ["...", "!!!"],
+    "numbers only": ["42", "7"],
+    "one word each": ["Yes.", "No."],
+    "near-empty": ["Try again.", "Think harder."],
+}
+
+
+def raw_block(paths: list[str], summary: str) -> str:
+    """A block as a model may write it (`format_block` refuses empty paths)."""
+    return "<Parallel>" + "".join(f"<Path>{p}</Path>" for p in paths) + f"</Parallel><Summary>{summary}</Summary>"
+
+
+@pytest.mark.parametrize("paths", HOLLOW.values(), ids=HOLLOW.keys())
+def test_diversity_is_zero_for_empty_wordless_or_near_empty_paths(paths):
+    assert call(DiversityReward(), [raw_block(paths, GOOD)]) == [0.0]
+
+
+def test_a_near_empty_path_adds_no_diversity_to_real_ones():
+    real, padded = call(DiversityReward(), [format_block([GOOD, GOOD_TOO], GOOD),
+                                            format_block([GOOD, GOOD_TOO, "Ok."], GOOD)])
+    assert real > 0.9 and padded == pytest.approx(real / 3)  # only one of its three pairs counts
+    assert MIN_PATH_WORDS > len("Think harder.".split())
+
+
 def test_consistency_is_high_when_the_summary_is_the_best_path_and_low_otherwise():
     best = best_of([GOOD, GOOD_TOO])
     agrees, disagrees, no_block = call(ConsistencyReward(), [
@@ -90,21 +123,14 @@ def test_consistency_is_high_when_the_summary_is_the_best_path_and_low_otherwise
     assert agrees == pytest.approx(1.0) and disagrees < 0.2 and no_block == 0.0
 
 
-class FixedCritic:
-    def __init__(self, score: float):
-        self.score = score
-
-    def grade_dialogue(self, messages, profile=None, scenario=None) -> Grade:
-        return Grade(score=self.score, confidence=1.0, criteria={}, grader="fixed")
-
-
-def test_consistency_counts_critic_agreement_with_the_rubric_grade():
-    text = format_block([GOOD, GOOD_TOO], best_of([GOOD, GOOD_TOO]))
-    rubric = call(RubricReward(), [text])[0]
-    agreeing = call(ConsistencyReward(critic=FixedCritic(rubric), critic_weight=0.5), [text])[0]
-    far = 0.0 if rubric > 0.5 else 1.0
-    disagreeing = call(ConsistencyReward(critic=FixedCritic(far), critic_weight=0.5), [text])[0]
-    assert agreeing == pytest.approx(1.0) and disagreeing < agreeing - 0.3
+def test_the_summary_earns_the_standing_of_the_path_it_follows():
+    paths = [GOOD, GOOD_TOO, BAD]
+    assert sided_agreement(GOOD, paths, [0.9, 0.5, 0.1]) == pytest.approx(1.0)
+    assert sided_agreement(GOOD_TOO, paths, [0.9, 0.5, 0.1]) == pytest.approx(0.5)  # halfway down the spread
+    assert sided_agreement(BAD, paths, [0.9, 0.5, 0.1]) == pytest.approx(0.0)
+    # a gap below CLEAR_GRADE_GAP is no clear preference: following the runner-up costs only part of the reward
+    assert sided_agreement(GOOD_TOO, paths[:2], [0.80, 0.78]) == pytest.approx(1 - 0.02 / CLEAR_GRADE_GAP)
+    assert 0.0 < sided_agreement(GOOD + " Then count the calls.", paths, [0.9, 0.5, 0.1]) < 1.0
     with pytest.raises(ValueError):
         ConsistencyReward(critic_weight=1.5)
 

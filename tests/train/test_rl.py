@@ -1,5 +1,6 @@
 """`parallel-r1 rl`: GRPO on Ray Train with HF rollouts end to end, resume without replayed steps, a stop criterion
-recorded and honoured, vLLM colocated rollouts with working weight sync, curriculum prompts, and clear errors."""
+recorded and honoured, vLLM colocated rollouts with working weight sync, curriculum prompts, clear errors, the refusal
+of a policy without a passed parallel-SFT validation (and `--force`), and the critic reaching the workers."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import pytest
 
 from parallel_r1.config import ConfigError, load_config
 from parallel_r1.errors import UserFacingError
+from parallel_r1.evaluate.parallel_sft import weights_digest
+from parallel_r1.paths import RunPaths
 from parallel_r1.train.rl_metrics import ADHERENCE, REWARD_NAMES, TIMINGS, MetricsLog
 
 SMALL = {"rl.prompts_per_step": 2, "rl.num_generations": 4, "rl.explore.max_tokens": 24, "rl.verify.max_tokens": 24,
@@ -56,7 +59,7 @@ def test_hf_rollouts_on_ray_train_write_every_component_and_resume_without_repla
                                                                                      tagged_model):
     from parallel_r1.train.rl_stage import run_rl
 
-    first = run_rl(_cfg(tmp_path, **{"rl.max_steps": 2, "rl.rollout_backend": "hf"}), tagged_model)
+    first = run_rl(_cfg(tmp_path, **{"rl.max_steps": 2, "rl.rollout_backend": "hf"}), tagged_model, force=True)
     rl = tmp_path / "parallel" / "rl"
     rows = MetricsLog(rl / "metrics.jsonl").read()
     assert [r["step"] for r in rows] == [1, 2]
@@ -70,7 +73,7 @@ def test_hf_rollouts_on_ray_train_write_every_component_and_resume_without_repla
     assert any((rl / "checkpoints" / "grpo").rglob("curriculum.json"))
 
     # A longer rerun resumes at step 3: nothing is replayed, nothing duplicated, the curriculum state carries on.
-    second = run_rl(_cfg(tmp_path, **{"rl.max_steps": 4, "rl.rollout_backend": "hf"}), tagged_model)
+    second = run_rl(_cfg(tmp_path, **{"rl.max_steps": 4, "rl.rollout_backend": "hf"}), tagged_model, force=True)
     rows = MetricsLog(rl / "metrics.jsonl").read()
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
     assert (second.start_step, second.end_step) == (2, 4)
@@ -104,7 +107,7 @@ def test_stop_criterion_ends_the_run_is_recorded_and_a_rerun_does_not_restart(tm
     rl = tmp_path / "parallel" / "rl"
     rl.mkdir(parents=True)
     (rl / "state.json").write_text((tmp_path / "state.json").read_text())
-    stage = RLStage(_cfg(tmp_path, **{"rl.rollout_backend": "hf"}), tagged_model)
+    stage = RLStage(_cfg(tmp_path, **{"rl.rollout_backend": "hf"}), tagged_model, force=True)
     stage.setup()
     assert stage.done is not None and "low_variance" in stage.done
 
@@ -199,3 +202,105 @@ def test_vllm_colocated_rollouts_train_and_the_engine_gets_the_updated_weights(t
     assert hf != before  # the perturbation changes the continuation, so the check below can fail
     trainer.vllm_generation.sync_weights()
     assert engine() == hf
+
+
+def _sft_output(workdir: Path, tagged_model: Path) -> Path:
+    """The tagged model where `parallel-r1 parallel-sft` leaves its model: what `rl` starts from by default."""
+    import shutil
+
+    model = RunPaths(workdir).parallel_sft_model
+    shutil.copytree(tagged_model, model)
+    return model
+
+
+def _write_eval(model: Path, sft_rubric: list[float], *, weights: str | None = None) -> Path:
+    """The eval.json of a validation where the SFT'd model always writes the format and its rubric per held-out prefix
+    is `sft_rubric` (the starting point's is 0.5 throughout)."""
+    from parallel_r1.data.io import atomic_write_json
+    from parallel_r1.evaluate.parallel_sft import SFT, START, ModelEval, check_uplift, evaluation_record, parallel_score
+
+    def model_eval(name: str, adherence: float, rubric: list[float]) -> ModelEval:
+        mean = sum(rubric) / len(rubric)
+        return ModelEval(name, len(rubric), adherence, mean, parallel_score(adherence, mean, 0.5), 0.0, 0.0, {},
+                         item_rubric={f"p{i}": r for i, r in enumerate(rubric)})
+
+    results = {START: model_eval(START, 0.0, [0.5] * len(sft_rubric)), SFT: model_eval(SFT, 1.0, sft_rubric)}
+    meta = {"weights": {SFT: weights or weights_digest(model)}}
+    path = model.parent / "eval.json"
+    atomic_write_json(path, evaluation_record(results, check_uplift(results[START], results[SFT], 0.05), meta))
+    return path
+
+
+RISES = [0.6, 0.62, 0.58, 0.61, 0.63, 0.6]
+FALLS = [0.3, 0.32, 0.28, 0.31, 0.29, 0.3]  # a format-only uplift: the parallel score still rises by 60 %
+
+
+def test_rl_refuses_a_policy_whose_parallel_sft_validation_failed_or_is_missing(tmp_path, tagged_model):
+    from typer.testing import CliRunner
+
+    from parallel_r1.cli import app
+
+    model = _sft_output(tmp_path, tagged_model)
+    eval_file = model.parent / "eval.json"
+    command = ["rl", "-w", str(tmp_path), "--rollouts", "hf"]
+    missing = CliRunner().invoke(app, command)
+    assert missing.exit_code == 2 and f"{eval_file} not found" in missing.output, missing.output
+    assert missing.output.count("error:") == 1 and "--force" in missing.output
+
+    _write_eval(model, FALLS)
+    record = json.loads(eval_file.read_text())
+    assert record["checks"]["uplift"]["passed"] and not record["checks"]["rubric"]["passed"]
+    failed = CliRunner().invoke(app, command)
+    assert failed.exit_code == 2 and f"{eval_file}: the parallel-SFT validation failed" in failed.output
+    assert "the rubric score may have fallen" in failed.output and failed.output.count("error:") == 1
+
+    # --force starts anyway, saying why it should not (a stopped run: nothing to train, no Ray needed)
+    RunPaths(tmp_path).rl.mkdir(parents=True)
+    RunPaths(tmp_path).rl_state.write_text(json.dumps({"step": 1, "stopped": {"step": 1, "code": "plateau",
+                                                                              "message": "flat"}}))
+    forced = CliRunner().invoke(app, [*command, "--force"])
+    assert forced.exit_code == 0, forced.output
+    assert "warning:" in forced.output and "the rubric score may have fallen" in forced.output
+
+
+def test_rl_starts_from_a_validated_policy_only_with_the_weights_that_were_validated(tmp_path, tagged_model, capsys):
+    from parallel_r1.train.rl_stage import NotValidatedError, RLStage
+
+    model = _sft_output(tmp_path, tagged_model)
+    cfg = _cfg(tmp_path, **{"rl.rollout_backend": "hf"})
+    _write_eval(model, RISES)
+    RLStage(cfg).setup()
+    assert "warning" not in capsys.readouterr().out
+    _write_eval(model, RISES, weights="another-model")
+    with pytest.raises(NotValidatedError, match="evaluated other weights"):
+        RLStage(cfg).setup()
+    (model.parent / "eval.json").write_text(json.dumps({"passed": True, "message": "an eval.json of an older version"}))
+    with pytest.raises(NotValidatedError, match="before the rubric check"):
+        RLStage(cfg).setup()
+
+
+def test_the_worker_config_carries_the_critic_into_the_consistency_reward(tmp_path, tagged_model, monkeypatch):
+    from parallel_r1.grading.fitted import FittedGraderError
+    from parallel_r1.train.grpo_worker import build_trainer
+    from parallel_r1.train.rewards import COMPONENTS
+    from parallel_r1.train.rl_stage import RLStage
+    from tests.train.test_rl_critic import fit_critic
+
+    monkeypatch.chdir(tmp_path)  # a relative workdir: Ray Train workers run elsewhere, the folder must be absolute
+    with pytest.raises(FittedGraderError, match="grader fit"):
+        RLStage(_cfg(Path("run"), **{"rl.critic": "fitted"}), tagged_model, force=True).setup()
+    fitted = fit_critic(Path("run") / "grader" / "fitted")
+    stage = RLStage(_cfg(Path("run"), **{"rl.critic": "fitted", "rl.rollout_backend": "hf"}), tagged_model,
+                    force=True)
+    stage.setup()
+    config = stage.worker_config()
+    assert config["critic"]["grader"] == "fitted"
+    assert config["critic"]["fitted_path"] == str(tmp_path.resolve() / "run" / "grader" / "fitted")
+    trainer = build_trainer(json.loads(json.dumps(config)), str(tmp_path / "out"), save=False)
+    consistency = trainer.reward_funcs[COMPONENTS.index("consistency")]
+    assert consistency.critic.grader.digest == fitted.digest
+
+    judge = RLStage(_cfg(Path("run"), **{"rl.critic": "llm", "grade.judge.base_url": "http://judge:8000/v1"}))
+    assert judge.worker_config()["critic"]["grader"] == "llm"
+    assert judge.worker_config()["critic"]["judge"]["base_url"] == "http://judge:8000/v1"
+    assert RLStage(_cfg(Path("run"))).worker_config()["critic"] is None
