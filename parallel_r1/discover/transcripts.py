@@ -2,8 +2,8 @@
 
 A row becomes a `Transcript` (the dialogue's turns, its profile flags when the row gives them, its scenario
 metadata) or a `Rejected` naming its row number, the field and the reason. The rules:
-- `user` (or `student`) is the student, `assistant` (or `teacher`) the teacher; `system` and `developer` messages
-  instruct the tutor and are dropped; any other role is rejected.
+- `user` is the student, `assistant` the teacher (with the other names the profile reader knows, e.g. `student`,
+  `tutor`); `system` and `developer` messages instruct the tutor and are dropped; any other role is rejected.
 - Content is a string or OpenAI's list of text parts; empty content is rejected; a message longer than
   `transcripts.max_chars` is rejected or truncated (`transcripts.too_long`).
 - Consecutive messages of one role are merged into one turn (a blank line between them): chat exports split one
@@ -31,10 +31,9 @@ from parallel_r1.data.profiles import TRAITS, StudentProfileConfig
 from parallel_r1.data.scenarios import DIFFICULTIES, QUESTION_TYPES
 from parallel_r1.data.schema import Turn
 from parallel_r1.errors import UserFacingError
-from parallel_r1.profiles.messages import trait_name
+from parallel_r1.profiles.messages import STUDENT_ROLES, SYSTEM_ROLES, TEACHER_ROLES, message_role, trait_name
 
-ROLES = {"user": "student", "student": "student", "assistant": "teacher", "teacher": "teacher",
-         "system": "system", "developer": "system"}
+OPENAI_ROLES = ("user", "assistant", "system", "developer")
 METADATA_FIELDS = ("scenario_id", "topic", "domain", "question_type", "difficulty", "model")
 CHOICES = {"question_type": QUESTION_TYPES, "difficulty": DIFFICULTIES}
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
@@ -174,10 +173,12 @@ def _parquet_rows(path: Path) -> Iterator[tuple[int, Any]]:
 
 
 def _role(raw: Any, field: str) -> str:
-    if not isinstance(raw, str) or raw.strip().lower() not in ROLES:
-        raise _Invalid(field, f"unknown role {raw!r}; expected one of user, assistant, system, developer "
-                              "(or student, teacher)")
-    return ROLES[raw.strip().lower()]
+    try:
+        return message_role(raw if isinstance(raw, str) else None)
+    except ValueError:
+        others = sorted((STUDENT_ROLES | TEACHER_ROLES | SYSTEM_ROLES) - set(OPENAI_ROLES))
+        raise _Invalid(field, f"unknown role {raw!r}; expected one of {', '.join(OPENAI_ROLES)} "
+                              f"(or {', '.join(others)})") from None
 
 
 def _content(raw: Any, field: str) -> str:

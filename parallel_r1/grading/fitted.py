@@ -12,11 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 import time
-import uuid
 import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,7 +22,7 @@ from sklearn.model_selection import GroupKFold
 
 from parallel_r1.data import ScenarioCard, StudentProfileConfig
 from parallel_r1.data.embeddings import MODEL_PACKAGE
-from parallel_r1.data.io import atomic_write_json, file_digest
+from parallel_r1.data.io import atomic_write_json, file_digest, folder_build
 from parallel_r1.errors import UserFacingError
 from parallel_r1.grading.fitted_features import Turn, extract, feature_names, turn
 from parallel_r1.grading.fitted_linear import fit_linear, scaler
@@ -184,10 +180,7 @@ class FittedGrader:
         """Write model.npz, model.json (and the cross-validation report, if given) to a temporary folder beside
         `folder`, then rename it into place: a reader sees the old model or the new one, never a mix."""
         folder = Path(folder)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
-        try:
-            os.chmod(tmp, 0o755)
+        with folder_build(folder) as tmp:
             np.savez(tmp / MODEL_FILE, mean=self.mean, scale=self.scale, coef=self.coef, intercept=self.intercept)
             atomic_write_json(tmp / META_FILE, {
                 "format": FORMAT, "grader": self.name, "digest": self.digest, "rubric": self.rubric.name,
@@ -197,21 +190,7 @@ class FittedGrader:
             })
             if report is not None:
                 write_report(report, tmp)
-            _swap_into_place(tmp, folder)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return folder
-
-
-def _swap_into_place(new: Path, folder: Path) -> None:
-    if not folder.exists():
-        os.replace(new, folder)
-        return
-    old = folder.with_name(f".{folder.name}.old-{uuid.uuid4().hex[:8]}")
-    os.replace(folder, old)
-    os.replace(new, folder)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _fit_rows(data: TrainingData, rows: np.ndarray, training: dict | None = None) -> FittedGrader | None:

@@ -34,7 +34,8 @@ class Turn:
         return len(self.content.split())
 
 
-def _role(raw: Any) -> str:
+def message_role(raw: Any) -> str:
+    """"student", "teacher" or "system" for a chat role name (OpenAI's or a plain one); ValueError otherwise."""
     role = str(raw or "").strip().lower()
     if role in STUDENT_ROLES:
         return "student"
@@ -66,9 +67,9 @@ def to_turns(messages: str | Sequence[Any]) -> list[Turn]:
         if isinstance(m, str):
             turns.append(Turn("student", m, i))
         elif isinstance(m, dict):
-            turns.append(Turn(_role(m.get("role")), _content(m.get("content")), i))
+            turns.append(Turn(message_role(m.get("role")), _content(m.get("content")), i))
         elif hasattr(m, "role") and hasattr(m, "content"):
-            turns.append(Turn(_role(m.role), _content(m.content), i))
+            turns.append(Turn(message_role(m.role), _content(m.content), i))
         else:
             raise ValueError(f"message {i} is a {type(m).__name__}; expected a string or a {{role, content}} message")
     return turns
