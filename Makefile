@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 EXTRA := $(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test test-fast lint bench clean
 
 install: $(STAMP)
 
@@ -29,6 +29,10 @@ demo: install
 
 test: install
 	$(VENV)/bin/pytest -m "not gpu" $(PYTEST_ARGS)
+
+# The tests that start neither Ray nor an inference engine (markers set in tests/conftest.py).
+test-fast: install
+	$(VENV)/bin/pytest -m "not gpu and not slow and not engine" $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check parallel_r1 tests benchmarks

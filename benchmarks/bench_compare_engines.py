@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.demo_model import build_demo_size_model  # noqa: E402
+from parallel_r1.base_model.stage import generate_corpus  # noqa: E402
 from parallel_r1.config import InferenceConfig  # noqa: E402
 from parallel_r1.console import console, summary_table  # noqa: E402
 from parallel_r1.data.io import atomic_write_json  # noqa: E402
@@ -28,7 +29,6 @@ from parallel_r1.inference import InferenceEngine, SamplingParams  # noqa: E402
 from parallel_r1.inference.hf_engine import HFEngine  # noqa: E402
 from parallel_r1.inference.pool import EnginePool  # noqa: E402
 from parallel_r1.ray_runtime import ensure_ray  # noqa: E402
-from parallel_r1.train.base_model import generate_corpus  # noqa: E402
 from tests.support.adapters import random_adapter  # noqa: E402
 
 

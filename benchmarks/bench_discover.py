@@ -23,10 +23,9 @@ from parallel_r1.config import GradeConfig, load_config  # noqa: E402
 from parallel_r1.console import console, summary_table  # noqa: E402
 from parallel_r1.data import discovery_plan  # noqa: E402
 from parallel_r1.data.io import atomic_write_json  # noqa: E402
-from parallel_r1.discover.backends import build_backend  # noqa: E402
-from parallel_r1.discover.pool import DiscoveryPool  # noqa: E402
+from parallel_r1.discover.pool import DiscoveryPool, build_backend  # noqa: E402
 from parallel_r1.discover.simulator import simulate_dialogue  # noqa: E402
-from parallel_r1.grading import HeuristicRubricGrader, grade_dialogues  # noqa: E402
+from parallel_r1.grade import HeuristicRubricGrader, grade_dialogues  # noqa: E402
 from parallel_r1.ray_runtime import ensure_ray  # noqa: E402
 
 

@@ -22,10 +22,10 @@ from benchmarks.demo_model import MODELS, bench_model  # noqa: E402
 from parallel_r1.config import load_config  # noqa: E402
 from parallel_r1.console import console, summary_table  # noqa: E402
 from parallel_r1.data.io import atomic_write_json, read_jsonl  # noqa: E402
+from parallel_r1.finetune.launcher import job_config  # noqa: E402
+from parallel_r1.finetune.sft import run_sft_locally  # noqa: E402
+from parallel_r1.finetune.stage import run_finetune  # noqa: E402
 from parallel_r1.ray_runtime import ensure_ray  # noqa: E402
-from parallel_r1.train.launcher import job_config  # noqa: E402
-from parallel_r1.train.sft import run_sft_locally  # noqa: E402
-from parallel_r1.train.stage import run_finetune  # noqa: E402
 from tests.support.batches import BATCHES, write_batches  # noqa: E402
 
 

@@ -24,7 +24,7 @@ from parallel_r1.config import load_config  # noqa: E402
 from parallel_r1.console import console, summary_table  # noqa: E402
 from parallel_r1.data.io import atomic_write_json  # noqa: E402
 from parallel_r1.paths import RunPaths  # noqa: E402
-from parallel_r1.train.rl_metrics import TIMINGS  # noqa: E402
+from parallel_r1.rl.metrics import TIMINGS  # noqa: E402
 
 WORK = ROOT / "benchmarks" / "results" / "grpo_work"
 
@@ -41,7 +41,7 @@ def tagged_model(given: Path | None) -> Path:
         return out
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from parallel_r1.train.parallel_tokens import add_parallel_tokens
+    from parallel_r1.finetune.parallel_tokens import add_parallel_tokens
 
     base = paths.base_model
     if not (base / "config.json").exists():
@@ -55,7 +55,7 @@ def tagged_model(given: Path | None) -> Path:
 
 
 def measure(model: Path, backend: str, args) -> dict:
-    from parallel_r1.train.grpo_worker import run_grpo_locally
+    from parallel_r1.rl.grpo_worker import run_grpo_locally
 
     overrides = {"rl.max_steps": args.steps, "rl.prompts_per_step": args.prompts, "rl.num_generations": args.group,
                  "rl.explore.max_tokens": args.max_tokens, "rl.verify.max_tokens": args.max_tokens,

@@ -29,10 +29,10 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
+from parallel_r1.base_model.stage import build_base_model  # noqa: E402
 from parallel_r1.config import BaseModelConfig, load_config  # noqa: E402
 from parallel_r1.console import console, summary_table  # noqa: E402
 from parallel_r1.data.io import atomic_write_json  # noqa: E402
-from parallel_r1.train.base_model import build_base_model  # noqa: E402
 from tests.support.adapters import random_adapter  # noqa: E402
 
 SPECIALISTS = ("neurodivergent", "prior_trauma_recovery")
@@ -123,9 +123,9 @@ def main() -> None:
 
     from ray import serve
 
-    from parallel_r1.serving.app import deployment_options
-    from parallel_r1.serving.hf_backend import HFSpecialists
-    from parallel_r1.serving.local import start_local
+    from parallel_r1.serve.deployment import deployment_options
+    from parallel_r1.serve.hf_backend import HFSpecialists
+    from parallel_r1.serve.stage import start_local
 
     work = prepare(ROOT / "benchmarks" / "results" / "serve_work")
     port = free_port()

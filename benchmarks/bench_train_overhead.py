@@ -1,6 +1,6 @@
 """Ray Train's fixed cost per concurrent job: the demo's seven trainers (eight workers), each importing the SFT
 stack and reporting once, on the stock `TorchTrainer` against parallel-r1's `torch_trainer`. The latter leaves
-out the per-run DatasetManager and placement-group cleaner actors (see parallel_r1/train/torch_trainer.py).
+out the per-run DatasetManager and placement-group cleaner actors (see parallel_r1/base_model/torch_trainer.py).
 
 Run: `python benchmarks/bench_train_overhead.py [--jobs 7] [--rounds 2]` (about 10 minutes on 2 cores)
 The two kinds alternate round by round on one local Ray. Prints each makespan, the busy CPU seconds of the
@@ -19,11 +19,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from parallel_r1.base_model.torch_trainer import torch_trainer  # noqa: E402
 from parallel_r1.config import load_config  # noqa: E402
 from parallel_r1.console import console, summary_table  # noqa: E402
 from parallel_r1.data.io import atomic_write_json  # noqa: E402
 from parallel_r1.ray_runtime import ensure_ray  # noqa: E402
-from parallel_r1.train.torch_trainer import torch_trainer  # noqa: E402
 
 
 def import_and_report(config: dict) -> None:

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from parallel_r1.base_model.pretrained import PACKAGED, convert_packaged
+from parallel_r1.base_model.stage import build_base_model
 from parallel_r1.config import BaseModelConfig
-from parallel_r1.train.base_model import build_base_model
-from parallel_r1.train.pretrained import PACKAGED, convert_packaged
 
 DEMO_SIZE = BaseModelConfig(hidden_size=192, intermediate_size=512, num_layers=4, num_heads=4, max_seq_len=256,
                             vocab_size=2048, corpus_dialogues=300, max_steps=5)

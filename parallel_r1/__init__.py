@@ -9,7 +9,7 @@ __all__ = ["grade_turn", "infer_profile"]
 
 def __getattr__(name: str):
     if name == "grade_turn":
-        from parallel_r1.grading.rubric import grade_turn
+        from parallel_r1.grade.rubric import grade_turn
 
         return grade_turn
     if name == "infer_profile":

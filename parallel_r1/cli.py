@@ -79,7 +79,7 @@ def import_cmd(
     config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None,
 ) -> None:
     """Check real transcripts, infer missing profiles, append them to dialogues.parquet and grade them."""
-    from parallel_r1.discover.import_stage import run_import
+    from parallel_r1.transcripts.stage import run_import
 
     run_import(_config(config, workdir, set_, **{"grade.grader": grader}), transcripts, skip_bad=skip_bad)
 
@@ -92,7 +92,7 @@ def grade_cmd(
     config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None,
 ) -> None:
     """Grade the dialogues in dialogues.parquet not yet graded by this grader; write the pattern-density report."""
-    from parallel_r1.grading.stage import run_grade
+    from parallel_r1.grade.stage import run_grade
     from parallel_r1.llm_server import managed_endpoints
 
     cfg = _config(config, workdir, set_, **{"grade.grader": grader})
@@ -113,7 +113,7 @@ def validate_grader(
     config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None,
 ) -> None:
     """How far a grader agrees with people: rho per human dimension with intervals, vs a question-mark baseline."""
-    from parallel_r1.grading.validate_stage import run_validate
+    from parallel_r1.grade.validate_stage import run_validate
 
     run_validate(_config(config, workdir, set_, **{"grade.grader": grader}), labelled, out)
 
@@ -131,7 +131,7 @@ def grader_fit(
     config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None,
 ) -> None:
     """Fit a grader on rubric features + sentence embeddings; report its rho cross-validated by conversation."""
-    from parallel_r1.grading.fitted_stage import run_grader_fit
+    from parallel_r1.grade.fitted_stage import run_grader_fit
 
     run_grader_fit(_config(config, workdir, set_), labelled, out)
 
@@ -146,22 +146,9 @@ def profile_cmd(
     config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None,
 ) -> None:
     """The traits a student's messages show, the evidence for each and the specialist Serve would pick."""
-    from parallel_r1.profiles import format_reading, read_profile
-    from parallel_r1.profiles.evaluate import evaluate_file, format_evaluation
-    from parallel_r1.profiles.reader import check_method
+    from parallel_r1.profiles.evaluate import profile_report
 
-    cfg = _config(config, workdir, set_)
-    try:
-        check_method(method)
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
-    if eval_file is not None:
-        console.print(format_evaluation(evaluate_file(eval_file, method, cfg.grade.judge)))
-        return
-    if not messages:
-        raise ConfigError("profile: give the student's message(s), or --eval FILE")
-    reading = read_profile(messages, method, cfg.grade.judge, cfg.serve.static_routes)
-    console.print(format_reading(reading, messages))
+    console.print(profile_report(_config(config, workdir, set_), messages, method, eval_file))
 
 
 @app.command()
@@ -171,7 +158,7 @@ def batch(
     config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None,
 ) -> None:
     """Cut the six stratified specialist batches from the graded dialogues."""
-    from parallel_r1.curate.stage import run_batch
+    from parallel_r1.batch.stage import run_batch
 
     run_batch(_config(config, workdir, set_, **{"batch.strict": strict}))
 
@@ -190,9 +177,22 @@ def run(
 
 @app.command("config")
 @user_errors
-def show_config(config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None) -> None:
-    """Print the resolved configuration (defaults, YAML and overrides applied)."""
-    console.print(dump_config(_config(config, workdir, set_)), markup=False)
+def show_config(
+    section: Annotated[str | None, typer.Argument(help="With --explain: one section, e.g. parallel.sft.")] = None,
+    explain: Annotated[bool, typer.Option("--explain", help="Describe the fields (path, type, default, "
+                                                            "description) instead of printing the config.")] = False,
+    config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None,
+) -> None:
+    """Print the resolved configuration (defaults, YAML and overrides applied), or with --explain what each field
+    means."""
+    from parallel_r1.config import explain_config
+
+    if explain:
+        console.print(explain_config(section), markup=False, soft_wrap=True)
+    elif section is not None:
+        raise ConfigError(f"`config {section}` needs --explain (without it the whole resolved config is printed)")
+    else:
+        console.print(dump_config(_config(config, workdir, set_)), markup=False)
 
 
 @app.command()
@@ -205,14 +205,13 @@ def submit(
     follow: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait for the job and print its logs.")] = True,
 ) -> None:
     """Submit a stage as a Ray job (`ray job submit` with the spec's entrypoint and runtime_env)."""
-    from parallel_r1.jobs import JobSpec, wait
-    from parallel_r1.jobs import submit as submit_job
+    from parallel_r1 import jobs
 
     env_vars = dict(e.split("=", 1) for e in env or [])
-    client, job_id = submit_job(JobSpec.load(spec).with_overrides(env_vars, extra), address)
+    client, job_id = jobs.submit(jobs.JobSpec.load(spec).with_overrides(env_vars, extra), address)
     console.print(f"submitted {job_id} to {address}")
     if follow:
-        status = wait(client, job_id, timeout_s=24 * 3600)
+        status = jobs.wait(client, job_id, timeout_s=24 * 3600)
         console.print(client.get_job_logs(job_id), markup=False)
         console.print(f"job {job_id}: {status}")
         if status != "SUCCEEDED":
@@ -230,8 +229,8 @@ def init_model(
 ) -> None:
     """Put the base model into <workdir>/models/base: the embedded tiny Llama pre-trained here, or a packaged
     pretrained instruct model converted to a Hugging Face checkpoint."""
+    from parallel_r1.base_model.stage import init_base_model
     from parallel_r1.paths import RunPaths
-    from parallel_r1.train.base_model import init_base_model
 
     cfg = _config(config, workdir, set_, **{"base_model.source": source})
     init_base_model(cfg.base_model, RunPaths(cfg.workdir).base_model, force=force)
@@ -252,11 +251,11 @@ def finetune(
     config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None,
 ) -> None:
     """Fine-tune one LoRA specialist per batch, all at once (Ray Train), or via the OpenAI API."""
-    from parallel_r1.train.stage import run_finetune
-    from parallel_r1.train.watch import exit_code
+    from parallel_r1.finetune.stage import run_finetune
+    from parallel_r1.finetune.watch import exit_code
 
     if parallel_format:
-        from parallel_r1.train.parallel_sft import run_parallel_sft
+        from parallel_r1.parallel_sft.stage import run_parallel_sft
 
         run_parallel_sft(_config(config, workdir, set_), force=force)
         return
@@ -276,7 +275,7 @@ def parallel_sft(
     config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None,
 ) -> None:
     """Parallel-R1 cold start: parallel dataset, SFT with the tags on Ray Train, merged model, validation before RL."""
-    from parallel_r1.train.parallel_sft import run_parallel_sft
+    from parallel_r1.parallel_sft.stage import run_parallel_sft
 
     run_parallel_sft(_config(config, workdir, set_, **{"parallel.branches": branches}), force=force)
 
@@ -288,20 +287,18 @@ def watch(
     config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None,
 ) -> None:
     """A live table of every fine-tuning job until all have ended; exit 1 if any failed."""
-    from parallel_r1.train.watch import exit_code
-    from parallel_r1.train.watch import watch as watch_jobs
+    from parallel_r1.finetune import watch as jobs
 
-    raise typer.Exit(exit_code(watch_jobs(_config(config, workdir, set_), interval)))
+    raise typer.Exit(jobs.exit_code(jobs.watch(_config(config, workdir, set_), interval)))
 
 
 @app.command()
 @user_errors
 def check(config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None) -> None:
     """Print the fine-tuning jobs once (exit 1 if any failed, 3 if some are still running)."""
-    from parallel_r1.train.watch import check as check_jobs
-    from parallel_r1.train.watch import exit_code
+    from parallel_r1.finetune import watch as jobs
 
-    raise typer.Exit(exit_code(check_jobs(_config(config, workdir, set_))))
+    raise typer.Exit(jobs.exit_code(jobs.check(_config(config, workdir, set_))))
 
 
 @app.command()
@@ -314,7 +311,7 @@ def compare(
     config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None,
 ) -> None:
     """Every model against the base on held-out slices: CIs, success criteria, routing table, report."""
-    from parallel_r1.evaluate.stage import run_compare
+    from parallel_r1.compare.stage import run_compare
 
     run_compare(_config(config, workdir, set_, **{"inference.engine": engine}), models or None, test_on or None)
 
@@ -327,7 +324,7 @@ def gate(
     config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None,
 ) -> None:
     """Promote a model if it beats the promoted one by the configured margin and passes compliance."""
-    from parallel_r1.evaluate.gate import run_gate
+    from parallel_r1.gate.stage import run_gate
 
     decision = run_gate(_config(config, workdir, set_), candidate)
     if strict and not decision.promoted:
@@ -343,7 +340,7 @@ def tune_cmd(
     config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None,
 ) -> None:
     """Ray Tune sweep of batch size x learning rate x LoRA rank for one specialist; results in <workdir>/tune/."""
-    from parallel_r1.train.tune import run_tune
+    from parallel_r1.tune.stage import run_tune
 
     sizes = f"[{batch_sizes}]" if batch_sizes else None
     run_tune(_config(config, workdir, set_, **{"tune.specialist": specialist, "tune.batch_sizes": sizes}))
@@ -362,7 +359,7 @@ def rl_cmd(
     config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None,
 ) -> None:
     """GRPO on the parallel-SFT model (Ray Train + TRL), easy -> medium -> hard; metrics in <workdir>/parallel/rl/."""
-    from parallel_r1.train.rl_stage import run_rl
+    from parallel_r1.rl.stage import run_rl
 
     run_rl(_config(config, workdir, set_, **{"rl.max_steps": steps, "rl.rollout_backend": rollouts}), model,
            force=force)
@@ -377,7 +374,7 @@ def serve_cmd(
     config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None,
 ) -> None:
     """Serve the specialists behind the OpenAI-compatible ensemble router (Ray Serve) until Ctrl-C."""
-    from parallel_r1.serving.local import serve_until_interrupted
+    from parallel_r1.serve.stage import serve_until_interrupted
 
     serve_until_interrupted(_config(config, workdir, set_, **{
         "serve.host": host, "serve.port": port, "serve.backend": backend}))

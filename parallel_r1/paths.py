@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from parallel_r1.config import BaseModelConfig
+
+BASE_MODEL_INFO = "base_model.json"  # in a base model folder built or converted by `init-model`
 
 
 @dataclass(frozen=True)
@@ -138,3 +144,14 @@ class RunPaths:
         if not path.exists():
             raise FileNotFoundError(f"{path} not found: run `parallel-r1 {produced_by}` first")
         return path
+
+
+def resolve_base_model(cfg: BaseModelConfig, paths: RunPaths) -> str:
+    """What to load as the base model: cfg.path when set (any HF path or hub id), else the embedded model."""
+    if cfg.path:
+        return cfg.path
+    path = paths.base_model
+    if not (path / BASE_MODEL_INFO).exists():
+        raise FileNotFoundError(f"no base model in {path}: run `parallel-r1 init-model` first "
+                                "(or set base_model.path to a Hugging Face model path or hub id)")
+    return str(path)

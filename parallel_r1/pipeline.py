@@ -43,14 +43,14 @@ def run_pipeline(cfg: PipelineConfig, *, force: bool = False) -> None:
 
 
 def _run_stages(cfg: PipelineConfig, force: bool, llm_server: ExitStack) -> None:
-    from parallel_r1.curate.stage import batches_up_to_date, run_batch
+    from parallel_r1.base_model.stage import init_base_model
+    from parallel_r1.batch.stage import batches_up_to_date, run_batch
+    from parallel_r1.compare.stage import run_compare
     from parallel_r1.discover.stage import print_discover_summary, run_discover
-    from parallel_r1.evaluate.gate import run_gate
-    from parallel_r1.evaluate.stage import run_compare
-    from parallel_r1.grading.stage import run_grade
+    from parallel_r1.finetune.stage import run_finetune
+    from parallel_r1.gate.stage import run_gate
+    from parallel_r1.grade.stage import run_grade
     from parallel_r1.llm_server import endpoint_users, managed_endpoints
-    from parallel_r1.train.base_model import init_base_model
-    from parallel_r1.train.stage import run_finetune
 
     paths = RunPaths(cfg.workdir)
     clock = StageClock()

@@ -17,8 +17,8 @@ RAY_ENV_DEFAULTS = {
     "RAY_AUTH_MODE": "disabled",
 }
 # Only for a Ray this process starts itself (one machine): each TorchTrainer would otherwise start a
-# spot-preemption watcher actor, a placement-group cleaner actor (see train/torch_trainer.py) and metrics callbacks,
-# a fixed cost per concurrent job; on a loaded machine the dashboard agent can take longer than the raylet's
+# spot-preemption watcher actor, a placement-group cleaner actor (see base_model/torch_trainer.py) and metrics
+# callbacks, a fixed cost per concurrent job; on a loaded machine the dashboard agent can take longer than the raylet's
 # default 30 s to register, which fails the start.
 LOCAL_RAY_ENV_DEFAULTS = {
     **RAY_ENV_DEFAULTS,

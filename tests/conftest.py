@@ -39,7 +39,7 @@ def tiny_base_config() -> BaseModelConfig:
 @pytest.fixture(scope="session")
 def tiny_base_model(tmp_path_factory, tiny_base_config) -> Path:
     """The folder of a built tiny base model (loadable with AutoModelForCausalLM / AutoTokenizer); do not modify."""
-    from parallel_r1.train.base_model import build_base_model
+    from parallel_r1.base_model.stage import build_base_model
 
     out = tmp_path_factory.mktemp("tiny_base") / "models" / "base"
     build_base_model(tiny_base_config, out, progress=False)
@@ -50,14 +50,20 @@ def tiny_base_model(tmp_path_factory, tiny_base_config) -> Path:
 def real_base_model(tmp_path_factory) -> Path:
     """SmolLM2-135M-Instruct converted from its packaged GGUF into a standard checkpoint (the `real` extra that
     `make install` brings); do not modify."""
-    from parallel_r1.train.pretrained import convert_packaged
+    from parallel_r1.base_model.pretrained import convert_packaged
 
     out = tmp_path_factory.mktemp("real_base") / "models" / "base"
     convert_packaged("smollm2-135m-instruct", out, progress=False)
     return out
 
 
+ENGINE_FIXTURES = {"ray_session", "tiny_base_model", "real_base_model"}
+
+
 def pytest_collection_modifyitems(config, items):
+    for item in items:  # `make test-fast` leaves out what starts Ray or builds a model for an engine
+        if ENGINE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.engine)
     try:
         import torch
 

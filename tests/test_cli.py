@@ -7,7 +7,7 @@ import json
 from typer.testing import CliRunner
 
 from parallel_r1.cli import app
-from parallel_r1.train.manifest import FinetuneManifest
+from parallel_r1.finetune.manifest import FinetuneManifest
 from tests.fakes.openai_ft_server import FAIL_MARKER, FakeFineTuningServer
 from tests.support.batches import BATCHES, write_batches
 

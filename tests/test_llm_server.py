@@ -107,12 +107,20 @@ def test_a_server_that_exits_at_start_reports_its_log(tmp_path):
     assert time.monotonic() - started < 20
 
 
-def test_a_server_that_never_answers_times_out_and_is_stopped(tmp_path):
+def test_a_server_that_never_answers_times_out_and_is_stopped(tmp_path, monkeypatch):
     model_dir(tmp_path)
+    started, popen = [], subprocess.Popen
+
+    def spy(*args, **kwargs):  # the pid from Popen: a loaded machine may stop the fake before it logs its own
+        proc = popen(*args, **kwargs)
+        started.append(proc.pid)
+        return proc
+
+    monkeypatch.setattr(subprocess, "Popen", spy)
     server = LLMServer(fake_cfg(start_timeout_s=1, extra_args=["--fake-start-delay", "60"]), tmp_path)
     with pytest.raises(LLMServerError, match=r"no answer from .* within 1 s \(llm_server.start_timeout_s\)"):
         server.start()
-    assert gone(fake_pid(server.log))
+    assert len(started) == 1 and gone(started[0])
 
 
 def test_a_server_that_ignores_sigterm_is_killed(tmp_path):

@@ -1,6 +1,5 @@
-"""Pipeline configuration: one pydantic model per stage, loaded from YAML and overridable from the CLI.
-
-Unknown or ill-typed fields are errors that name the field (`ConfigError`).
+"""Pipeline configuration: one pydantic model per YAML section (one module each), loaded from YAML and
+overridable from the CLI. Unknown or ill-typed fields are errors that name the field (`ConfigError`).
 """
 
 from __future__ import annotations
@@ -11,13 +10,26 @@ import yaml
 from pydantic import Field, ValidationError
 
 from parallel_r1.config.base import ConfigError, _Section
+from parallel_r1.config.base_model import BaseModelConfig
+from parallel_r1.config.batch import BatchConfig, BatchSpec
+from parallel_r1.config.discover import DiscoverConfig, RolePlayConfig
+from parallel_r1.config.eval import EvalConfig, EvalSliceSpec
+from parallel_r1.config.explain import explain
+from parallel_r1.config.finetune import FinetuneConfig, LoraSection, OpenAIFinetuneConfig
+from parallel_r1.config.gate import GateConfig
+from parallel_r1.config.grade import GradeConfig
+from parallel_r1.config.groups import OpenAIEndpointConfig
+from parallel_r1.config.inference import InferenceConfig
 from parallel_r1.config.llm_server import LLMServerConfig
 from parallel_r1.config.parallel import (
-    CurriculumConfig,
     ParallelConfig,
     ParallelInferenceConfig,
     ParallelSFTConfig,
     PathGenerationConfig,
+)
+from parallel_r1.config.ray import RayConfig
+from parallel_r1.config.rl import (
+    CurriculumConfig,
     RewardScheduleConfig,
     RewardWeightsConfig,
     RLConfig,
@@ -25,26 +37,9 @@ from parallel_r1.config.parallel import (
     RLStopConfig,
     RLVerifyConfig,
 )
-from parallel_r1.config.roleplay import RolePlayConfig
 from parallel_r1.config.serve import ServeConfig
-from parallel_r1.config.stages import (
-    BaseModelConfig,
-    BatchConfig,
-    BatchSpec,
-    DiscoverConfig,
-    EvalConfig,
-    EvalSliceSpec,
-    FinetuneConfig,
-    GateConfig,
-    GradeConfig,
-    InferenceConfig,
-    LoraSection,
-    OpenAIEndpointConfig,
-    OpenAIFinetuneConfig,
-    RayConfig,
-    TuneConfig,
-)
 from parallel_r1.config.transcripts import TranscriptsConfig
+from parallel_r1.config.tune import TuneConfig
 
 __all__ = ["BaseModelConfig", "BatchConfig", "BatchSpec", "ConfigError", "CurriculumConfig", "DiscoverConfig",
            "EvalConfig", "EvalSliceSpec", "FinetuneConfig", "GateConfig", "GradeConfig", "InferenceConfig",
@@ -52,26 +47,33 @@ __all__ = ["BaseModelConfig", "BatchConfig", "BatchSpec", "ConfigError", "Curric
            "ParallelInferenceConfig", "ParallelSFTConfig", "PathGenerationConfig", "PipelineConfig", "RLConfig",
            "RLExploreConfig", "RolePlayConfig",
            "RLStopConfig", "RLVerifyConfig", "RayConfig", "RewardScheduleConfig", "RewardWeightsConfig", "ServeConfig",
-           "TranscriptsConfig", "TuneConfig", "dump_config", "load_config", "parse_override"]
+           "TranscriptsConfig", "TuneConfig", "dump_config", "explain_config", "load_config", "parse_override"]
 
 
 class PipelineConfig(_Section):
     workdir: Path = Field(Path("data"), description="Run directory every stage reads and writes.")
-    ray: RayConfig = Field(default_factory=RayConfig)
-    discover: DiscoverConfig = Field(default_factory=DiscoverConfig)
+    ray: RayConfig = Field(default_factory=RayConfig, description="The Ray cluster the stages run on.")
+    discover: DiscoverConfig = Field(default_factory=DiscoverConfig,
+                                     description="Simulated tutoring dialogues (`parallel-r1 discover`).")
     transcripts: TranscriptsConfig = Field(default_factory=TranscriptsConfig,
                                            description="How `parallel-r1 import` checks real transcripts.")
-    grade: GradeConfig = Field(default_factory=GradeConfig)
-    batch: BatchConfig = Field(default_factory=BatchConfig)
-    base_model: BaseModelConfig = Field(default_factory=BaseModelConfig)
-    finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
-    inference: InferenceConfig = Field(default_factory=InferenceConfig)
-    eval: EvalConfig = Field(default_factory=EvalConfig)
-    gate: GateConfig = Field(default_factory=GateConfig)
-    tune: TuneConfig = Field(default_factory=TuneConfig)
-    serve: ServeConfig = Field(default_factory=ServeConfig)
-    parallel: ParallelConfig = Field(default_factory=ParallelConfig)
-    rl: RLConfig = Field(default_factory=RLConfig)
+    grade: GradeConfig = Field(default_factory=GradeConfig, description="The grader of dialogues and replies.")
+    batch: BatchConfig = Field(default_factory=BatchConfig, description="Curation of the training batches.")
+    base_model: BaseModelConfig = Field(default_factory=BaseModelConfig,
+                                        description="The model every specialist starts from.")
+    finetune: FinetuneConfig = Field(default_factory=FinetuneConfig,
+                                     description="Training of the specialists and the monolithic baseline.")
+    inference: InferenceConfig = Field(default_factory=InferenceConfig,
+                                       description="The engine that generates the models' replies.")
+    eval: EvalConfig = Field(default_factory=EvalConfig, description="The held-out comparison (`parallel-r1 "
+                                                                     "compare`) and its success criteria.")
+    gate: GateConfig = Field(default_factory=GateConfig, description="When a candidate model is promoted.")
+    tune: TuneConfig = Field(default_factory=TuneConfig, description="The hyperparameter sweep of one specialist.")
+    serve: ServeConfig = Field(default_factory=ServeConfig, description="The Ray Serve application that routes "
+                                                                        "requests to the specialists.")
+    parallel: ParallelConfig = Field(default_factory=ParallelConfig,
+                                     description="The Parallel-R1 format, its cold-start dataset and SFT.")
+    rl: RLConfig = Field(default_factory=RLConfig, description="GRPO on the parallel-thinking model.")
     llm_server: LLMServerConfig = Field(default_factory=LLMServerConfig,
                                         description="vLLM's OpenAI-compatible server on a model of the run directory.")
 
@@ -129,4 +131,11 @@ def load_config(path: Path | str | None = None, overrides: dict | list[str] | No
 
 
 def dump_config(cfg: PipelineConfig) -> str:
+    """The configuration as YAML that `load_config` reads back to an equal config."""
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+def explain_config(section: str | None = None) -> str:
+    """Every field of the configuration, or of one section (a dotted path such as `parallel.sft`), as a table of
+    dotted path, type, default and description; an unknown section is a ConfigError that lists the sections."""
+    return explain(PipelineConfig(), section)

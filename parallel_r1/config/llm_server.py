@@ -7,10 +7,10 @@ from typing import Literal
 
 from pydantic import Field
 
-from parallel_r1.config.base import _Section
+from parallel_r1.config.groups import VLLMMemoryConfig
 
 
-class LLMServerConfig(_Section):
+class LLMServerConfig(VLLMMemoryConfig):
     managed: bool = Field(
         False, description="Start the server for the stages that use it and point their endpoints at it: "
                            "discover's chat backend when discover.backend is openai, the LLM judge when "
@@ -24,15 +24,9 @@ class LLMServerConfig(_Section):
                                                "interface, reached at 127.0.0.1); Ray workers on other machines "
                                                "need this machine's own address.")
     port: int = Field(8100, ge=0, le=65535, description="HTTP port; 0: a free one, chosen at start.")
-    max_model_len: int | None = Field(None, ge=16, description="Context length served (prompt and reply tokens); "
-                                                               "None: the model's own.")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="Weights dtype. auto: float32 on CPU (vLLM's own auto picks bf16, slower there), the "
                             "checkpoint's dtype on a GPU.")
-    kv_cache_memory_bytes: int = Field(512 * 1024**2, ge=1, description="KV cache size on CPU (vLLM would otherwise "
-                                                                       "size it from one NUMA node's memory).")
-    gpu_memory_utilization: float = Field(0.85, gt=0, le=1, description="Share of GPU memory vLLM may take on a "
-                                                                        "GPU.")
     start_timeout_s: float = Field(300.0, gt=0, description="Seconds to wait for the server to answer /v1/models "
                                                             "before the start is an error.")
     stop_timeout_s: float = Field(30.0, gt=0, description="Seconds a stopping server gets to exit before it is "

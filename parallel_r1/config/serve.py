@@ -1,4 +1,4 @@
-"""Config section of the Serve ensemble router."""
+"""The `serve` section: the Ray Serve application that routes each request to a specialist."""
 
 from __future__ import annotations
 
@@ -22,8 +22,7 @@ def _default_static_routes() -> dict[str, str]:
 
 class ServeConfig(_Section):
     host: str = Field("127.0.0.1", description="Address the Serve HTTP proxy listens on (0.0.0.0: every interface).")
-    port: int = Field(8000, ge=1, le=65535, description="HTTP port of the Serve proxy (8000 may be taken on a "
-                                                        "shared host).")
+    port: int = Field(8000, ge=1, le=65535, description="HTTP port of the Serve proxy.")
     backend: Literal["hf", "vllm"] = Field("hf", description="hf: one deployment with transformers + PEFT and every "
                                                              "adapter; vllm: Ray Serve LLM with multi-LoRA.")
     app_name: str = Field("parallel_r1", description="Name of the Serve application.")
@@ -45,7 +44,7 @@ class ServeConfig(_Section):
     use_gpu: bool = Field(False, description="vllm backend: run the engine on a GPU instead of the CPU build.")
     grpc_handles: bool = Field(True, description="The router calls the model deployment over Ray Serve's "
                                                  "inter-deployment gRPC (by value) instead of through Ray object "
-                                                 "references (benchmarks/bench_serve.py measures both).")
+                                                 "references.")
     max_ongoing_requests: int = Field(32, ge=1, description="Requests a replica accepts at once before queueing.")
     access_log: bool = Field(False, description="Serve's per-request access log lines in the replicas' logs.")
     max_tokens_limit: int = Field(1024, ge=1, description="Largest max_tokens a request may ask for (else 400).")

@@ -1,4 +1,4 @@
-"""Config section of `parallel-r1 import`: how real tutoring transcripts are checked before they join the run."""
+"""The `transcripts` section: how `parallel-r1 import` checks real tutoring transcripts before they join the run."""
 
 from __future__ import annotations
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from parallel_r1.grading.judge import CONTEXT_NUMBERS, PROMPT_NUMBERS
-from parallel_r1.grading.judge_prompt import CHARS_PER_TOKEN, prompt_tokens
+from parallel_r1.grade.judge import CONTEXT_NUMBERS, PROMPT_NUMBERS
+from parallel_r1.grade.judge_prompt import CHARS_PER_TOKEN, prompt_tokens
 from parallel_r1.llm_client import EndpointError, OpenAIChatClient
 
 MIN_REPLY_TOKENS = 32

@@ -20,9 +20,18 @@ from ray.exceptions import RayActorError
 
 from parallel_r1.config import DiscoverConfig, GradeConfig
 from parallel_r1.data import Dialogue, DialogueTask
-from parallel_r1.discover.backends import build_backend
+from parallel_r1.discover.backend import ChatBackend
+from parallel_r1.discover.openai_backend import OpenAIBackend
+from parallel_r1.discover.procedural import ProceduralBackend
 from parallel_r1.discover.simulator import simulate_dialogue
-from parallel_r1.grading import agrade_dialogues, build_grader
+from parallel_r1.grade import agrade_dialogues, build_grader
+
+
+def build_backend(cfg: DiscoverConfig) -> ChatBackend:
+    """The chat backend named in the discovery config."""
+    if cfg.backend == "procedural":
+        return ProceduralBackend(seed=cfg.seed)
+    return OpenAIBackend(cfg.openai, seed=cfg.seed, roleplay=cfg.roleplay)
 
 
 @ray.remote

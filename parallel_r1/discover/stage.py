@@ -17,7 +17,7 @@ from parallel_r1.config import ConfigError, PipelineConfig, dump_config
 from parallel_r1.console import console, progress_bar, summary_table
 from parallel_r1.data import Dialogue, DialogueTask, discovery_plan, read_dialogues, write_dialogues
 from parallel_r1.data.io import atomic_write_json, atomic_write_jsonl, atomic_write_text, read_jsonl
-from parallel_r1.grading import resolved_grade
+from parallel_r1.grade import resolved_grade
 from parallel_r1.llm_server import managed_endpoints
 from parallel_r1.paths import RunPaths
 from parallel_r1.recipe import run_recipe

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from parallel_r1.curate.parallel_format import (
+from parallel_r1.data.parallel_format import (
     DEFAULT_MAX_BLOCKS,
     MIN_PATHS,
     ParallelBlock,
@@ -19,7 +19,7 @@ from parallel_r1.curate.parallel_format import (
     parse_reply,
     path_diversity,
 )
-from parallel_r1.curate.report import TUTOR_SYSTEM_PROMPT
+from parallel_r1.data.prompts import TUTOR_SYSTEM_PROMPT
 from parallel_r1.inference.engine import SamplingParams
 
 if TYPE_CHECKING:

@@ -3,6 +3,13 @@ ways a picture fails, teachers and their contempt, vague everyday words, literal
 
 from __future__ import annotations
 
+# the traits, as the cue tables name them
+RM = "rejects_metaphor"
+EF = "executive_function_gap"
+HF = "hyperfocus_trait"
+BPT = "bad_prior_teacher"
+ND = "neurodivergent"
+
 PICTURE = (r"(?:an[ae]?l[oa]g(?:y|ies|ie|ys)\b|analog\w*|metaph?ou?r\w*|metafor\w*|comparisons?|comparing|similes?|"
            r"imagery|pictures?\b|images?\b|visuali[sz]ations?|stor(?:y|ies)\b|fairy[- ]?tales?|framing|"
            r"(?:real[- ]?(?:life|world)|everyday) (?:examples?|stuff|things)|examples? (?:like (?:that|this|those)|"

@@ -26,6 +26,7 @@ import numpy as np
 from parallel_r1.data.io import atomic_write_bytes
 from parallel_r1.data.profiles import NEURODIVERGENT_TRAITS, TRAITS, StudentProfileConfig
 from parallel_r1.profiles.cues import Evidence, conversation_evidence, cue_table_digest, scores_from_evidence
+from parallel_r1.profiles.labelled import load_labelled
 from parallel_r1.profiles.messages import Turn, student_text
 
 TRAIN_FILE = Path(__file__).resolve().parent / "data" / "train.jsonl"
@@ -155,7 +156,6 @@ def _fit(embeddings: np.ndarray, cues: np.ndarray, labels: np.ndarray, digest: s
 def fit_classifier(train_path: Path = TRAIN_FILE) -> FittedClassifier:
     """Fit on a labelled JSONL (the `evaluate` formats); deterministic for a given file."""
     from parallel_r1.data.embeddings import embed
-    from parallel_r1.profiles.evaluate import load_labelled
 
     examples = load_labelled(train_path)
     texts = [student_text(e.turns) for e in examples]

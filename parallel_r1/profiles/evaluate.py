@@ -1,10 +1,5 @@
 """Measuring a profile reader on a labelled JSONL: right-specialist and exact-trait-set accuracy, per-trait
-precision / recall / F1, and the confusion of specialist picks.
-
-A line holds the student's words as `message` (a string) or `messages` (strings, or chat messages with roles), and
-the truth as `traits` (trait names; "hyperfocus" is hyperfocus_trait; [] is the standard student), a `profile`
-object of flags, or a profile `kind`. Other keys (a subject, a note) are ignored. A line that cannot be read is a
-`LabelledFileError` naming the file and line number.
+precision / recall / F1, and the confusion of specialist picks. The file's format is `labelled`'s.
 """
 
 from __future__ import annotations
@@ -14,73 +9,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from parallel_r1.config import OpenAIEndpointConfig, ServeConfig
-from parallel_r1.data.io import jsonl_objects
+from parallel_r1.config import ConfigError, OpenAIEndpointConfig, PipelineConfig, ServeConfig
 from parallel_r1.data.profiles import TRAITS, StudentProfileConfig
-from parallel_r1.errors import UserFacingError
-from parallel_r1.profiles.messages import Turn, to_turns, trait_name
-
-
-class LabelledFileError(UserFacingError, ValueError):
-    """A labelled file (or one of its lines) that cannot be read."""
-
-
-@dataclass(frozen=True)
-class LabelledExample:
-    """One labelled conversation: its turns, the true profile, and its line number in the file."""
-
-    turns: list[Turn]
-    profile: StudentProfileConfig
-    line: int
-
-
-def _profile(row: dict) -> StudentProfileConfig:
-    if "traits" in row:
-        traits = row["traits"]
-        if isinstance(traits, str):
-            traits = [traits] if traits.strip() else []
-        if not isinstance(traits, list):
-            raise ValueError(f"'traits' must be a list of trait names, not {type(traits).__name__}")
-        flags = {trait_name(t) for t in traits if str(t).strip().lower() not in ("standard", "none")}
-        return StudentProfileConfig(**dict.fromkeys(flags, True))
-    if "profile" in row:
-        flags = row["profile"]
-        if not isinstance(flags, dict):
-            raise ValueError("'profile' must be an object of trait flags")
-        return StudentProfileConfig(**{trait_name(k): bool(v) for k, v in flags.items()})
-    if "kind" in row:
-        return StudentProfileConfig.for_kind(str(row["kind"]))
-    raise ValueError("no label: give 'traits' (a list of trait names), 'profile' (flags) or 'kind'")
-
-
-def _turns(row: dict) -> list[Turn]:
-    if "message" in row:
-        if not isinstance(row["message"], str):
-            raise ValueError("'message' must be a string")
-        turns = to_turns([row["message"]])
-    elif "messages" in row:
-        if not isinstance(row["messages"], list) or not row["messages"]:
-            raise ValueError("'messages' must be a non-empty list of strings or {role, content} messages")
-        turns = to_turns(row["messages"])
-    else:
-        raise ValueError("no 'message' (a string) or 'messages' (a list)")
-    if not any(t.role == "student" and t.content.strip() for t in turns):
-        raise ValueError("no student message with text")
-    return turns
-
-
-def load_labelled(path: str | Path) -> list[LabelledExample]:
-    """Every labelled example of a JSONL file (blank lines skipped); a clear error for a line it cannot read."""
-    examples = []
-    for number, row in jsonl_objects(Path(path), LabelledFileError):
-        try:
-            examples.append(LabelledExample(_turns(row), _profile(row), number))
-        except (ValueError, TypeError) as e:
-            first = str(e).splitlines()[0]
-            raise LabelledFileError(f"{path} line {number}: {first}") from None
-    if not examples:
-        raise LabelledFileError(f"{path}: no labelled examples")
-    return examples
+from parallel_r1.profiles.labelled import LabelledExample, load_labelled
+from parallel_r1.profiles.reader import check_method, format_reading, read_profile, read_profiles
 
 
 def _ratio(a: int, b: int) -> float:
@@ -147,7 +79,6 @@ def score_readings(pairs: list[tuple[StudentProfileConfig, StudentProfileConfig,
 def evaluate(examples: list[LabelledExample], method: str = "embedding",
              endpoint: OpenAIEndpointConfig | None = None) -> EvaluationResult:
     """Read every example with `method` and score the readings."""
-    from parallel_r1.profiles.reader import read_profiles
 
     readings = read_profiles([e.turns for e in examples], method=method, endpoint=endpoint)
     return score_readings([(e.profile, r.profile, e.line) for e, r in zip(examples, readings, strict=True)],
@@ -186,5 +117,19 @@ def format_evaluation(result: EvaluationResult):
     return Group(head, traits, confusion)
 
 
-__all__ = ["EvaluationResult", "LabelledExample", "LabelledFileError", "TraitScore", "evaluate",
-           "evaluate_file", "format_evaluation", "load_labelled", "score_readings"]
+
+def profile_report(cfg: PipelineConfig, messages: list[str] | None, method: str, eval_file: Path | None):
+    """What `parallel-r1 profile` prints: the reading of a student's `messages` (traits, evidence, the specialist
+    Serve would pick), or with `eval_file` the `method` reader measured on that labelled JSONL."""
+    try:
+        check_method(method)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    if eval_file is not None:
+        return format_evaluation(evaluate_file(eval_file, method, cfg.grade.judge))
+    if not messages:
+        raise ConfigError("profile: give the student's message(s), or --eval FILE")
+    return format_reading(read_profile(messages, method, cfg.grade.judge, cfg.serve.static_routes), messages)
+
+__all__ = ["EvaluationResult", "TraitScore", "evaluate", "evaluate_file", "format_evaluation", "profile_report",
+           "score_readings"]

@@ -10,12 +10,8 @@ from dataclasses import replace
 import pytest
 
 from parallel_r1.data import Turn, discovery_plan, get_card
-from parallel_r1.discover.procedural import (
-    FAILURE_BEHAVIOURS,
-    GOOD_BEHAVIOURS,
-    PROFILE_FAILURE,
-    ProceduralBackend,
-)
+from parallel_r1.discover.procedural import ProceduralBackend
+from parallel_r1.discover.procedural_behaviours import FAILURE_BEHAVIOURS, GOOD_BEHAVIOURS, PROFILE_FAILURE
 from parallel_r1.discover.procedural_text import STOCK_EMPATHY, STUDENT
 from parallel_r1.discover.simulator import context_for, simulate_dialogue
 

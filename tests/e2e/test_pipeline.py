@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from parallel_r1.cli import app
 from parallel_r1.data.io import file_digest
-from parallel_r1.train.manifest import FinetuneManifest
+from parallel_r1.finetune.manifest import FinetuneManifest
 from tests.support.batches import BATCHES
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from parallel_r1.cli import app
-from parallel_r1.train.manifest import FinetuneManifest
+from parallel_r1.finetune.manifest import FinetuneManifest
 from tests.support.batches import BATCHES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -101,7 +101,7 @@ def parallel_run(real_run, real_base_model, tmp_path_factory) -> Path:
 def test_parallel_sft_adds_the_tags_to_the_real_tokenizer(parallel_run, real_base_model):
     from transformers import AutoTokenizer
 
-    from parallel_r1.train.parallel_tokens import parallel_token_ids
+    from parallel_r1.finetune.parallel_tokens import parallel_token_ids
 
     base = AutoTokenizer.from_pretrained(real_base_model)
     model = parallel_run / "parallel" / "sft" / "model"

@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from parallel_r1.config import load_config
-from parallel_r1.curate.parallel_format import ParallelBlock, format_block
+from parallel_r1.data.parallel_format import ParallelBlock, format_block
 from parallel_r1.inference.policy import (
     ParallelExecutionPolicy,
     agrees_with_majority,

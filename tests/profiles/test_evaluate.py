@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from parallel_r1.profiles.evaluate import LabelledFileError, evaluate_file, format_evaluation, load_labelled
+from parallel_r1.profiles.evaluate import evaluate_file, format_evaluation
+from parallel_r1.profiles.labelled import LabelledFileError, load_labelled
 
 
 def _write(path, rows):

@@ -6,9 +6,9 @@ import asyncio
 from pathlib import Path
 
 from parallel_r1.config import load_config
-from parallel_r1.curate.report import system_prompt
 from parallel_r1.data import discovery_plan
 from parallel_r1.data.io import atomic_write_jsonl
+from parallel_r1.data.prompts import system_prompt
 from parallel_r1.discover.procedural import ProceduralBackend
 from parallel_r1.discover.simulator import simulate_dialogue
 

@@ -1,0 +1,65 @@
+"""The batch stage: cut the six stratified specialist batches from the graded dialogues.
+
+Run it with `parallel-r1 batch [--strict]`; it reads `dialogues.parquet` and writes
+`batches/<name>.parquet`, `batches/<name>.jsonl`, `batches/report.md` and `batches/inputs.json` (the batch
+config and the dialogues' digest they were cut from, which tells `parallel-r1 run` when to cut them again).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+from parallel_r1.batch.batches import BatchSet, BatchShortfallError, build_batches
+from parallel_r1.batch.report import summary_rows, write_batches
+from parallel_r1.config import PipelineConfig
+from parallel_r1.console import console, summary_table
+from parallel_r1.data import read_dialogues
+from parallel_r1.data.io import atomic_write_json, file_digest
+from parallel_r1.paths import RunPaths
+
+
+def batch_inputs(cfg: PipelineConfig) -> dict:
+    """What a cut of the batches depends on: the batch config and the graded dialogues."""
+    paths = RunPaths(cfg.workdir)
+    return {"batch": cfg.batch.model_dump(mode="json"), "dialogues": file_digest(paths.dialogues)}
+
+
+def batches_up_to_date(cfg: PipelineConfig) -> bool:
+    """The batches on disk were cut, completely, from the current batch config and dialogues."""
+    paths = RunPaths(cfg.workdir)
+    if not (paths.batch_report.exists() and paths.batch_inputs.exists() and paths.dialogues.exists()):
+        return False
+    return json.loads(paths.batch_inputs.read_text()) == batch_inputs(cfg)
+
+
+def run_batch(cfg: PipelineConfig, *, print_report: bool = True) -> BatchSet:
+    paths = RunPaths(cfg.workdir)
+    dialogues = read_dialogues(paths.require(paths.dialogues, "discover"))
+    try:
+        batch_set = build_batches(dialogues, cfg.batch)
+    except BatchShortfallError as e:
+        paths.batch_inputs.unlink(missing_ok=True)  # what is on disk is no complete cut of any inputs
+        write_batches(e.batch_set, paths.batches)  # the partial batches and the report are still useful
+        raise
+    write_batches(batch_set, paths.batches)
+    atomic_write_json(paths.batch_inputs, batch_inputs(cfg))
+    if print_report:
+        console.print(paths.batch_report.read_text(), markup=False)
+    columns = ["batch", "size", "target", "mean score", "mean confidence", "stock-phrase density", "status"]
+    console.print(summary_table(f"batch ({len(dialogues)} dialogues → {paths.batches})", columns,
+                                [list(r.values()) for r in summary_rows(batch_set)]))
+    for warning in [*batch_set.warnings, *mixed_graders(dialogues)]:
+        console.print(f"[yellow]warning:[/] {warning}")
+    return batch_set
+
+
+def mixed_graders(dialogues) -> list[str]:
+    """A warning when the dialogues' grades come from more than one grader (a judge that failed on some of them
+    leaves their earlier grades): their scores are on different scales."""
+    counts = Counter(d.grader for d in dialogues if d.score is not None)
+    if len(counts) < 2:
+        return []
+    mix = ", ".join(f"{n} by {g}" for g, n in counts.most_common())
+    return [f"the dialogues were graded by {len(counts)} graders ({mix}); run `parallel-r1 grade` again (see "
+            "grade_failures.jsonl) or `grade --force` so that one grader's scores are compared"]

@@ -1,0 +1,27 @@
+"""The `inference` section: the engine that generates the models' replies (HF or vLLM), and how many."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from parallel_r1.config.groups import VLLMMemoryConfig
+
+
+class InferenceConfig(VLLMMemoryConfig):
+    engine: Literal["auto", "hf", "vllm"] = Field("auto", description="auto: vLLM where it imports, else HF.")
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32", description="Weights dtype (float32 on CPU, where bf16 is slower).")
+    max_batch_size: int = Field(32, ge=1, description="HF engine: conversations per generate() call.")
+    hf_cache: Literal["static", "dynamic"] = Field(
+        "static", description="HF engine KV cache. static: preallocated for a batch's prompt + max_tokens and written "
+                              "in place (faster, the same replies); dynamic: grown by concatenation each step, for a "
+                              "model without static-cache support.")
+    num_engines: int = Field(1, ge=1, description="Engines `compare` spreads its models over, one Ray actor each "
+                                                  "holding the base model and every adapter; 1: one engine in "
+                                                  "the calling process, no Ray.")
+    cpus_per_engine: float = Field(1.0, gt=0, description="CPUs per engine actor (its torch threads on CPU).")
+    gpus_per_engine: float = Field(0.0, ge=0, description="GPUs per engine actor (cluster; fractions share one).")
+    max_loras: int = Field(8, ge=1, description="vLLM: adapters held in the engine at once.")
+    max_lora_rank: int = Field(16, ge=1, description="vLLM: the largest LoRA rank it accepts.")

@@ -1,0 +1,275 @@
+"""The cold start of the Parallel-R1 stage (`parallel-r1 parallel-sft`, or `parallel-r1 finetune --parallel-format`).
+
+1. Build the parallel dataset from the graded dialogues (`parallel/sft_data.jsonl`, `parallel.branches` paths per
+   block).
+2. SFT the base model on it through the specialists' Ray Train launcher (one job in `parallel/sft/manifest.json`):
+   the tags become atomic tokens, the embeddings are resized, and their new rows train with the LoRA.
+3. Merge the adapter into a full model folder with its tokenizer, `parallel/sft/model`: what `parallel-r1 rl` loads.
+4. Validate before RL: the starting point (base + tags, `parallel/sft/start_model`) and the SFT'd model answer
+   held-out prefixes; below `parallel.sft.min_uplift` the stage fails, saying so. `parallel/sft/eval.json` is
+   written either way.
+
+Each step is skipped when its artifact is current (the settings it was made with are part of its key); a killed
+training job resumes from its checkpoint; `--force` redoes everything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from pathlib import Path
+
+from parallel_r1.config import FinetuneConfig, PipelineConfig
+from parallel_r1.console import console, progress_bar, summary_table
+from parallel_r1.data.io import atomic_write_json, file_digest
+from parallel_r1.errors import UserFacingError
+from parallel_r1.finetune.manifest import FinetuneJob, FinetuneManifest
+from parallel_r1.paths import RunPaths, resolve_base_model
+from parallel_r1.recipe import run_recipe
+
+JOB = "parallel_sft"
+EXPORT_INFO = "parallel_sft.json"  # in an exported model folder: what it was made from
+
+
+class UpliftTooLowError(UserFacingError):
+    """The SFT'd model does not beat its starting point by `parallel.sft.min_uplift` on the parallel evaluation."""
+
+
+def _digest(obj) -> str:
+    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+class ParallelSFTStage:
+    """setup() → run() → cleanup() over one PipelineConfig."""
+
+    def __init__(self, cfg: PipelineConfig, *, force: bool = False):
+        self.cfg = cfg
+        self.paths = RunPaths(cfg.workdir)
+        self.force = force
+        self.dir = self.paths.parallel_sft
+        self.manifest = FinetuneManifest(self.dir / "manifest.json")
+        self.evaluation = None
+        self.base = ""
+        self.key: dict = {}
+        self.records: list[dict] = []
+        self.dataset_info: dict = {}
+        self.done: dict | None = None
+        self.train = False
+
+    # ------------------------------------------------------------------ settings and keys
+    def finetune_config(self) -> FinetuneConfig:
+        """`finetune` with the cold start's own epochs, learning rate and example length."""
+        sft, ft = self.cfg.parallel.sft, self.cfg.finetune
+        return ft.model_copy(update={"epochs": sft.epochs or ft.epochs, "max_length": sft.max_length,
+                                     "learning_rate": sft.learning_rate or ft.learning_rate})
+
+    def _dataset_key(self) -> dict:
+        p = self.cfg.parallel
+        fields = {"dataset_threshold", "branches", "max_blocks", "min_dialogues", "turns_per_dialogue",
+                  "path_min_grade", "max_path_overlap", "summary_mode", "seed", "path_source"}
+        writer = self._path_writer()
+        model = {} if writer == "replay" else {"path_generation": p.path_generation.model_dump(mode="json")}
+        if writer == "policy":
+            model.update(policy=p.path_generation.model or self.base, engine=self.cfg.inference.model_dump(mode="json"))
+        return {"dialogues": file_digest(self.paths.dialogues), "discover_seed": self.cfg.discover.seed,
+                **p.model_dump(mode="json", include=fields), **model}
+
+    def _path_writer(self) -> str:
+        """Who writes any of the dataset's paths: "replay" when only the simulator does (`auto` with procedural
+        dialogues only), else the model of `parallel.path_source`."""
+        import pyarrow.parquet as pq
+
+        from parallel_r1.parallel_sft.dataset import PROCEDURAL
+
+        source = self.cfg.parallel.path_source
+        if source != "auto":
+            return source
+        backends = pq.read_table(self.paths.dialogues, columns=["backend"]).column("backend").to_pylist()
+        return "policy" if any(b != PROCEDURAL for b in backends) else "replay"
+
+    def _train_key(self) -> dict:
+        ft = self.finetune_config()
+        fields = {"epochs", "learning_rate", "max_length", "per_device_batch_size", "gradient_accumulation_steps",
+                  "seed", "lora", "num_workers"}
+        return {"dataset": _digest(self.key["dataset"]), "base": self.base,
+                **ft.model_dump(mode="json", include=fields)}
+
+    def _eval_key(self) -> dict:
+        s = self.cfg
+        return {"train": _digest(self.key["train"]), "sft": s.parallel.sft.model_dump(mode="json"),
+                "inference": s.parallel.inference.model_dump(mode="json"), "eval_seed": s.eval.seed,
+                "sampling_seed": s.eval.sampling_seed, "slices": [x.model_dump(mode="json") for x in s.eval.slices],
+                "ci_level": s.eval.ci_level, "bootstrap_samples": s.eval.bootstrap_samples,
+                "engine": s.inference.model_dump(mode="json")}
+
+    # ------------------------------------------------------------------ setup
+    def setup(self) -> None:
+        self.base = resolve_base_model(self.cfg.base_model, self.paths)
+        self.paths.require(self.paths.dialogues, "discover")
+        self.key = {"dataset": self._dataset_key()}
+        self.key["train"] = self._train_key()
+        self.key["eval"] = self._eval_key()
+        if not self.force and self.paths.parallel_sft_eval.exists():
+            done = json.loads(self.paths.parallel_sft_eval.read_text())
+            if done.get("passed") and done.get("key") == self.key and self.paths.parallel_sft_model.exists():
+                self.done = done
+                return
+        self._dataset()
+        self._prepare_job()
+
+    def _dataset(self) -> None:
+        """`parallel/sft_data.jsonl`, rebuilt unless it was built from the same dialogues and settings."""
+        from parallel_r1.data import read_dialogues
+        from parallel_r1.data.io import read_jsonl
+        from parallel_r1.parallel_sft.dataset import ParallelDatasetBuilder
+
+        meta_path = self.paths.parallel / "sft_data.meta.json"
+        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        if not self.force and meta.get("key") == self.key["dataset"] and self.paths.parallel_sft_data.exists():
+            self.records, self.dataset_info = read_jsonl(self.paths.parallel_sft_data), meta["info"]
+            console.print(f"parallel-sft: {self.paths.parallel_sft_data} is up to date ({len(self.records)} records)")
+            return
+        builder = ParallelDatasetBuilder.from_config(self.cfg.parallel, backend_seed=self.cfg.discover.seed,
+                                                     inference=self.cfg.inference, base_model=self.base,
+                                                     ray=self.cfg.ray, progress=True)
+        dataset = builder.build(read_dialogues(self.paths.dialogues))
+        dataset.write_jsonl(self.paths.parallel_sft_data)
+        self.records = [r.to_dict() for r in dataset.records]
+        self.dataset_info = {"records": len(dataset.records), "eligible_dialogues": dataset.eligible_dialogues,
+                             "skipped": len(dataset.skipped), "threshold": self.cfg.parallel.dataset_threshold,
+                             "branches": self.cfg.parallel.branches, "failed_requests": len(dataset.failures),
+                             "path_sources": dict(Counter(f"{r.path_source}: {r.path_model}" for r in dataset.records))}
+        atomic_write_json(meta_path, {"key": self.key["dataset"], "info": self.dataset_info,
+                                      "skipped": dataset.skipped, "failures": dataset.failures})
+        console.print(f"parallel-sft: {len(dataset.records)} parallel targets from {dataset.eligible_dialogues} "
+                      f"dialogues scoring >= {self.cfg.parallel.dataset_threshold:g} -> {self.paths.parallel_sft_data} "
+                      f"(paths: {self.dataset_info['path_sources']}; {len(dataset.failures)} failed requests)")
+
+    def _prepare_job(self) -> None:
+        """The manifest entry of the training job: kept when it succeeded under the same key, resumed (same run
+        name, so Ray Train restores its checkpoint) when it was killed or failed, new otherwise."""
+        prefix = f"parallel-sft-{_digest(self.key['train'])}"
+        job = self.manifest.read().get(JOB)
+        same = job is not None and (job.job_id or "").startswith(f"{prefix}-")
+        if same and job.status == "succeeded" and not self.force and job.result and Path(job.result).exists():
+            return
+        self.train = True
+        if same and job.status != "succeeded" and not self.force:
+            self.manifest.update(JOB, status="queued", error=None)
+            return
+        attempt = job.attempts if job else 0
+        self.manifest.put(FinetuneJob(name=JOB, backend="ray", batches=["parallel"],
+                                      training_file=str(self.paths.parallel_sft_data),
+                                      training_file_path=str(self.paths.parallel_sft_data),
+                                      job_id=f"{prefix}-{attempt}", attempts=attempt))
+
+    # ------------------------------------------------------------------ run
+    def run(self) -> dict:
+        """Train (if needed), export both models, evaluate, write `eval.json`; UpliftTooLowError below the bar."""
+        from parallel_r1.parallel_sft.check import SFT, START, check_uplift, evaluation_record
+
+        if self.done is not None:
+            console.print(f"parallel-sft: {self.paths.parallel_sft_model} is up to date and passed its validation "
+                          "(--force redoes it)")
+            print_summary(self.done)
+            return self.done
+        with progress_bar() as bar:
+            task = bar.add_task("parallel-sft", total=4, status="training" if self.train else "trained earlier")
+            if self.train:
+                self._train()
+            job = self.manifest.read()[JOB]
+            bar.update(task, advance=1, status="exporting")
+            context = self.finetune_config().max_length
+            start = self._export(self.dir / "start_model", context, None)
+            model = self._export(self.paths.parallel_sft_model, context, Path(job.result))
+            bar.update(task, advance=1, status="evaluating the starting point")
+            evaluation = self._evaluation()
+            results = {}
+            for name, folder, after in ((START, start, "evaluating the SFT'd model"), (SFT, model, "done")):
+                results[name] = evaluation.evaluate(name, folder)
+                bar.update(task, advance=1, status=after)
+        sft, ecfg = self.cfg.parallel.sft, self.cfg.eval
+        check = check_uplift(results[START], results[SFT], sft.min_uplift, sft.max_rubric_drop,
+                             samples=ecfg.bootstrap_samples, level=ecfg.ci_level, seed=ecfg.seed)
+        record = {**evaluation_record(results, check, evaluation.meta()), "key": self.key,
+                  "dataset": self.dataset_info, "training": job.metrics, "model": str(model),
+                  "start_model": str(start)}
+        atomic_write_json(self.paths.parallel_sft_eval, record)
+        print_summary(record)
+        if not check.passed:
+            raise UpliftTooLowError(f"{check.message} (evaluation: {self.paths.parallel_sft_eval})")
+        return record
+
+    def _train(self) -> None:
+        from parallel_r1.finetune.launcher import job_config, launch_all
+        from parallel_r1.ray_runtime import ensure_ray
+
+        ft = self.finetune_config()
+        console.print(ensure_ray(self.cfg.ray))
+        config = {**job_config(JOB, self.paths.parallel_sft_data, self.base, ft, len(self.records)),
+                  "parallel_tokens": True}
+        storage = Path(ft.storage_path) if ft.storage_path else self.paths.ray_results
+        console.print(f"parallel-sft: SFT of {self.base} on {len(self.records)} parallel targets on Ray Train "
+                      f"({ft.epochs:g} epochs, lr {ft.learning_rate:g}, max_length {ft.max_length})")
+        final = launch_all({JOB: config}, ft, self.manifest, storage, self.dir / "adapters",
+                           on_event=lambda name, status: console.print(f"  {name}: {status}"))
+        if final[JOB] != "succeeded":
+            raise UserFacingError(f"parallel-sft: the training job failed: {self.manifest.read()[JOB].error}; "
+                                  f"run `parallel-r1 parallel-sft` again to resume it ({self.manifest.path})")
+
+    def _export(self, out: Path, context: int, adapter: Path | None) -> Path:
+        """A full model folder (skipped when it holds what it would be made from): base + tags, with `adapter`
+        merged in when given."""
+        from parallel_r1.finetune.parallel_tokens import export_parallel_model
+
+        made_from = {"base": self.base, "context": context,
+                     "adapter": file_digest(adapter / "adapter_model.safetensors") if adapter else None}
+        info = out / EXPORT_INFO
+        if out.exists() and info.exists() and json.loads(info.read_text()) == made_from:
+            return out
+        export_parallel_model(self.base, out, context=context, adapter=adapter)
+        atomic_write_json(info, made_from)
+        return out
+
+    def _evaluation(self):
+        from parallel_r1.compare.heldout import training_prefixes
+        from parallel_r1.compare.parallel_replies import ParallelEvaluation
+        from parallel_r1.parallel_sft.check import heldout_items, training_prefix_keys
+
+        exclude = training_prefix_keys(self.records)
+        if self.paths.batches.exists():
+            exclude |= training_prefixes(self.paths.batches)
+        items, _ = heldout_items(self.cfg, exclude)
+        self.evaluation = ParallelEvaluation(self.cfg, items, self.dir / "replies")
+        return self.evaluation
+
+    def cleanup(self) -> None:
+        """Close the evaluation's inference engine if a failure left one open."""
+        if self.evaluation is not None:
+            self.evaluation.close()
+            self.evaluation = None
+
+
+def print_summary(record: dict) -> None:
+    """The validation table (both models, the deltas, the verdict) and the training figures."""
+    models, deltas = record["models"], record["deltas"]
+    rows = [[name, m["format_adherence"], m["rubric"], m["score"], m["mean_path_diversity"], m["consensus_rate"],
+             m["n_replies"]] for name, m in models.items()]
+    rows.append(["delta", deltas["format_adherence"], deltas["rubric"], deltas["score"], None, None, None])
+    console.print(summary_table(
+        f"parallel-sft: validation before RL ({record['items']} held-out prefixes, {record['engine']} engine)",
+        ["model", "format adherence", "rubric (student view)", "parallel score", "path diversity", "consensus",
+         "replies"], rows))
+    m = record.get("training") or {}
+    console.print(summary_table("parallel-sft: training", ["", "value"], [
+        ("examples", m.get("examples")), ("steps", m.get("global_step")),
+        ("loss", f"{m.get('train_loss_first') or 0:.3f} -> {m.get('train_loss') or 0:.3f}"),
+        ("wall s", m.get("fit_wall_time_s")), ("model", record.get("model"))]))
+    style = "green" if record["passed"] else "red"
+    console.print(f"[bold {style}]uplift {record['uplift']:+.1%} (needed {record['min_uplift']:+.1%})[/] — "
+                  f"{record['message']}", highlight=False)
+
+
+def run_parallel_sft(cfg: PipelineConfig, *, force: bool = False) -> dict:
+    return run_recipe(ParallelSFTStage(cfg, force=force))

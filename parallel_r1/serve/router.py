@@ -1,0 +1,297 @@
+"""The router: the one `@serve.ingress` FastAPI deployment of the app, speaking the OpenAI chat API.
+
+Per request it validates the body (every bad input is a 4xx with an OpenAI-style error), takes the student
+profile from the request or reads it from the conversation with the `serve.profile_reader` reader (cues,
+embedding, or the LLM at the `grade.judge` endpoint; loaded once per replica), picks the specialist (`routing.Router`),
+asks the model backend with the request's sampling or else the `ParallelExecutionPolicy` defaults, and answers
+with the specialist named in the `x-parallel-r1-specialist` header and the `specialist` field. `stream=true`
+passes the backend's tokens on as OpenAI SSE chunks while they are generated. A share of replies is graded
+after the response is sent (`online_grading`). The bearer token is read from the replica's own environment.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import os
+import time
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from ray import serve
+from starlette.background import BackgroundTask
+from starlette.exceptions import HTTPException
+
+from parallel_r1.config import GradeConfig, OpenAIEndpointConfig, ServeConfig
+from parallel_r1.data.profiles import StudentProfileConfig
+from parallel_r1.grade import build_grader
+from parallel_r1.inference.policy import ParallelExecutionPolicy
+from parallel_r1.profiles import aread_profile
+from parallel_r1.profiles.reader import embedding_reader
+from parallel_r1.serve.generation import Delta, Generation
+from parallel_r1.serve.online_grading import OnlineGrader
+from parallel_r1.serve.routing import Route, Router
+from parallel_r1.serve.schema import (
+    SPECIALIST_HEADER,
+    APIError,
+    ChatRequest,
+    chunk_body,
+    completion_body,
+    completion_id,
+    parse_request,
+    request_sampling,
+    requested_profile,
+    usage_body,
+    with_instruction,
+    with_system_prompt,
+)
+
+api = FastAPI(title="parallel-r1 ensemble router", docs_url=None, redoc_url=None)
+log = logging.getLogger(__name__)
+
+
+@api.exception_handler(HTTPException)
+async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    """Unknown routes and methods answer in the OpenAI error shape too."""
+    return JSONResponse(APIError(exc.status_code, str(exc.detail), code="not_found").body(), exc.status_code)
+
+
+def _error(err: APIError) -> JSONResponse:
+    return JSONResponse(err.body(), status_code=err.status)
+
+
+def _backend_failure(e: Exception) -> APIError:
+    """A failed replica or engine: the server's fault, still in the OpenAI error shape."""
+    return APIError(500, f"the model backend failed: {type(e).__name__}: {e}", code="backend_error",
+                    kind="server_error")
+
+
+def _event(obj: dict) -> str:
+    return f"data: {json.dumps(obj)}\n\n"
+
+
+def _refusal(message: str) -> APIError:
+    """The model backend refused the request (a prompt over the context length, ...): a 400."""
+    code = "context_length_exceeded" if "context length" in message else "invalid_request"
+    return APIError(400, message, param="messages", code=code)
+
+
+def backend_client(kind: str, handle, adapters: list[str], grpc: bool):
+    """The router's client for the model deployment of backend `kind` ("hf" or "vllm"); `grpc`: its calls go over
+    the replicas' inter-deployment gRPC servers, by value, instead of through Ray object references."""
+    if grpc:
+        handle = handle.options(_by_reference=False)
+    if kind == "vllm":
+        from parallel_r1.serve.vllm_backend import LLMClient
+
+        return LLMClient(handle, adapters)
+    from parallel_r1.serve.hf_backend import HFClient
+
+    return HFClient(handle)
+
+
+
+@serve.deployment(name="Router")
+@serve.ingress(api)
+class ChatRouter:
+    """Routes OpenAI chat requests to specialists. `backend_handle`: the model deployment (wrapped in an `HFClient`
+    or `LLMClient` by `backend_kind`); `policy`: the `ParallelExecutionPolicy` whose sampling requests default to;
+    `system_prompts`: specialist -> the system prompt it was trained with (the policy's parallel-thinking
+    instruction added when `serve.parallel_format`); `grade`: the grade section (its fitted grader's folder made
+    absolute): the online grader it names, and the `grade.judge` endpoint the "llm" profile reader asks (without it,
+    the rubric grades and that reader falls back to the embedding reader)."""
+
+    def __init__(self, backend_handle, backend_kind: str, cfg: dict, policy: dict, routing_table: dict | None,
+                 system_prompts: dict[str, str], score_log: str, adapters: list[str],
+                 grade: dict | None = None) -> None:
+        self.cfg = ServeConfig(**cfg)
+        grade_cfg = GradeConfig(**grade) if grade is not None else None
+        self._profile_llm = self._profile_reader(grade_cfg.judge.model_dump() if grade_cfg else None)
+        self.policy = ParallelExecutionPolicy(**policy)
+        self.backend = backend_client(backend_kind, backend_handle, adapters, self.cfg.grpc_handles)
+        self.system_prompts = system_prompts
+        self.routing_table = routing_table
+        self.grader = OnlineGrader(self.cfg.grading_fraction, score_log,
+                                   grader=build_grader(grade_cfg) if grade_cfg is not None else None)
+        self.token = self._read_token()
+        self._router: Router | None = None
+
+    def _profile_reader(self, judge: dict | None):
+        """Load the profile reader once per replica: the embedding model and classifier now (not on the first
+        request); for "llm", the reader of the judge's endpoint (its client is made in the replica's loop)."""
+        method = self.cfg.profile_reader
+        if method == "llm" and judge is None:
+            log.warning("serve.profile_reader is 'llm' but the router got no grade.judge endpoint: reading profiles "
+                        "with the embedding reader")
+        if method != "cues":
+            embedding_reader().warm()  # also the llm reader's fallback
+        if method == "llm" and judge is not None:
+            from parallel_r1.profiles.llm import LLMProfileReader
+
+            return LLMProfileReader(OpenAIEndpointConfig(**judge))
+        return None
+
+    async def _infer_profile(self, chat: ChatRequest) -> StudentProfileConfig:
+        """The student's profile read from the conversation (teacher turns included, so a short reply is read
+        against the explanation before it). A failing LLM reader falls back to the embedding reader."""
+        messages = chat.conversation()
+        if self._profile_llm is not None:
+            try:
+                return (await aread_profile(messages, "llm", llm_reader=self._profile_llm)).profile
+            except Exception as e:  # the endpoint or its reply failed: still route this request
+                log.warning("LLM profile reader failed (%s: %s); using the embedding reader", type(e).__name__, e)
+        method = "cues" if self.cfg.profile_reader == "cues" else "embedding"
+        return (await aread_profile(messages, method)).profile
+
+    def _read_token(self) -> str:
+        """The bearer token from this replica's environment (never from the app's config or runtime_env)."""
+        if not self.cfg.auth_token_env:
+            return ""
+        token = os.environ.get(self.cfg.auth_token_env, "")
+        if not token:
+            raise RuntimeError(f"serve.auth_token_env is {self.cfg.auth_token_env!r}, but that variable is not set "
+                               "(or empty) in the router replica's environment: set it on every node before "
+                               "`ray start` (or before `parallel-r1 serve`, which starts Ray with it)")
+        return token
+
+    async def _routes(self) -> Router:
+        if self._router is None:  # the model list comes from the backend, once it is up
+            self._router = Router(await self.backend.models(), self.routing_table, self.cfg.static_routes)
+        return self._router
+
+    def _check_auth(self, request: Request) -> None:
+        if not self.cfg.auth_token_env:
+            return
+        sent = request.headers.get("authorization", "")
+        if not hmac.compare_digest(sent, f"Bearer {self.token}"):
+            raise APIError(401, "missing or invalid bearer token (Authorization: Bearer <token>)",
+                           code="invalid_api_key", kind="authentication_error")
+
+    @api.get("/health")
+    async def health(self) -> dict:
+        return {"status": "ok"}
+
+    @api.get("/ready")
+    async def ready(self) -> JSONResponse:
+        try:
+            router = await self._routes()
+        except Exception as e:  # the backend is not up (yet): not ready, which is not a client error
+            return JSONResponse({"status": "not ready", "reason": f"{type(e).__name__}: {e}"}, status_code=503)
+        return JSONResponse({"status": "ready", "models": sorted(router.available)})
+
+    @api.get("/v1/models")
+    async def list_models(self, request: Request) -> JSONResponse:
+        try:
+            self._check_auth(request)
+        except APIError as e:
+            return _error(e)
+        router = await self._routes()
+        ids = [self.cfg.router_model, *sorted(router.available)]
+        return JSONResponse({"object": "list", "data": [
+            {"id": i, "object": "model", "created": 0, "owned_by": "parallel-r1"} for i in ids]})
+
+    @api.post("/v1/chat/completions")
+    async def chat_completions(self, request: Request):
+        started = time.perf_counter()
+        try:
+            self._check_auth(request)
+            chat = parse_request(await request.body(), self.cfg)
+            profile, profile_source = requested_profile(chat)
+            if profile is None:
+                profile, profile_source = await self._infer_profile(chat), "inferred"
+            route = await self._pick(chat, profile)
+        except APIError as e:
+            return _error(e)
+        conversation = self._conversation(chat, route.specialist)
+        extra = {"specialist": route.specialist, "route_source": route.source,
+                 "student_profile": {"kind": profile.kind, "traits": profile.traits, "source": profile_source}}
+        headers = {SPECIALIST_HEADER: route.specialist}
+        record = {"history": conversation, "specialist": route.specialist, "profile": profile,
+                  "profile_source": profile_source, "route_source": route.source, "started": started}
+        if chat.stream:
+            return await self._streamed(chat, conversation, route.specialist, extra, headers, record)
+        try:
+            result = await self.backend.generate(conversation, request_sampling(chat, self.policy), route.specialist)
+        except Exception as e:
+            return _error(_backend_failure(e))
+        if result.error:
+            return _error(_refusal(result.error))
+        cid = completion_id()
+        body = completion_body(cid, chat.model, result.texts, result.finish_reasons, result.prompt_tokens,
+                               result.completion_tokens, extra)
+        return JSONResponse(body, headers=headers, background=self._grading(cid, result.texts[0], record))
+
+    def _grading(self, cid: str, reply: str, record: dict) -> BackgroundTask | None:
+        """The rubric grading of this reply after the response, for the configured share of replies; `record`:
+        the request's fields of the score log line and `started` (its perf_counter start)."""
+        if not self.grader.should_grade():
+            return None
+        fields = {k: v for k, v in record.items() if k != "started"}
+        return BackgroundTask(self.grader.grade, request_id=cid, reply=reply,
+                              latency_s=time.perf_counter() - record["started"], **fields)
+
+    async def _streamed(self, chat: ChatRequest, conversation: list[dict], specialist: str, extra: dict,
+                        headers: dict, record: dict):
+        """A streamed reply. The backend's first event is awaited before answering: a refused request (or a failed
+        backend) still gets its 4xx (5xx) JSON error rather than a stream."""
+        events = aiter(self.backend.stream(conversation, request_sampling(chat, self.policy), specialist))
+        try:
+            first = await anext(events)
+        except Exception as e:
+            return _error(_backend_failure(e))
+        if isinstance(first, Generation) and first.error:
+            return _error(_refusal(first.error))
+        cid = completion_id()
+        state: dict = {}
+
+        async def grade_later() -> None:
+            if "reply" in state and (task := self._grading(cid, state["reply"], record)) is not None:
+                await task()
+
+        body = self._sse(cid, chat, first, events, extra, state)
+        return StreamingResponse(body, media_type="text/event-stream", headers=headers,
+                                 background=BackgroundTask(grade_later))
+
+    async def _sse(self, cid: str, chat: ChatRequest, first: Delta | Generation, events: AsyncIterator,
+                   extra: dict, state: dict) -> AsyncIterator[str]:
+        """OpenAI SSE: a role chunk per choice, content chunks as generated, a finish_reason chunk per choice,
+        a usage chunk when `stream_options.include_usage`, then `[DONE]`. `state["reply"]`: choice 0's text."""
+        for i in range(chat.n):
+            yield _event(chunk_body(cid, chat.model, i, {"role": "assistant", "content": ""}, None, extra))
+        event = first
+        try:
+            while isinstance(event, Delta):
+                yield _event(chunk_body(cid, chat.model, event.index, {"content": event.text}, None, extra))
+                event = await anext(events)
+        except Exception as e:  # the backend failed mid-stream: an OpenAI error event ends the stream
+            yield _event(_backend_failure(e).body())
+            return
+        for i, reason in enumerate(event.finish_reasons):
+            yield _event(chunk_body(cid, chat.model, i, {}, reason, extra))
+        if chat.stream_options and chat.stream_options.include_usage:
+            yield _event(usage_body(cid, chat.model, event.prompt_tokens, event.completion_tokens, extra))
+        yield "data: [DONE]\n\n"
+        state["reply"] = event.texts[0]
+
+    async def _pick(self, chat: ChatRequest, profile: StudentProfileConfig) -> Route:
+        router = await self._routes()
+        if chat.model == self.cfg.router_model:
+            return router.route(profile.kind)
+        if chat.model in router.available:
+            return Route(chat.model, "request.model")
+        known = ", ".join([self.cfg.router_model, *sorted(router.available)])
+        raise APIError(404, f"model {chat.model!r} does not exist; available models: {known}", param="model",
+                       code="model_not_found")
+
+    def _conversation(self, chat: ChatRequest, specialist: str) -> list[dict]:
+        """The messages the model sees: the specialist's training system prompt first (unless the client sent
+        one), and the policy's parallel-thinking instruction when the served models were trained for it."""
+        conversation = chat.conversation()
+        if self.cfg.add_system_prompt:
+            conversation = with_system_prompt(conversation, self.system_prompts.get(specialist,
+                                                                                    self.system_prompts.get("", "")))
+        if self.cfg.parallel_format:
+            conversation = with_instruction(conversation, self.policy.instruction())
+        return conversation

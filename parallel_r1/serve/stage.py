@@ -1,0 +1,120 @@
+"""Starting the app locally (what `parallel-r1 serve` and the tests run): Ray, Serve's proxy on serve.host and
+serve.port, the application, then a wait until `/ready` answers; `parallel-r1 serve` then runs until SIGINT or
+SIGTERM and shuts Serve down.
+
+The bearer token reaches the router as an environment variable of this process: the local Ray it starts passes
+its environment on to every worker, so the token is in no config or runtime_env that Serve shows.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+import urllib.request
+
+from parallel_r1.config import PipelineConfig
+from parallel_r1.console import console, summary_table
+from parallel_r1.errors import UserFacingError
+from parallel_r1.serve.app import ServePlan, build_app, plan
+from parallel_r1.serve.routing import Router
+
+
+def _check_port_free(host: str, port: int) -> None:
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError as e:
+            raise UserFacingError(f"serve.port {port} on {host} is not free ({e.strerror}): pick another with "
+                                  "--port or --set serve.port=...") from None
+
+
+def wait_ready(url: str, timeout_s: float) -> None:
+    """Poll `<url>/ready` until it answers 200 (the router and its backend are up)."""
+    deadline = time.monotonic() + timeout_s
+    last = ""
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/ready", timeout=5) as response:
+                if response.status == 200:
+                    return
+        except OSError as e:
+            last = str(e)
+        time.sleep(0.5)
+    raise TimeoutError(f"the app at {url} was not ready within {timeout_s:.0f} s ({last})")
+
+
+def start_local(cfg: PipelineConfig, serve_plan: ServePlan | None = None) -> str:
+    """Deploy the app on the Ray of `ensure_ray`, Serve's proxy on serve.host:serve.port (when this process
+    starts Serve); returns the app's URL once it is ready."""
+    from ray import serve
+
+    from parallel_r1.ray_runtime import ensure_ray
+
+    sc = cfg.serve
+    serve_plan = serve_plan or plan(cfg)
+    local = not (cfg.ray.address or os.environ.get("RAY_ADDRESS"))
+    if local and sc.auth_token_env and not os.environ.get(sc.auth_token_env):
+        raise UserFacingError(f"serve.auth_token_env is {sc.auth_token_env!r}, but that environment variable is not "
+                              "set (or empty): export it (the bearer token clients must send) before starting")
+    ensure_ray(cfg.ray)
+    if local and not _serve_running():
+        _check_port_free(sc.host, sc.port)
+    serve.start(http_options={"host": sc.host, "port": sc.port})
+    serve.run(build_app(cfg, serve_plan), name=sc.app_name, route_prefix=sc.route_prefix)
+    host = "127.0.0.1" if sc.host in ("0.0.0.0", "::") else sc.host
+    url = f"http://{host}:{sc.port}{sc.route_prefix.rstrip('/')}"
+    wait_ready(url, sc.ready_timeout_s)
+    return url
+
+
+def _serve_running() -> bool:
+    from ray import serve
+
+    try:
+        serve.status()
+    except Exception:  # no Serve controller on this Ray yet
+        return False
+    return True
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def wait_for_stop_signal(poll_s: float = 0.5) -> str:
+    """Block until this process gets SIGINT (Ctrl-C) or SIGTERM (`kill`, `docker stop`, systemd) and return its
+    name. Both are caught whatever the process inherited: a script's `parallel-r1 serve &` starts with SIGINT
+    ignored, and Python then never raises KeyboardInterrupt; an uncaught SIGTERM would skip Serve's shutdown."""
+    received: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, _frame: received.append(signum)) for sig in STOP_SIGNALS}
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    try:
+        while not received:
+            time.sleep(poll_s)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return signal.Signals(received[0]).name
+
+
+def serve_until_interrupted(cfg: PipelineConfig) -> None:
+    """`parallel-r1 serve`: start the app, print its routes and URL, block until SIGINT or SIGTERM, then shut
+    Serve down."""
+    from ray import serve
+
+    serve_plan = plan(cfg)
+    console.print(f"serving {len(serve_plan.adapters)} specialist(s) on the {cfg.serve.backend} backend; base model "
+                  f"{serve_plan.base_model}; this takes a while on CPU (vllm: minutes)")
+    url = start_local(cfg, serve_plan)
+    router = Router(list(serve_plan.adapters), serve_plan.routing_table, cfg.serve.static_routes)
+    source = serve_plan.routing_path if serve_plan.routing_table else "serve.static_routes (no routing.json)"
+    console.print(summary_table(f"routes (from {source})", ["profile kind", "specialist", "rule"],
+                                router.describe()))
+    auth = f"; bearer token from ${cfg.serve.auth_token_env}" if cfg.serve.auth_token_env else ""
+    console.print(f"[bold green]ready:[/] {url}/v1 (model {cfg.serve.router_model!r} routes by student profile"
+                  f"{auth}); online scores -> {serve_plan.score_log}\nCtrl-C (or SIGTERM) to stop", highlight=False)
+    try:
+        console.print(f"stopping ({wait_for_stop_signal()})")
+    finally:
+        serve.shutdown()

@@ -1,0 +1,208 @@
+"""The `vllm` model backend: Ray Serve LLM (vLLM) serving the base model with every adapter as multi-LoRA.
+
+Adapter model ids are `<BASE_MODEL_ID>:<name>`. Serve LLM only downloads adapters from cloud URIs, so the
+replica gets `LocalLoraLoader`, which maps an id to <adapters dir>/<name> on local (or shared) disk. The router
+calls the LLM deployment through its handle with `multiplexed_model_id` equal to the request's `model` (else
+the base model would answer silently). `ray.serve.llm` imports vLLM, so this module is imported only for it.
+
+`base` requests go through a LoRA too: `ZERO_ADAPTER`, a copy of a specialist with every weight zero, whose
+replies are the base model's exactly. vLLM (its CPU build at least) answers a prompt *without* a LoRA through a
+stale adapter slot when it shares a batch with LoRA prompts; with every prompt on a LoRA there is none such, at
+the cost of one more adapter for vLLM to hold or swap, and no second engine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import get_args
+
+from ray.llm._internal.serve.core.configs.llm_config import DiskMultiplexConfig
+from ray.llm._internal.serve.utils.lora_serve_utils import LoraModelLoader, global_id_manager
+from ray.serve.llm import LLMConfig, build_llm_deployment
+from ray.serve.llm.openai_api_models import ChatCompletionRequest
+
+from parallel_r1.config import PipelineConfig
+from parallel_r1.errors import UserFacingError
+from parallel_r1.inference.adapters import ADAPTER_CONFIG
+from parallel_r1.inference.engine import SamplingParams
+from parallel_r1.serve.deployment import deployment_options
+from parallel_r1.serve.generation import Delta, Generation, TextDeltas
+from parallel_r1.serve.routing import BASE
+
+BASE_MODEL_ID = "parallel-r1-base"
+ZERO_ADAPTER = "zero-lora"  # the adapter `base` requests are answered with (no specialist may take the name)
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+ADAPTERS_ENV = "PARALLEL_R1_SERVE_ADAPTERS"  # "name=path;name=path" in the LLM replica's environment
+
+
+def _adapter_paths() -> dict[str, str]:
+    pairs = (item.split("=", 1) for item in os.environ.get(ADAPTERS_ENV, "").split(";") if item)
+    return dict(pairs)
+
+
+class LocalLoraLoader(LoraModelLoader):
+    """Resolves `<base>:<name>` to the adapter folder registered for `name`, without copying it."""
+
+    async def load_model_from_config(self, lora_model_id: str, llm_config) -> DiskMultiplexConfig:
+        if lora_model_id not in self.disk_cache:
+            name = lora_model_id.split(":", 1)[-1]
+            path = _adapter_paths().get(name)
+            if path is None or not Path(path).is_dir():
+                raise ValueError(f"no local adapter folder for {lora_model_id!r} (known: {sorted(_adapter_paths())})")
+            self.disk_cache[lora_model_id] = DiskMultiplexConfig(
+                model_id=lora_model_id, max_total_tokens=None, local_path=path,
+                lora_assigned_int_id=global_id_manager.next())
+        return self.disk_cache[lora_model_id]
+
+
+def _lora_rank(wanted: int) -> int:
+    from vllm.config.lora import MaxLoRARanks
+
+    ranks = [r for r in get_args(MaxLoRARanks) if r >= wanted]
+    if not ranks:
+        raise UserFacingError(f"inference.max_lora_rank {wanted} is above vLLM's largest LoRA rank "
+                              f"{max(get_args(MaxLoRARanks))}")
+    return ranks[0]
+
+
+def write_zero_adapter(like: Path, out: Path) -> Path:
+    """Adapter `like` with every weight zero (same modules and rank), in `out`: LoRA adds exactly nothing."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    weights = like / ADAPTER_WEIGHTS
+    if not weights.is_file():
+        raise UserFacingError(f"{weights} not found: the vllm backend needs adapters saved as safetensors")
+    out.mkdir(parents=True, exist_ok=True)
+    tmp_weights, tmp_config = out / f".{ADAPTER_WEIGHTS}.tmp", out / f".{ADAPTER_CONFIG}.tmp"  # atomic writes
+    save_file({k: torch.zeros_like(v) for k, v in load_file(weights).items()}, tmp_weights)
+    shutil.copyfile(like / ADAPTER_CONFIG, tmp_config)
+    os.replace(tmp_weights, out / ADAPTER_WEIGHTS)
+    os.replace(tmp_config, out / ADAPTER_CONFIG)
+    return out
+
+
+def build_llm_backend(cfg: PipelineConfig, base_model: str, adapters: dict[str, str]):
+    """The Serve LLM deployment (an Application to bind into the router) for the base model and `adapters`,
+    plus the zero adapter for `base` (written to <workdir>/serve/zero-lora)."""
+    if ZERO_ADAPTER in adapters:
+        raise UserFacingError(f"adapters/{ZERO_ADAPTER} is the name the vllm backend gives the base model's zero "
+                              "adapter: rename that specialist")
+    zero = write_zero_adapter(Path(next(iter(adapters.values()))),
+                              Path(cfg.workdir).resolve() / "serve" / ZERO_ADAPTER)
+    adapters = {**adapters, ZERO_ADAPTER: str(zero)}
+    inf, sc = cfg.inference, cfg.serve
+    # On CPU: the KV cache in bytes, and no chunked prefill (vLLM rewinds a seeded request's generator after a
+    # partial prefill, which CPU generators cannot do; see parallel_r1/inference/vllm_engine.py).
+    memory = ({"gpu_memory_utilization": inf.gpu_memory_utilization} if sc.use_gpu
+              else {"kv_cache_memory_bytes": inf.kv_cache_memory_bytes, "enable_chunked_prefill": False})
+    engine_kwargs = {"dtype": inf.dtype, "enable_lora": True, "max_lora_rank": _lora_rank(inf.max_lora_rank),
+                     "max_loras": min(inf.max_loras, len(adapters)), "max_model_len": inf.max_model_len, **memory}
+    options = deployment_options(sc, sc.model_replicas, 0)
+    deployment = {k: v for k, v in options.items() if k in ("num_replicas", "autoscaling_config",
+                                                            "max_ongoing_requests", "logging_config")}
+    llm_config = LLMConfig(
+        model_loading_config={"model_id": BASE_MODEL_ID, "model_source": base_model},
+        accelerator_config=None if sc.use_gpu else {"kind": "cpu"},
+        engine_kwargs={k: v for k, v in engine_kwargs.items() if v is not None},
+        lora_config={"max_num_adapters_per_replica": len(adapters)},
+        deployment_config=deployment,
+        runtime_env={"env_vars": {ADAPTERS_ENV: ";".join(f"{n}={p}" for n, p in adapters.items())}},
+    )
+    return build_llm_deployment(llm_config, name_prefix=f"{sc.app_name}:",
+                                bind_kwargs={"model_downloader": LocalLoraLoader})
+
+
+class LLMClient:
+    """The router's view of the Serve LLM deployment: OpenAI chat requests through its handle. Streamed replies
+    come from the engine as OpenAI SSE strings (in lists, batched by Serve LLM every few ms); `stream` turns
+    them back into `Delta`s."""
+
+    def __init__(self, handle, adapters: list[str]) -> None:
+        self._handle, self._adapters = handle, list(adapters)
+
+    async def models(self) -> list[str]:
+        return [BASE, *self._adapters]
+
+    def _call(self, conversation: list[dict], sampling: SamplingParams, model: str, stream: bool):
+        model_id = f"{BASE_MODEL_ID}:{ZERO_ADAPTER if model == BASE else model}"
+        request = ChatCompletionRequest(model=model_id, messages=conversation, n=sampling.n, stream=stream,
+                                        stream_options={"include_usage": True} if stream else None,
+                                        temperature=sampling.temperature, max_tokens=sampling.max_tokens,
+                                        top_p=1.0 if sampling.temperature == 0 else sampling.top_p,
+                                        seed=sampling.seed)
+        handle = self._handle.options(stream=True, multiplexed_model_id=model_id)
+        return handle.chat.remote(request, None)
+
+    async def generate(self, conversation: list[dict], sampling: SamplingParams, model: str) -> Generation:
+        seen = []
+        async for part in _parts(self._call(conversation, sampling, model, stream=False)):
+            if (refusal := _refusal(part)) is not None:
+                return refusal
+            if (choices := getattr(part, "choices", None)) is not None:
+                return Generation(texts=[(c.message.content or "").strip() for c in choices],
+                                  finish_reasons=[c.finish_reason or "stop" for c in choices],
+                                  prompt_tokens=part.usage.prompt_tokens,
+                                  completion_tokens=[part.usage.completion_tokens])
+            seen.append(type(part).__name__)
+        raise RuntimeError(f"the LLM deployment returned no chat completion (got {seen or 'nothing'})")
+
+    async def stream(self, conversation: list[dict], sampling: SamplingParams,
+                     model: str) -> AsyncIterator[Delta | Generation]:
+        raw, reasons = [""] * sampling.n, ["stop"] * sampling.n
+        deltas = [TextDeltas() for _ in range(sampling.n)]
+        usage = {"prompt_tokens": 0, "completion_tokens": 0}
+        async for part in _parts(self._call(conversation, sampling, model, stream=True)):
+            if (refusal := _refusal(part)) is not None:
+                yield refusal
+                return
+            for event in _sse_events(part):
+                usage = event.get("usage") or usage
+                for choice in event.get("choices", []):
+                    i = choice["index"]
+                    raw[i] += choice.get("delta", {}).get("content") or ""
+                    reasons[i] = choice.get("finish_reason") or reasons[i]
+                    if text := deltas[i].update(raw[i]):
+                        yield Delta(i, text)
+        texts = [r.strip() for r in raw]
+        for i, text in enumerate(texts):
+            if rest := deltas[i].finish(text):
+                yield Delta(i, rest)
+        yield Generation(texts=texts, finish_reasons=reasons, prompt_tokens=usage["prompt_tokens"],
+                         completion_tokens=[usage["completion_tokens"]])
+
+
+async def _parts(response) -> AsyncIterator:
+    """The items of an LLM deployment response, lists flattened."""
+    async for item in response:
+        for part in item if isinstance(item, list) else [item]:
+            yield part
+
+
+def _refusal(part) -> Generation | None:
+    """A refusal for a 4xx error response (duck-typed: the engine yields Ray's internal response classes, not
+    the public subclasses); raises for a server-side error; None for anything else."""
+    if (error := getattr(part, "error", None)) is None:
+        return None
+    if 400 <= int(error.code or 500) < 500:
+        return Generation.refused(error.message)
+    raise RuntimeError(f"the LLM deployment failed: {error.message}")
+
+
+def _sse_events(part) -> list[dict]:
+    """The JSON events of one chunk of a streamed reply: SSE text (`data: {...}` lines), `[DONE]` left out."""
+    if not isinstance(part, str):
+        return [part.model_dump()]
+    events = []
+    for line in part.splitlines():
+        payload = line.removeprefix("data:").strip()
+        if line.startswith("data:") and payload != "[DONE]":
+            event = json.loads(payload)
+            if "error" in event:
+                raise RuntimeError(f"the LLM deployment failed mid-stream: {event['error']}")
+            events.append(event)
+    return events

@@ -1,0 +1,263 @@
+"""The serving components without Ray: routing rules, the score log, request validation, the app plan's checks of the
+run directory and the wait for a stop signal (profile reading is tested in tests/profiles)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+
+import pytest
+
+from parallel_r1.config import ConfigError, ServeConfig, load_config
+from parallel_r1.data.profiles import PROFILE_KINDS
+from parallel_r1.errors import UserFacingError
+from parallel_r1.inference.engine import SamplingParams
+from parallel_r1.inference.policy import ParallelExecutionPolicy
+from parallel_r1.serve.generation import TextDeltas
+from parallel_r1.serve.online_grading import OnlineGrader, append_line
+from parallel_r1.serve.routing import Router, read_routing_table
+from parallel_r1.serve.schema import (
+    APIError,
+    parse_request,
+    request_sampling,
+    requested_profile,
+    with_instruction,
+    with_system_prompt,
+)
+from parallel_r1.serve.stage import wait_for_stop_signal
+
+STATIC = ServeConfig().static_routes
+AVAILABLE = ["neurodivergent", "prior_trauma_recovery", "varied_original_diverse", "short_original_high"]
+
+
+def test_routing_json_wins_over_static_routes_when_it_names_a_loaded_model():
+    table = {"default": "short_original_high", "by_profile": {
+        "hyperfocus": {"model": "short_original_high"}, "standard": {"model": "not_deployed"}}}
+    router = Router(AVAILABLE, table, STATIC)
+    assert router.route("hyperfocus").specialist == "short_original_high"
+    assert router.route("hyperfocus").source == "routing.json"
+    assert (router.route("standard").specialist, router.route("standard").source) == ("varied_original_diverse",
+                                                                                      "static")
+    assert [kind for kind, _, _ in router.describe()] == list(PROFILE_KINDS)
+
+
+def test_static_fallback_then_default_then_base():
+    assert Router(AVAILABLE, None, STATIC).route("rejects_metaphor").specialist == "neurodivergent"
+    assert Router(AVAILABLE, None, STATIC).route("bad_prior_teacher").specialist == "prior_trauma_recovery"
+    only_one = Router(["short_original_high"], {"default": "short_original_high"}, STATIC)
+    assert (only_one.route("standard").specialist, only_one.route("standard").source) == ("short_original_high",
+                                                                                          "default")
+    assert Router([], None, STATIC).route("standard").specialist == "base"
+    with pytest.raises(UserFacingError, match="serve.static_routes: unknown profile kind"):
+        Router(AVAILABLE, None, {"sleepy": "neurodivergent"})
+
+
+def test_routing_table_file_errors_name_the_file(tmp_path):
+    assert read_routing_table(tmp_path / "missing.json") is None
+    bad = tmp_path / "routing.json"
+    bad.write_text("{not json")
+    with pytest.raises(UserFacingError, match="routing.json is not valid JSON"):
+        read_routing_table(bad)
+    bad.write_text(json.dumps({"by_profile": []}))
+    with pytest.raises(UserFacingError, match="is not a routing table"):
+        read_routing_table(bad)
+
+
+def test_score_log_lines_stay_whole_under_concurrent_writers(tmp_path):
+    log = tmp_path / "serve" / "scores.jsonl"
+    payload = "x" * 5000
+
+    def write(i: int) -> None:
+        for j in range(50):
+            append_line(log, {"writer": i, "j": j, "payload": payload})
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(rows) == 400 and {r["payload"] for r in rows} == {payload}
+
+
+def test_online_grader_fraction_and_record(tmp_path):
+    from parallel_r1.data.profiles import StudentProfileConfig
+
+    assert not any(OnlineGrader(0.0, tmp_path / "a.jsonl").should_grade() for _ in range(100))
+    sometimes = OnlineGrader(0.3, tmp_path / "b.jsonl", seed=1)
+    assert 40 < sum(sometimes.should_grade() for _ in range(200)) < 80
+    grader = OnlineGrader(1.0, tmp_path / "c.jsonl")
+    record = grader.grade(request_id="r1", history=[{"role": "system", "content": "be kind"},
+                                                    {"role": "user", "content": "What is a loop?"}],
+                          reply="What do you think happens on each pass?", specialist="neurodivergent",
+                          profile=StudentProfileConfig(hyperfocus_trait=True), profile_source="body",
+                          route_source="static", latency_s=0.01)
+    assert json.loads((tmp_path / "c.jsonl").read_text()) == record
+    assert record["profile_kind"] == "hyperfocus" and record["traits"] == ["neurodivergent", "hyperfocus_trait"]
+
+
+def test_requested_profile_sources():
+    cfg = ServeConfig()
+    body = {"model": "m", "messages": [{"role": "developer", "content": "x"}, {"role": "user", "content": "hi"}]}
+    assert requested_profile(parse_request(json.dumps(body).encode(), cfg)) == (None, None)
+    chat = parse_request(json.dumps({**body, "student_profile": {"hyperfocus_trait": True}}).encode(), cfg)
+    assert requested_profile(chat)[0].kind == "hyperfocus" and requested_profile(chat)[1] == "body"
+    assert chat.conversation()[0]["role"] == "system"
+    with pytest.raises(APIError) as err:
+        parse_request(json.dumps({**body, "metadata": {"student_profile": {"x": 1}}}).encode(), cfg)
+    assert err.value.status == 400 and err.value.param == "metadata.student_profile.x"
+
+
+def test_serve_config_section():
+    cfg = load_config(None, ["serve.port=9123", "serve.backend=vllm", "serve.model_num_cpus=0.25"])
+    assert (cfg.serve.port, cfg.serve.backend, cfg.serve.model_num_cpus) == (9123, "vllm", 0.25)
+    assert all(f.description for f in ServeConfig.model_fields.values())
+    with pytest.raises(ConfigError, match="serve.grading_fraction"):
+        load_config(None, ["serve.grading_fraction=2"])
+    with pytest.raises(ConfigError, match="serve.colour: unknown field"):
+        load_config(None, ["serve.colour=red"])
+
+
+def test_the_router_calls_the_model_by_value_over_grpc_unless_configured_off():
+    """`serve.grpc_handles` (on by default, so every served test goes that way) sets the router's handle to the
+    model deployment to `_by_reference=False`: Ray Serve's inter-deployment gRPC."""
+    from parallel_r1.serve.router import backend_client
+
+    class Handle:
+        def __init__(self, options=None):
+            self.opts = options or {}
+
+        def options(self, **kw):
+            return Handle({**self.opts, **kw})
+
+    assert ServeConfig().grpc_handles
+    on, off = backend_client("hf", Handle(), [], grpc=True), backend_client("hf", Handle(), [], grpc=False)
+    assert on._handle.opts == {"_by_reference": False}
+    assert on._streaming.opts == {"_by_reference": False, "stream": True}
+    assert off._handle.opts == {} and off._streaming.opts == {"stream": True}
+
+
+def test_plan_names_the_missing_artifacts(tmp_path, tiny_base_model):
+    from parallel_r1.serve.app import plan
+
+    cfg = load_config(None, {"workdir": str(tmp_path), "base_model.path": str(tiny_base_model)})
+    with pytest.raises(FileNotFoundError, match="run `parallel-r1 finetune` first"):
+        plan(cfg)
+    (tmp_path / "adapters" / "empty").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="no adapter folder"):
+        plan(cfg)
+
+
+def test_serve_config_file_builds_the_app(serve_workdir, tiny_base_model, monkeypatch):
+    """serve/config.yaml is a valid Serve config whose import path builds the router app from its args."""
+    from pathlib import Path
+
+    import yaml
+    from ray.serve.deployment import Application
+    from ray.serve.schema import ServeDeploySchema
+
+    from parallel_r1.serve.app import app_builder
+
+    spec = ServeDeploySchema.model_validate(yaml.safe_load((Path(__file__).parents[2] / "serve" / "config.yaml")
+                                                           .read_text()))
+    app = spec.applications[0]
+    assert app.import_path == "parallel_r1.serve.app:app_builder"
+    monkeypatch.setenv("PARALLEL_R1_WORKDIR", str(serve_workdir))
+    built = app_builder({**app.args, "set": [*app.args["set"], f"base_model.path={tiny_base_model}"]})
+    assert isinstance(built, Application)
+    with pytest.raises(UserFacingError, match="unknown key"):
+        app_builder({"workdri": "x"})
+
+
+def test_cli_serve_names_the_missing_run_directory_artifacts(tmp_path, tiny_base_model):
+    from typer.testing import CliRunner
+
+    from parallel_r1.cli import app
+
+    result = CliRunner().invoke(app, ["serve", "--workdir", str(tmp_path), "--set",
+                                      f"base_model.path={tiny_base_model}", "--port", "18765"])
+    assert result.exit_code == 2 and "run `parallel-r1 finetune` first" in result.output
+
+
+def test_system_prompt_and_parallel_instruction():
+    user = [{"role": "user", "content": "hi"}]
+    assert with_system_prompt(user, "be patient") == [{"role": "system", "content": "be patient"}, *user]
+    own = [{"role": "system", "content": "mine"}, *user]
+    assert with_system_prompt(own, "be patient") == own and with_system_prompt(user, "") == user
+    instruction = ParallelExecutionPolicy(branches=2).instruction()
+    assert with_instruction(own, instruction) == [{"role": "system", "content": f"mine\n\n{instruction}"}, *user]
+    assert with_instruction(user, instruction) == [{"role": "system", "content": instruction}, *user]
+
+
+def test_text_deltas_add_up_to_the_stripped_reply():
+    """Whitespace at either end and a half-decoded character wait until text follows them."""
+    deltas = TextDeltas()
+    raws = ["", " ", " Step", " Step 1: ", " Step 1: caf\ufffd", " Step 1: café", " Step 1: café \n"]
+    got = [deltas.update(raw) for raw in raws]
+    assert got == ["", "", "Step", " 1:", " caf", "é", ""]
+    assert deltas.finish(raws[-1].strip()) == "" and deltas.sent == "Step 1: café"
+    cut = TextDeltas()
+    cut.update("Step 1:")
+    assert cut.finish("Step 1: \ufffd") == " \ufffd"  # the final reply wins over what decoding held back
+
+
+def test_sampling_defaults_come_from_the_execution_policy():
+    cfg = load_config(None, ["parallel.inference.temperature=0.3", "parallel.inference.top_p=0.5",
+                             "parallel.inference.max_tokens=77"])
+    policy = ParallelExecutionPolicy.from_config(cfg.parallel.inference)
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    unset = request_sampling(parse_request(json.dumps(body).encode(), cfg.serve), policy)
+    assert (unset.temperature, unset.top_p, unset.max_tokens) == (0.3, 0.5, 77)
+    chat = parse_request(json.dumps({**body, "temperature": 0, "top_p": 0.9, "max_completion_tokens": 5, "n": 2,
+                                     "seed": 4}).encode(), cfg.serve)
+    assert request_sampling(chat, policy) == SamplingParams(n=2, temperature=0, top_p=0.9, max_tokens=5, seed=4)
+    assert ServeConfig().parallel_format is False  # the finetune specialists were not trained on the format
+
+
+def test_plan_reads_the_routing_table_and_adapters(serve_workdir, tiny_base_model, tmp_path):
+    import shutil
+
+    from parallel_r1.serve.app import plan
+
+    workdir = tmp_path / "run"
+    shutil.copytree(serve_workdir / "adapters", workdir / "adapters")
+    (workdir / "adapters" / "notes").mkdir()  # not an adapter: ignored
+    cfg = load_config(None, {"workdir": str(workdir), "base_model.path": str(tiny_base_model)})
+    assert plan(cfg).routing_table is None and sorted(plan(cfg).adapters) == sorted(
+        ["neurodivergent", "prior_trauma_recovery", "varied_original_diverse"])
+    table = {"default": "neurodivergent", "by_profile": {"standard": {"model": "prior_trauma_recovery"}}}
+    (workdir / "eval").mkdir()
+    (workdir / "eval" / "routing.json").write_text(json.dumps(table))
+    loaded = plan(cfg)
+    assert loaded.routing_table == table and loaded.score_log == workdir.resolve() / "serve" / "scores.jsonl"
+    assert Router(list(loaded.adapters), loaded.routing_table, STATIC).route("standard").specialist == \
+        "prior_trauma_recovery"
+
+
+def test_auth_without_its_token_variable_is_a_clear_error(serve_workdir, tiny_base_model, monkeypatch):
+    """`parallel-r1 serve` checks the variable before it starts anything; the app itself never reads it (the
+    router replica does), so building it works without."""
+    from parallel_r1.serve.app import build_app
+    from parallel_r1.serve.stage import start_local
+
+    monkeypatch.delenv("PARALLEL_R1_UNSET_TOKEN", raising=False)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    cfg = load_config(None, {"workdir": str(serve_workdir), "base_model.path": str(tiny_base_model),
+                             "serve": {"auth_token_env": "PARALLEL_R1_UNSET_TOKEN"}})
+    with pytest.raises(UserFacingError, match="PARALLEL_R1_UNSET_TOKEN.*not set"):
+        start_local(cfg)
+    build_app(cfg)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_serve_stops_on_sigint_or_sigterm_even_when_it_started_with_them_ignored(sig):
+    before = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        threading.Timer(0.3, os.kill, (os.getpid(), sig)).start()
+        assert wait_for_stop_signal(poll_s=0.05) == sig.name
+        assert signal.getsignal(sig) == signal.SIG_IGN
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
