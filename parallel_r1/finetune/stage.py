@@ -48,7 +48,14 @@ class FinetuneStage:
         if missing:
             raise UserFacingError(f"finetune.batches: no training file for {missing} in {self.paths.batches} "
                                   f"(available: {', '.join(available)})")
-        return {b: available[b] for b in wanted}
+        empty = [b for b in wanted if not read_jsonl(available[b])]
+        if empty and (self.cfg.finetune.batches or len(empty) == len(wanted)):
+            raise UserFacingError(f"finetune: batch(es) {', '.join(empty)} hold no dialogues: "
+                                  f"{self.paths.batch_report} says why (discover more, or lower the batch's filters)")
+        if empty:
+            console.print(f"finetune: skipped, no dialogues in the batch: {', '.join(empty)} "
+                          f"(see {self.paths.batch_report}); the other batches train")
+        return {b: available[b] for b in wanted if b not in empty}
 
     def setup(self) -> None:
         files = self._batch_files()

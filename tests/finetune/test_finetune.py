@@ -239,3 +239,21 @@ def test_specialise_from_monolithic_needs_the_ray_backend(tmp_path):
     with pytest.raises(ConfigError, match="specialise_from"):
         load_config(overrides={"workdir": str(tmp_path), "finetune.specialise_from": "monolithic",
                                "finetune.backend": "openai"})
+
+
+def test_an_empty_batch_is_skipped_unless_asked_for(tmp_path, tiny_base_model):
+    """Without training: a batch the sampler could not fill is left out with a message and the others train; asked
+    for by name, or when every batch is empty, it is an error that names the batch report."""
+    from parallel_r1.data.io import atomic_write_jsonl
+    from parallel_r1.errors import UserFacingError
+
+    names = BATCHES[:3]
+    write_batches(tmp_path, names=names, per_batch=2)
+    atomic_write_jsonl(tmp_path / "batches" / f"{names[0]}.jsonl", [])
+    assert _stage_todo(tmp_path, tiny_base_model) == sorted(names[1:])
+    with pytest.raises(UserFacingError, match=rf"{names[0]} hold no dialogues: .*report\.md"):
+        _stage_todo(tmp_path, tiny_base_model, batches=[names[0], names[1]])
+    for name in names[1:]:
+        atomic_write_jsonl(tmp_path / "batches" / f"{name}.jsonl", [])
+    with pytest.raises(UserFacingError, match="hold no dialogues"):
+        _stage_todo(tmp_path, tiny_base_model)
