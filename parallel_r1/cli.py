@@ -50,8 +50,9 @@ def discover(
     include_special: Annotated[bool | None, typer.Option(
         "--include-special/--no-include-special", help="Special cards and trait-heavy profiles.")] = None,
     backend: Annotated[str | None, typer.Option(help="procedural | openai")] = None,
-    actors: Annotated[int | None, typer.Option(help="Ray actors in the pool.")] = None,
-    in_flight: Annotated[int | None, typer.Option(help="Dialogues in flight per actor.")] = None,
+    num_actors: Annotated[int | None, typer.Option("--num-actors", "--actors", help="Ray actors in the pool.")] = None,
+    max_in_flight: Annotated[int | None, typer.Option("--max-in-flight", "--in-flight",
+                                                      help="Dialogues in flight per actor.")] = None,
     grade: Annotated[bool | None, typer.Option("--grade/--no-grade", help="Grade while discovering.")] = None,
     config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None,
 ) -> None:
@@ -60,7 +61,7 @@ def discover(
 
     cfg = _config(config, workdir, set_, **{
         "discover.n": n, "discover.include_special": include_special, "discover.backend": backend,
-        "discover.num_actors": actors, "discover.max_in_flight": in_flight, "discover.grade": grade})
+        "discover.num_actors": num_actors, "discover.max_in_flight": max_in_flight, "discover.grade": grade})
     result = run_discover(cfg)
     print_discover_summary(result)
     if result.failed:
@@ -221,9 +222,9 @@ def submit(
 @app.command("init-model")
 @user_errors
 def init_model(
-    source: Annotated[str | None, typer.Option(
-        "--from", help="A packaged pretrained model to convert (smollm2-135m-instruct); default: the embedded one.")
-    ] = None,
+    source: Annotated[str | None, typer.Option("--source", "--from", help="A packaged pretrained model to convert "
+                                                                          "(smollm2-135m-instruct); default: the "
+                                                                          "embedded one.")] = None,
     force: Annotated[bool, typer.Option(help="Rebuild even if a complete model exists.")] = False,
     config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None,
 ) -> None:
@@ -255,10 +256,7 @@ def finetune(
     from parallel_r1.finetune.watch import exit_code
 
     if parallel_format:
-        from parallel_r1.parallel_sft.stage import run_parallel_sft
-
-        run_parallel_sft(_config(config, workdir, set_), force=force)
-        return
+        return parallel_sft(force=force, config=config, workdir=workdir, set_=set_)
     names = f"[{', '.join(b.strip() for b in batches.split(','))}]" if batches else None
     cfg = _config(config, workdir, set_, **{"finetune.backend": backend, "finetune.batches": names})
     jobs = run_finetune(cfg, monolithic=monolithic, with_baseline=with_baseline, force=force)
@@ -351,9 +349,10 @@ def tune_cmd(
 def rl_cmd(
     model: Annotated[Path | None, typer.Option(help="Policy to start from (default: <workdir>/parallel/sft/model).")
                      ] = None,
-    steps: Annotated[int | None, typer.Option(help="GRPO steps in total (default: rl.max_steps); resumes up to it.")
-                     ] = None,
-    rollouts: Annotated[str | None, typer.Option(help="Rollout backend: auto | vllm | hf.")] = None,
+    max_steps: Annotated[int | None, typer.Option("--max-steps", "--steps", help="GRPO steps in total (default: "
+                                                  "rl.max_steps); resumes up to it.")] = None,
+    rollout_backend: Annotated[str | None, typer.Option("--rollout-backend", "--rollouts",
+                                                        help="Rollout backend: auto | vllm | hf.")] = None,
     force: Annotated[bool, typer.Option(help="Start even from a model whose parallel-SFT validation (eval.json) "
                                              "failed or is missing (with a warning).")] = False,
     config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None,
@@ -361,8 +360,8 @@ def rl_cmd(
     """GRPO on the parallel-SFT model (Ray Train + TRL), easy -> medium -> hard; metrics in <workdir>/parallel/rl/."""
     from parallel_r1.rl.stage import run_rl
 
-    run_rl(_config(config, workdir, set_, **{"rl.max_steps": steps, "rl.rollout_backend": rollouts}), model,
-           force=force)
+    cfg = _config(config, workdir, set_, **{"rl.max_steps": max_steps, "rl.rollout_backend": rollout_backend})
+    run_rl(cfg, model, force=force)
 
 
 @app.command("serve")

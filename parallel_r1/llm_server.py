@@ -27,6 +27,7 @@ from parallel_r1.config import LLMServerConfig, PipelineConfig
 from parallel_r1.console import console
 from parallel_r1.errors import UserFacingError
 from parallel_r1.paths import RunPaths
+from parallel_r1.recipe import run_recipe
 
 ENDPOINT_USERS = ("discover", "judge")
 _ERROR_LINE = re.compile(r"\b\w*(?:Error|Exception)\b:|\berror:", re.IGNORECASE)
@@ -233,24 +234,42 @@ def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
-def serve_until_interrupted(cfg: PipelineConfig) -> None:
-    """Start the server, print where it answers, and keep it running until Ctrl-C or SIGTERM (caught whatever the
-    process inherited: a script's `parallel-r1 llm-server &` starts with SIGINT ignored)."""
-    previous = {sig: signal.signal(sig, _interrupt) for sig in STOP_SIGNALS}
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-    server = LLMServer(cfg.llm_server, cfg.workdir)
-    try:
-        console.print(f"llm-server: starting {cfg.llm_server.module} (log: {server.log})", markup=False)
-        served = server.start()
-        console.print(f"base_url: {served.base_url}\nmodel: {served.model}\nmax_model_len: {served.max_model_len}",
-                      markup=False)
-        console.print("serving; Ctrl-C stops it", markup=False)
-        server.wait()
-    except KeyboardInterrupt:
-        console.print("llm-server: stopping", markup=False)
-    finally:
+class LLMServerStage:
+    """`parallel-r1 llm-server`: setup() catches SIGINT and SIGTERM (whatever the process inherited: a script's
+    `parallel-r1 llm-server &` starts with SIGINT ignored), run() starts the server and keeps it until one arrives,
+    cleanup() stops it and restores the handlers."""
+
+    def __init__(self, cfg: PipelineConfig):
+        self.cfg = cfg
+        self.server = LLMServer(cfg.llm_server, cfg.workdir)
+        self.previous: dict = {}
+
+    def setup(self) -> None:
+        self.previous = {sig: signal.signal(sig, _interrupt) for sig in STOP_SIGNALS}
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+    def run(self) -> ServedModel | None:
+        """The served model once stopped (None when stopped before it answered)."""
+        served = None
+        try:
+            console.print(f"llm-server: starting {self.cfg.llm_server.module} (log: {self.server.log})", markup=False)
+            served = self.server.start()
+            console.print(f"base_url: {served.base_url}\nmodel: {served.model}\nmax_model_len: "
+                          f"{served.max_model_len}", markup=False)
+            console.print("serving; Ctrl-C stops it", markup=False)
+            self.server.wait()
+        except KeyboardInterrupt:
+            console.print("llm-server: stopping", markup=False)
+        return served
+
+    def cleanup(self) -> None:
         for sig in STOP_SIGNALS:  # a second Ctrl-C must not orphan the server: stopping is bounded anyway
             signal.signal(sig, signal.SIG_IGN)
-        server.stop()
-        for sig, handler in previous.items():
+        self.server.stop()
+        for sig, handler in self.previous.items():
             signal.signal(sig, handler)
+
+
+def serve_until_interrupted(cfg: PipelineConfig) -> ServedModel | None:
+    """Start the server, print where it answers, and keep it running until Ctrl-C or SIGTERM."""
+    return run_recipe(LLMServerStage(cfg))

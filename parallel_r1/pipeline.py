@@ -1,12 +1,14 @@
-"""run_pipeline(config): discover → grade → batch → init-model → finetune (six specialists and the
-monolithic baseline at once) → compare → gate, each skipped (or resumed) when its artifact is already complete."""
+"""run_pipeline(config): init-model → discover → grade → batch → finetune (six specialists and the monolithic
+baseline at once) → compare → gate, each a stage run through `run_recipe` and skipped (or resumed) when its artifact
+is already complete."""
 
 from __future__ import annotations
 
-import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from typing import Any
 
 from rich.table import Table
 
@@ -14,6 +16,7 @@ from parallel_r1.config import PipelineConfig
 from parallel_r1.console import console, summary_table
 from parallel_r1.errors import UserFacingError
 from parallel_r1.paths import RunPaths
+from parallel_r1.recipe import Recipe, run_recipe
 
 
 class StageClock:
@@ -37,63 +40,115 @@ class StageClock:
         return summary_table("stage wall times", ["stage", "s"], [*rows, total])
 
 
-def run_pipeline(cfg: PipelineConfig, *, force: bool = False) -> None:
-    with ExitStack() as llm_server:  # a managed LLM server is stopped however the run ends
-        _run_stages(cfg, force, llm_server)
+@dataclass
+class Run:
+    """One `parallel-r1 run`: its config (pointed at a managed LLM server while one runs), the stages' results."""
+
+    cfg: PipelineConfig
+    force: bool
+    servers: ExitStack
+    served: set[str] = field(default_factory=set)  # the endpoints a managed LLM server stands in for
+    results: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def paths(self) -> RunPaths:
+        return RunPaths(self.cfg.workdir)
 
 
-def _run_stages(cfg: PipelineConfig, force: bool, llm_server: ExitStack) -> None:
-    from parallel_r1.base_model.stage import init_base_model
-    from parallel_r1.batch.stage import batches_up_to_date, run_batch
-    from parallel_r1.compare.stage import run_compare
-    from parallel_r1.discover.stage import print_discover_summary, run_discover
-    from parallel_r1.finetune.stage import run_finetune
-    from parallel_r1.gate.stage import run_gate
-    from parallel_r1.grade.stage import run_grade
-    from parallel_r1.llm_server import endpoint_users, managed_endpoints
+@dataclass(frozen=True)
+class Step:
+    """A stage of `run`: whether this run needs it, its stage object, then what follows from its result (False:
+    the run ends there)."""
 
-    paths = RunPaths(cfg.workdir)
-    clock = StageClock()
-    if cfg.base_model.path is None:  # first: discovery may run on this model through a local LLM server
-        with clock.stage("init-model"):
-            init_base_model(cfg.base_model, paths.base_model, force=force)
-    served = endpoint_users(cfg)
-    if served:
-        with clock.stage("llm-server"):
-            cfg = llm_server.enter_context(managed_endpoints(cfg, served))
-    with clock.stage("discover"):
-        result = run_discover(cfg)
-        print_discover_summary(result)
-    with clock.stage("grade"):
-        run_grade(cfg, reuse_grades=not force)
-    if "judge" not in served:
-        llm_server.close()  # discovery alone used it: its memory goes back to fine-tuning
-    with clock.stage("batch"):
-        if force or not batches_up_to_date(cfg):
-            run_batch(cfg)
-        else:
-            console.print(f"batch: {paths.batch_report} is up to date")
-            console.print(paths.batch_report.read_text(), markup=False)
-    with clock.stage("finetune"):
-        jobs = run_finetune(cfg, with_baseline=cfg.finetune.monolithic_baseline, force=force)
-    if cfg.finetune.backend != "ray":
+    name: str
+    stage: Callable[[Run], Recipe]
+    when: Callable[[Run], bool] = lambda run: True
+    then: Callable[[Run, Any], bool | None] = lambda run, result: None
+
+
+class ManagedServerStage:
+    """Start the managed LLM server on the run's exit stack (it outlives this step); run() returns the config
+    pointed at it."""
+
+    def __init__(self, run: Run):
+        self.pipeline = run
+
+    def setup(self) -> None:
+        """Nothing to prepare."""
+
+    def run(self) -> PipelineConfig:
+        from parallel_r1.llm_server import managed_endpoints
+
+        return self.pipeline.servers.enter_context(managed_endpoints(self.pipeline.cfg, self.pipeline.served))
+
+    def cleanup(self) -> None:
+        """Nothing here: the run's exit stack stops the server."""
+
+
+def _steps() -> list[Step]:
+    from parallel_r1.base_model.stage import InitModelStage
+    from parallel_r1.batch.stage import BatchStage
+    from parallel_r1.compare.stage import CompareStage
+    from parallel_r1.discover.stage import DiscoverStage, print_discover_summary
+    from parallel_r1.finetune.stage import FinetuneStage
+    from parallel_r1.gate.stage import GateStage
+    from parallel_r1.grade.stage import GradeStage
+
+    def pointed(run: Run, cfg: PipelineConfig) -> None:
+        run.cfg = cfg
+
+    def release_server(run: Run, _) -> None:
+        if "judge" not in run.served:
+            run.servers.close()  # discovery alone used it: its memory goes back to fine-tuning
+
+    return [  # first init-model: discovery may run on this model through a local LLM server
+        Step("init-model", lambda r: InitModelStage(r.cfg.base_model, r.paths.base_model, force=r.force),
+             when=lambda r: r.cfg.base_model.path is None),
+        Step("llm-server", ManagedServerStage, when=lambda r: bool(r.served), then=pointed),
+        Step("discover", lambda r: DiscoverStage(r.cfg), then=lambda r, result: print_discover_summary(result)),
+        Step("grade", lambda r: GradeStage(r.cfg, reuse_grades=not r.force), then=release_server),
+        Step("batch", lambda r: BatchStage(r.cfg, reuse=not r.force)),
+        Step("finetune", lambda r: FinetuneStage(r.cfg, with_baseline=r.cfg.finetune.monolithic_baseline,
+                                                 force=r.force), then=_finetuned),
+        Step("compare", lambda r: CompareStage(r.cfg, fresh=r.force)),
+        Step("gate", lambda r: GateStage(r.cfg)),
+    ]
+
+
+def _finetuned(run: Run, jobs) -> bool:
+    """Go on to compare only when every Ray job succeeded; OpenAI jobs are followed with `watch`."""
+    if run.cfg.finetune.backend != "ray":
         console.print("finetune: OpenAI jobs submitted; follow them with `parallel-r1 watch`, then run compare")
-        return
-    if any(j.status != "succeeded" for j in jobs.values()):
-        failed = ", ".join(f"{n} ({j.error})" for n, j in jobs.items() if j.status != "succeeded")
+        return False
+    if jobs.failed:
+        failed = ", ".join(f"{n} ({j.error})" for n, j in jobs.failed.items())
         raise UserFacingError(f"finetune: job(s) did not succeed: {failed}; run `parallel-r1 finetune` to resume")
-    with clock.stage("compare"):
-        if force:
-            shutil.rmtree(paths.eval / "replies", ignore_errors=True)
-        compared = run_compare(cfg)
-    with clock.stage("gate"):
-        gated = run_gate(cfg)
+    return True
+
+
+def run_pipeline(cfg: PipelineConfig, *, force: bool = False) -> None:
+    from parallel_r1.llm_server import endpoint_users
+
+    clock = StageClock()
+    with ExitStack() as servers:  # a managed LLM server is stopped however the run ends
+        run = Run(cfg, force, servers, endpoint_users(cfg))
+        for step in _steps():
+            if not step.when(run):
+                continue
+            with clock.stage(step.name):
+                run.results[step.name] = run_recipe(step.stage(run))
+            if step.then(run, run.results[step.name]) is False:
+                return
+        _summary(clock, run.results["compare"], run.results["gate"])
+
+
+def _summary(clock: StageClock, compared, gated) -> None:
     console.rule("run summary")
     console.print(clock.table())
     console.print(summary_table("the seed's success criteria", ["criterion", "verdict"],
-                                [[c.name, c.verdict] for c in compared["criteria"]]))
-    verdict, next_step = compared["decision"]
+                                [[c.name, c.verdict] for c in compared.criteria]))
+    verdict, next_step = compared.decision
     console.print(f"[bold]decision: {verdict}[/] — {next_step}")
     console.print(f"gate: {gated.candidate} {'promoted' if gated.promoted else 'not promoted'} "
                   f"({'; '.join(gated.reasons)})")
-    console.print(f"report: {compared['report']}")
+    console.print(f"report: {compared.report}")

@@ -37,6 +37,31 @@ def test_config_prints_the_resolved_yaml():
     assert result.exit_code == 0 and "n: 7" in result.output
 
 
+def test_flags_are_named_after_the_fields_they_set_and_keep_their_old_names(tmp_path, monkeypatch):
+    import parallel_r1.base_model.stage as base_model
+    import parallel_r1.discover.stage as discover
+    import parallel_r1.rl.stage as rl
+
+    seen = []
+
+    def stop(section):  # record the section the command set, then end it before any work
+        seen.append(section)
+        raise FileNotFoundError("stopped")
+
+    monkeypatch.setattr(discover, "run_discover", lambda cfg: stop(cfg.discover))
+    monkeypatch.setattr(rl, "run_rl", lambda cfg, model, force: stop(cfg.rl))
+    monkeypatch.setattr(base_model, "init_base_model", lambda cfg, out, force: stop(cfg))
+    for new, old in ((["--num-actors", "3", "--max-in-flight", "5"], ["--actors", "3", "--in-flight", "5"]),
+                     (["--max-steps", "7", "--rollout-backend", "hf"], ["--steps", "7", "--rollouts", "hf"]),
+                     (["--source", "smollm2-135m-instruct"], ["--from", "smollm2-135m-instruct"])):
+        command = {"--num-actors": "discover", "--max-steps": "rl", "--source": "init-model"}[new[0]]
+        for flags in (new, old):
+            assert runner.invoke(app, [command, "-w", str(tmp_path), *flags]).exit_code == 2
+        assert seen[-2] == seen[-1]
+    assert (seen[0].num_actors, seen[0].max_in_flight, seen[2].max_steps, seen[2].rollout_backend,
+            seen[4].source) == (3, 5, 7, "hf", "smollm2-135m-instruct")
+
+
 def test_openai_finetune_then_watch_and_check(tmp_path, monkeypatch):
     write_batches(tmp_path, per_batch=10)
     bad = tmp_path / "batches" / "prior_trauma_recovery.jsonl"

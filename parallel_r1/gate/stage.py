@@ -21,6 +21,7 @@ from parallel_r1.data.io import atomic_write_json
 from parallel_r1.errors import UserFacingError
 from parallel_r1.finetune.manifest import now
 from parallel_r1.paths import RunPaths
+from parallel_r1.recipe import run_recipe
 
 
 @dataclass
@@ -75,36 +76,55 @@ def evaluate_gate(summaries: dict[str, ModelSummary], candidate: str, incumbent:
     return GateDecision(candidate, incumbent, not failed and candidate != incumbent, checks, reasons)
 
 
-def run_gate(cfg: PipelineConfig, candidate: str | None = None) -> GateDecision:
-    paths = RunPaths(cfg.workdir)
-    rows = read_results(paths.require(paths.eval / "results.parquet", "compare"))
-    models = list(dict.fromkeys(r.model for r in rows))
-    summaries = summarise(rows, models)
-    history = json.loads(paths.promotion.read_text()) if paths.promotion.exists() else {"promoted": None,
-                                                                                         "decisions": []}
-    fingerprint = results_fingerprint(rows)
-    last = history["decisions"][-1] if history["decisions"] else None
-    if last and last["results"] == fingerprint and candidate in (None, last["candidate"]) and not cfg.gate.candidate:
-        result = GateDecision(**{**last, "checks": [Check(**c) for c in last["checks"]]})
-        console.print(f"gate: already decided on these results at {result.decided_at} ({paths.promotion})")
+class GateStage:
+    """setup() → run() → cleanup() over one PipelineConfig: decide on `candidate` (default: the best compared)."""
+
+    def __init__(self, cfg: PipelineConfig, candidate: str | None = None):
+        self.cfg = cfg
+        self.paths = RunPaths(cfg.workdir)
+        self.candidate = candidate
+
+    def setup(self) -> None:
+        paths = self.paths
+        self.rows = read_results(paths.require(paths.eval / "results.parquet", "compare"))
+        self.history = (json.loads(paths.promotion.read_text()) if paths.promotion.exists()
+                        else {"promoted": None, "decisions": []})
+
+    def run(self) -> GateDecision:
+        cfg, paths, rows, history, candidate = self.cfg, self.paths, self.rows, self.history, self.candidate
+        models = list(dict.fromkeys(r.model for r in rows))
+        summaries = summarise(rows, models)
+        fingerprint = results_fingerprint(rows)
+        last = history["decisions"][-1] if history["decisions"] else None
+        if (last and last["results"] == fingerprint and candidate in (None, last["candidate"])
+                and not cfg.gate.candidate):
+            result = GateDecision(**{**last, "checks": [Check(**c) for c in last["checks"]]})
+            console.print(f"gate: already decided on these results at {result.decided_at} ({paths.promotion})")
+            _print(result)
+            return result
+        current = history["promoted"] or {"model": BASE, "score": summaries[BASE].mean}
+        incumbent = current["model"]
+        incumbent_score = summaries[incumbent].mean if incumbent in summaries else current["score"]
+        candidate = candidate or cfg.gate.candidate or max((m for m in models if m != incumbent),
+                                                           key=lambda m: summaries[m].mean, default=None)
+        if candidate is None or candidate not in summaries:
+            raise UserFacingError(f"gate: no results for candidate {candidate!r} in "
+                                  f"{paths.eval / 'results.parquet'}; evaluated: {', '.join(models)}")
+        result = evaluate_gate(summaries, candidate, incumbent, incumbent_score, cfg)
+        result.results = fingerprint
+        if result.promoted:
+            history["promoted"] = {"model": candidate, "score": summaries[candidate].mean, "at": result.decided_at}
+        history["decisions"].append(asdict(result))
+        atomic_write_json(paths.promotion, history)
         _print(result)
         return result
-    current = history["promoted"] or {"model": BASE, "score": summaries[BASE].mean}
-    incumbent = current["model"]
-    incumbent_score = summaries[incumbent].mean if incumbent in summaries else current["score"]
-    candidate = candidate or cfg.gate.candidate or max((m for m in models if m != incumbent),
-                                                       key=lambda m: summaries[m].mean, default=None)
-    if candidate is None or candidate not in summaries:
-        raise UserFacingError(f"gate: no results for candidate {candidate!r} in {paths.eval / 'results.parquet'}; "
-                              f"evaluated: {', '.join(models)}")
-    result = evaluate_gate(summaries, candidate, incumbent, incumbent_score, cfg)
-    result.results = fingerprint
-    if result.promoted:
-        history["promoted"] = {"model": candidate, "score": summaries[candidate].mean, "at": result.decided_at}
-    history["decisions"].append(asdict(result))
-    atomic_write_json(paths.promotion, history)
-    _print(result)
-    return result
+
+    def cleanup(self) -> None:
+        """Nothing to release."""
+
+
+def run_gate(cfg: PipelineConfig, candidate: str | None = None) -> GateDecision:
+    return run_recipe(GateStage(cfg, candidate))
 
 
 def _print(result: GateDecision) -> None:

@@ -18,9 +18,10 @@ from parallel_r1.grade.labels import read_labelled
 from parallel_r1.grade.validate import ValidationReport
 from parallel_r1.grade.validate_stage import print_validation
 from parallel_r1.paths import RunPaths
+from parallel_r1.recipe import run_recipe
 
 
-@dataclass
+@dataclass(frozen=True)
 class FitResult:
     """Where the fitted grader went, its name, and how it did under cross-validation."""
 
@@ -34,17 +35,32 @@ def fitted_folder(cfg: PipelineConfig, out: Path | None = None) -> Path:
     return Path(out or cfg.grade.fitted_path or RunPaths(cfg.workdir).fitted_grader)
 
 
+class GraderFitStage:
+    """setup() → run() → cleanup(): embed the labelled replies, cross-validate, fit on all of them and save."""
+
+    def __init__(self, cfg: PipelineConfig, labelled: Path, out: Path | None = None):
+        self.cfg, self.labelled, self.out = cfg, labelled, out
+
+    def setup(self) -> None:
+        self.replies = read_labelled(self.labelled)
+
+    def run(self) -> FitResult:
+        console.print(f"embedding {len(self.replies)} labelled replies and their students' last messages ...")
+        data = prepare(self.replies)
+        report = cross_validate(data, source=str(self.labelled))
+        print_validation(report)
+        grader = fit(data, source=Path(self.labelled))
+        folder = grader.save(fitted_folder(self.cfg, self.out), report)
+        fitted = ", ".join(f"{t.criterion} ({' + '.join(t.dimensions)}, n={t.n})" for t in grader.targets)
+        console.print(f"wrote {grader.name} to {folder} (model.npz, model.json, validation.json, validation.png); "
+                      f"it predicts {fitted}; grade with it: grade.grader=fitted"
+                      + (f" grade.fitted_path={folder}" if self.out else ""))
+        return FitResult(folder=folder, grader=grader.name, report=report)
+
+    def cleanup(self) -> None:
+        """Nothing to release."""
+
+
 def run_grader_fit(cfg: PipelineConfig, labelled: Path, out: Path | None = None) -> FitResult:
     """Cross-validate, print the table, fit on everything, save the model with its report beside it."""
-    replies = read_labelled(labelled)
-    console.print(f"embedding {len(replies)} labelled replies and their students' last messages ...")
-    data = prepare(replies)
-    report = cross_validate(data, source=str(labelled))
-    print_validation(report)
-    grader = fit(data, source=Path(labelled))
-    folder = grader.save(fitted_folder(cfg, out), report)
-    fitted = ", ".join(f"{t.criterion} ({' + '.join(t.dimensions)}, n={t.n})" for t in grader.targets)
-    console.print(f"wrote {grader.name} to {folder} (model.npz, model.json, validation.json, validation.png); "
-                  f"it predicts {fitted}; grade with it: grade.grader=fitted"
-                  + (f" grade.fitted_path={folder}" if out else ""))
-    return FitResult(folder=folder, grader=grader.name, report=report)
+    return run_recipe(GraderFitStage(cfg, labelled, out))

@@ -27,6 +27,7 @@ from parallel_r1.grade.judge import JudgeFailure, gather_grades
 from parallel_r1.grade.patterns import PatternReport, pattern_report, stock_phrase_density
 from parallel_r1.grade.records import Grader, build_grader, profile_of, scenario_of
 from parallel_r1.paths import RunPaths
+from parallel_r1.recipe import run_recipe
 
 CHUNK = 64  # dialogues graded between writes of dialogues.parquet
 
@@ -134,6 +135,57 @@ def _judge_counts(grader: Grader) -> dict[str, int]:
     return dict(getattr(judge, "counts", None) or {})
 
 
+class GradeStage:
+    """setup() → run() → cleanup() over one PipelineConfig."""
+
+    def __init__(self, cfg: PipelineConfig, *, show_progress: bool = True, reuse_grades: bool = True):
+        self.cfg = cfg
+        self.paths = RunPaths(cfg.workdir)
+        self.show_progress = show_progress
+        self.reuse_grades = reuse_grades
+
+    def setup(self) -> None:
+        self.dialogues = read_dialogues(self.paths.require(self.paths.dialogues, "discover"))
+        self.grader = build_grader(self.cfg.grade, self.paths)
+
+    def run(self) -> GradeResult:
+        cfg, paths, dialogues, grader = self.cfg, self.paths, self.dialogues, self.grader
+        started = time.perf_counter()
+        todo = [d for d in dialogues if not (self.reuse_grades and d.score is not None and d.grader == grader.name)]
+        run = GradeRun(paths, dialogues, grader)
+        if todo:
+            not_attempted = asyncio.run(run.grade(todo, self.show_progress))
+        else:
+            run.flush(wrote_grades=False)
+            not_attempted = 0
+            asyncio.run(grader.aclose())
+        elapsed = time.perf_counter() - started
+        report = pattern_report(dialogues)
+        atomic_write_text(paths.pattern_report, report.to_markdown())
+        hi, med = cfg.batch.high_confidence, cfg.batch.medium_confidence
+        scored = [d for d in dialogues if d.score is not None]
+        conf = [d.confidence for d in scored]
+        result = GradeResult(
+            graded=run.graded, failed=run.failed, skipped=len(dialogues) - len(todo), not_attempted=not_attempted,
+            grader=grader.name, elapsed_s=elapsed,
+            mean_score=statistics.fmean(d.score for d in scored) if scored else 0.0,
+            high_confidence=sum(c >= hi for c in conf), medium_confidence=sum(med <= c < hi for c in conf),
+            low_confidence=sum(c < med for c in conf), mean_stock_phrase_density=report.mean_density,
+            patterns=report, failures=[f for f in run.failures.values() if f["grader"] == grader.name],
+            judge_counts=_judge_counts(grader),
+        )
+        print_grade_summary(result, paths)
+        if run.failed and not run.graded:
+            common, n = Counter(f["error"] for f in result.failures).most_common(1)[0]
+            raise GradeFailedError(f"grade: {grader.name} failed on all {run.failed} dialogue(s) it tried"
+                                   f"{f' ({not_attempted} left untried)' if not_attempted else ''}; most common "
+                                   f"error ({n}x): {common}; see {run.failures_path}")
+        return result
+
+    def cleanup(self) -> None:
+        """Nothing to release: run() closes the grader."""
+
+
 def run_grade(cfg: PipelineConfig, *, show_progress: bool = True, reuse_grades: bool = True) -> GradeResult:
     """Grade the run directory's dialogues in place, write the pattern report, print a summary.
 
@@ -141,40 +193,7 @@ def run_grade(cfg: PipelineConfig, *, show_progress: bool = True, reuse_grades: 
     so a rerun grades only new and failed dialogues; without it every dialogue is graded again. Raises
     `GradeFailedError` when dialogues were tried and none was graded.
     """
-    paths = RunPaths(cfg.workdir)
-    dialogues = read_dialogues(paths.require(paths.dialogues, "discover"))
-    grader = build_grader(cfg.grade, paths)
-    started = time.perf_counter()
-    todo = [d for d in dialogues if not (reuse_grades and d.score is not None and d.grader == grader.name)]
-    run = GradeRun(paths, dialogues, grader)
-    if todo:
-        not_attempted = asyncio.run(run.grade(todo, show_progress))
-    else:
-        run.flush(wrote_grades=False)
-        not_attempted = 0
-        asyncio.run(grader.aclose())
-    elapsed = time.perf_counter() - started
-    report = pattern_report(dialogues)
-    atomic_write_text(paths.pattern_report, report.to_markdown())
-    hi, med = cfg.batch.high_confidence, cfg.batch.medium_confidence
-    scored = [d for d in dialogues if d.score is not None]
-    conf = [d.confidence for d in scored]
-    result = GradeResult(
-        graded=run.graded, failed=run.failed, skipped=len(dialogues) - len(todo), not_attempted=not_attempted,
-        grader=grader.name, elapsed_s=elapsed,
-        mean_score=statistics.fmean(d.score for d in scored) if scored else 0.0,
-        high_confidence=sum(c >= hi for c in conf), medium_confidence=sum(med <= c < hi for c in conf),
-        low_confidence=sum(c < med for c in conf), mean_stock_phrase_density=report.mean_density, patterns=report,
-        failures=[f for f in run.failures.values() if f["grader"] == grader.name],
-        judge_counts=_judge_counts(grader),
-    )
-    print_grade_summary(result, paths)
-    if run.failed and not run.graded:
-        common, n = Counter(f["error"] for f in result.failures).most_common(1)[0]
-        raise GradeFailedError(f"grade: {grader.name} failed on all {run.failed} dialogue(s) it tried"
-                               f"{f' ({not_attempted} left untried)' if not_attempted else ''}; most common error "
-                               f"({n}x): {common}; see {run.failures_path}")
-    return result
+    return run_recipe(GradeStage(cfg, show_progress=show_progress, reuse_grades=reuse_grades))
 
 
 def print_grade_summary(result: GradeResult, paths: RunPaths) -> None:

@@ -21,19 +21,37 @@ from parallel_r1.grade.validate import (
     write_report,
 )
 from parallel_r1.paths import RunPaths
+from parallel_r1.recipe import run_recipe
+
+
+class ValidateStage:
+    """setup() → run() → cleanup(): grade every labelled reply with the configured grader and report the agreement."""
+
+    def __init__(self, cfg: PipelineConfig, labelled: Path, out: Path | None = None):
+        self.cfg, self.labelled, self.out = cfg, labelled, out
+
+    def setup(self) -> None:
+        self.replies = read_labelled(self.labelled)
+        self.grader = build_grader(self.cfg.grade, RunPaths(self.cfg.workdir))
+
+    def run(self) -> ValidationReport:
+        replies, grader = self.replies, self.grader
+        console.print(f"grading {len(replies)} labelled replies with {grader.name} ...")
+        grades, elapsed = grade_replies(replies, grader)
+        report = validate(replies, grades, grader=grader.name, source=str(self.labelled), elapsed_s=elapsed)
+        json_path, png_path = write_report(report, self.out or RunPaths(self.cfg.workdir).validation
+                                           / self.cfg.grade.grader)
+        print_validation(report)
+        console.print(f"wrote {json_path} and {png_path}")
+        return report
+
+    def cleanup(self) -> None:
+        """Nothing to release."""
 
 
 def run_validate(cfg: PipelineConfig, labelled: Path, out: Path | None = None) -> ValidationReport:
     """Grade every labelled reply, print the agreement table, write its JSON and PNG."""
-    replies = read_labelled(labelled)
-    grader = build_grader(cfg.grade, RunPaths(cfg.workdir))
-    console.print(f"grading {len(replies)} labelled replies with {grader.name} ...")
-    grades, elapsed = grade_replies(replies, grader)
-    report = validate(replies, grades, grader=grader.name, source=str(labelled), elapsed_s=elapsed)
-    json_path, png_path = write_report(report, out or RunPaths(cfg.workdir).validation / cfg.grade.grader)
-    print_validation(report)
-    console.print(f"wrote {json_path} and {png_path}")
-    return report
+    return run_recipe(ValidateStage(cfg, labelled, out))
 
 
 def print_validation(report: ValidationReport) -> None:

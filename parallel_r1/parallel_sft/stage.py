@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 from parallel_r1.config import FinetuneConfig, PipelineConfig
@@ -38,6 +39,16 @@ class UpliftTooLowError(UserFacingError):
 
 def _digest(obj) -> str:
     return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+@dataclass(frozen=True)
+class ParallelSFTResult:
+    """The SFT'd model, whether it passed its validation before RL, and the whole record of `eval.json`."""
+
+    model: Path
+    passed: bool
+    uplift: float
+    record: dict
 
 
 class ParallelSFTStage:
@@ -165,7 +176,7 @@ class ParallelSFTStage:
                                       job_id=f"{prefix}-{attempt}", attempts=attempt))
 
     # ------------------------------------------------------------------ run
-    def run(self) -> dict:
+    def run(self) -> ParallelSFTResult:
         """Train (if needed), export both models, evaluate, write `eval.json`; UpliftTooLowError below the bar."""
         from parallel_r1.parallel_sft.check import SFT, START, check_uplift, evaluation_record
 
@@ -173,7 +184,7 @@ class ParallelSFTStage:
             console.print(f"parallel-sft: {self.paths.parallel_sft_model} is up to date and passed its validation "
                           "(--force redoes it)")
             print_summary(self.done)
-            return self.done
+            return _result(self.done)
         with progress_bar() as bar:
             task = bar.add_task("parallel-sft", total=4, status="training" if self.train else "trained earlier")
             if self.train:
@@ -199,7 +210,7 @@ class ParallelSFTStage:
         print_summary(record)
         if not check.passed:
             raise UpliftTooLowError(f"{check.message} (evaluation: {self.paths.parallel_sft_eval})")
-        return record
+        return _result(record)
 
     def _train(self) -> None:
         from parallel_r1.finetune.launcher import job_config, launch_all
@@ -251,6 +262,10 @@ class ParallelSFTStage:
             self.evaluation = None
 
 
+def _result(record: dict) -> ParallelSFTResult:
+    return ParallelSFTResult(Path(record["model"]), bool(record["passed"]), record["uplift"], record)
+
+
 def print_summary(record: dict) -> None:
     """The validation table (both models, the deltas, the verdict) and the training figures."""
     models, deltas = record["models"], record["deltas"]
@@ -271,5 +286,5 @@ def print_summary(record: dict) -> None:
                   f"{record['message']}", highlight=False)
 
 
-def run_parallel_sft(cfg: PipelineConfig, *, force: bool = False) -> dict:
+def run_parallel_sft(cfg: PipelineConfig, *, force: bool = False) -> ParallelSFTResult:
     return run_recipe(ParallelSFTStage(cfg, force=force))

@@ -25,6 +25,7 @@ from parallel_r1.console import console, progress_bar, summary_table
 from parallel_r1.errors import UserFacingError
 from parallel_r1.grade import resolved_grade
 from parallel_r1.paths import RunPaths
+from parallel_r1.recipe import run_recipe
 from parallel_r1.rl.critic import build_critic, critic_grade_config
 from parallel_r1.rl.metrics import ADHERENCE, REWARD_NAMES, TIMINGS, MetricsLog, plot_metrics, trend
 
@@ -139,15 +140,24 @@ class RLStage:
                 "torch_threads": None if self.rl.use_gpu else max(1, int(self.rl.cpus_per_worker))}
 
     def run(self) -> RLResult:
-        if self.done is not None:
-            console.print(f"rl: {self.done}; nothing to do (raise rl.max_steps to train further)")
-        else:
-            self._fit()
+        """Train (unless done), redraw the plot from the metrics file (also after a failed or killed run), print
+        the summary."""
+        started = time.perf_counter()
+        try:
+            if self.done is not None:
+                console.print(f"rl: {self.done}; nothing to do (raise rl.max_steps to train further)")
+            else:
+                self._fit()
+        finally:
+            plot = plot_metrics(self.metrics.read(), self.paths.rl_plot)
         state = self._state()
-        rows = self.metrics.read()
-        return RLResult(self.backend, str(self.model), self.start_step, int(state.get("step", 0)),
-                        self.rl.max_steps, state.get("stopped"),
-                        self.paths.rl_model if self.paths.rl_model.exists() else None, rows)
+        result = RLResult(self.backend, str(self.model), self.start_step, int(state.get("step", 0)),
+                          self.rl.max_steps, state.get("stopped"),
+                          self.paths.rl_model if self.paths.rl_model.exists() else None, self.metrics.read())
+        console.print(summary(result))
+        console.print(f"rl: {time.perf_counter() - started:.0f} s; metrics {self.paths.rl_metrics}"
+                      + (f", plot {plot}" if plot else "") + (f", policy {result.policy}" if result.policy else ""))
+        return result
 
     def _trainer(self):
         from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
@@ -202,9 +212,8 @@ class RLStage:
                         f"{r['tier']}/{r['phase']} reward {r['reward']:.3f} format {r[ADHERENCE]:.2f} "
                         f"step {r['step_s']:.1f}s"))
 
-    def cleanup(self) -> Path | None:
-        """Redraw the plot from everything the metrics file holds (also after a failed or killed run)."""
-        return plot_metrics(self.metrics.read(), self.paths.rl_plot)
+    def cleanup(self) -> None:
+        """Nothing to release: run() redraws the plot however training ends, and Ray Train owns its workers."""
 
 
 def _fit_or_error(trainer):
@@ -237,14 +246,4 @@ def summary(result: RLResult):
 
 
 def run_rl(cfg: PipelineConfig, model: Path | None = None, *, force: bool = False) -> RLResult:
-    stage = RLStage(cfg, model, force=force)
-    stage.setup()
-    started = time.perf_counter()
-    try:
-        result = stage.run()
-    finally:
-        plot = stage.cleanup()
-    console.print(summary(result))
-    console.print(f"rl: {time.perf_counter() - started:.0f} s; metrics {stage.paths.rl_metrics}"
-                  + (f", plot {plot}" if plot else "") + (f", policy {result.policy}" if result.policy else ""))
-    return result
+    return run_recipe(RLStage(cfg, model, force=force))

@@ -13,10 +13,12 @@ import signal
 import socket
 import time
 import urllib.request
+from dataclasses import dataclass
 
 from parallel_r1.config import PipelineConfig
 from parallel_r1.console import console, summary_table
 from parallel_r1.errors import UserFacingError
+from parallel_r1.recipe import run_recipe
 from parallel_r1.serve.app import ServePlan, build_app, plan
 from parallel_r1.serve.routing import Router
 
@@ -98,23 +100,51 @@ def wait_for_stop_signal(poll_s: float = 0.5) -> str:
     return signal.Signals(received[0]).name
 
 
-def serve_until_interrupted(cfg: PipelineConfig) -> None:
+@dataclass(frozen=True)
+class ServeResult:
+    """Where the app answered and the signal that stopped it."""
+
+    url: str
+    stopped_by: str
+
+
+class ServeStage:
+    """setup() starts the app, run() prints its routes and URL and blocks until SIGINT or SIGTERM, cleanup() shuts
+    Serve down (once the app started)."""
+
+    def __init__(self, cfg: PipelineConfig):
+        self.cfg = cfg
+        self.url: str | None = None
+
+    def setup(self) -> None:
+        cfg = self.cfg
+        self.plan = plan(cfg)
+        console.print(f"serving {len(self.plan.adapters)} specialist(s) on the {cfg.serve.backend} backend; base "
+                      f"model {self.plan.base_model}; this takes a while on CPU (vllm: minutes)")
+        self.url = start_local(cfg, self.plan)
+
+    def run(self) -> ServeResult:
+        cfg, serve_plan = self.cfg, self.plan
+        router = Router(list(serve_plan.adapters), serve_plan.routing_table, cfg.serve.static_routes)
+        source = serve_plan.routing_path if serve_plan.routing_table else "serve.static_routes (no routing.json)"
+        console.print(summary_table(f"routes (from {source})", ["profile kind", "specialist", "rule"],
+                                    router.describe()))
+        auth = f"; bearer token from ${cfg.serve.auth_token_env}" if cfg.serve.auth_token_env else ""
+        console.print(f"[bold green]ready:[/] {self.url}/v1 (model {cfg.serve.router_model!r} routes by student "
+                      f"profile{auth}); online scores -> {serve_plan.score_log}\nCtrl-C (or SIGTERM) to stop",
+                      highlight=False)
+        stopped_by = wait_for_stop_signal()
+        console.print(f"stopping ({stopped_by})")
+        return ServeResult(self.url, stopped_by)
+
+    def cleanup(self) -> None:
+        if self.url is not None:
+            from ray import serve
+
+            serve.shutdown()
+
+
+def serve_until_interrupted(cfg: PipelineConfig) -> ServeResult:
     """`parallel-r1 serve`: start the app, print its routes and URL, block until SIGINT or SIGTERM, then shut
     Serve down."""
-    from ray import serve
-
-    serve_plan = plan(cfg)
-    console.print(f"serving {len(serve_plan.adapters)} specialist(s) on the {cfg.serve.backend} backend; base model "
-                  f"{serve_plan.base_model}; this takes a while on CPU (vllm: minutes)")
-    url = start_local(cfg, serve_plan)
-    router = Router(list(serve_plan.adapters), serve_plan.routing_table, cfg.serve.static_routes)
-    source = serve_plan.routing_path if serve_plan.routing_table else "serve.static_routes (no routing.json)"
-    console.print(summary_table(f"routes (from {source})", ["profile kind", "specialist", "rule"],
-                                router.describe()))
-    auth = f"; bearer token from ${cfg.serve.auth_token_env}" if cfg.serve.auth_token_env else ""
-    console.print(f"[bold green]ready:[/] {url}/v1 (model {cfg.serve.router_model!r} routes by student profile"
-                  f"{auth}); online scores -> {serve_plan.score_log}\nCtrl-C (or SIGTERM) to stop", highlight=False)
-    try:
-        console.print(f"stopping ({wait_for_stop_signal()})")
-    finally:
-        serve.shutdown()
+    return run_recipe(ServeStage(cfg))

@@ -26,6 +26,7 @@ from parallel_r1.grade import build_grader
 from parallel_r1.grade.stage import GradeFailedError, GradeRun
 from parallel_r1.paths import RunPaths
 from parallel_r1.profiles import read_profiles
+from parallel_r1.recipe import run_recipe
 from parallel_r1.transcripts.reader import Rejected, Transcript, TranscriptError, count_rows, read_transcripts
 
 BACKEND = "import"
@@ -161,58 +162,76 @@ def _grade(paths: RunPaths, cfg: PipelineConfig, dialogues: list[Dialogue], todo
     return [f for f in run.failures.values() if f["grader"] == grader.name and f["dialogue_id"] in ids]
 
 
+class ImportStage:
+    """setup() → run() → cleanup(): check every row of one transcripts file, then import and grade the good ones.
+
+    setup raises `TranscriptError` for an unreadable file or, without `skip_bad`, for its first bad row (nothing is
+    written then); run raises `GradeFailedError` when the grader failed on every dialogue it tried.
+    """
+
+    def __init__(self, cfg: PipelineConfig, source: Path, *, skip_bad: bool = False, show_progress: bool = True,
+                 print_summary: bool = True):
+        self.cfg, self.paths, self.source = cfg, RunPaths(cfg.workdir), Path(source).resolve()
+        self.skip_bad, self.show_progress, self.print_summary = skip_bad, show_progress, print_summary
+
+    def setup(self) -> None:
+        self.started = time.perf_counter()
+        self.good, self.bad = _check_all(self.source, self.cfg, self.show_progress)
+        if self.bad and not self.skip_bad:
+            raise _bad_rows_error(self.source, self.bad, self.paths)
+        if not self.good and not self.bad:
+            raise TranscriptError(f"{self.source}: no conversations in the file")
+
+    def run(self) -> ImportResult:
+        cfg, paths, source, good, bad = self.cfg, self.paths, self.source, self.good, self.bad
+        result = ImportResult(source=source, rows=len(good) + len(bad), rejected=len(bad))
+        dialogues = read_dialogues(paths.dialogues) if paths.dialogues.exists() else []
+        seen = {d.dialogue_id for d in dialogues}
+        new: list[Transcript] = []
+        for t in good:
+            if t.dialogue_id in seen:
+                result.already_present += 1
+                continue
+            seen.add(t.dialogue_id)
+            new.append(t)
+            result.merged, result.dropped_system = result.merged + t.merged, result.dropped_system + t.dropped_system
+            result.truncated += t.truncated
+        inferred, result.reader = _infer_profiles([t for t in new if t.traits is None], cfg, self.show_progress)
+        readings = iter(inferred)
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        for t in new:
+            traits, how = (t.traits, GIVEN) if t.traits is not None else next(readings)
+            dialogues.append(_dialogue(t, traits, how if how == GIVEN else f"inferred:{how}", source, now))
+        result.imported, result.inferred = len(new), len(inferred)
+        result.given = result.imported - result.inferred
+        paths.workdir.mkdir(parents=True, exist_ok=True)
+        result.rejects_file = _write_rejects(paths, source, bad)
+        if new:
+            write_dialogues(paths.dialogues, dialogues)
+        ids = {t.dialogue_id for t in good}
+        result.dialogues = [d for d in dialogues if d.dialogue_id in ids]
+        failures = _grade(paths, cfg, dialogues, [d for d in result.dialogues if d.score is None], result,
+                          self.show_progress)
+        result.total_on_disk = len(dialogues)
+        result.elapsed_s = time.perf_counter() - self.started
+        if self.print_summary:
+            print_import_summary(result)
+        if result.grade_failed and not result.graded:
+            common, n = Counter(f["error"] for f in failures).most_common(1)[0]
+            raise GradeFailedError(f"import: {result.imported} dialogue(s) imported, but {result.grader} failed on "
+                                   f"all {result.grade_failed} it tried; most common error ({n}x): {common}; see "
+                                   f"{paths.grade_failures}; `parallel-r1 grade` (or this import again) grades them")
+        return result
+
+    def cleanup(self) -> None:
+        """Nothing to release: the grading closes its grader."""
+
+
 def run_import(cfg: PipelineConfig, source: Path, *, skip_bad: bool = False, show_progress: bool = True,
                print_summary: bool = True) -> ImportResult:
-    """Import one transcripts file into the run directory and grade what it added; prints the summary.
-
-    Raises `TranscriptError` for an unreadable file or, without `skip_bad`, for its first bad row (nothing is
-    written then), and `GradeFailedError` when the grader failed on every dialogue it tried.
-    """
-    started = time.perf_counter()
-    paths = RunPaths(cfg.workdir)
-    source = Path(source).resolve()
-    good, bad = _check_all(source, cfg, show_progress)
-    if bad and not skip_bad:
-        raise _bad_rows_error(source, bad, paths)
-    if not good and not bad:
-        raise TranscriptError(f"{source}: no conversations in the file")
-    result = ImportResult(source=source, rows=len(good) + len(bad), rejected=len(bad))
-    dialogues = read_dialogues(paths.dialogues) if paths.dialogues.exists() else []
-    seen = {d.dialogue_id for d in dialogues}
-    new: list[Transcript] = []
-    for t in good:
-        if t.dialogue_id in seen:
-            result.already_present += 1
-            continue
-        seen.add(t.dialogue_id)
-        new.append(t)
-        result.merged, result.dropped_system = result.merged + t.merged, result.dropped_system + t.dropped_system
-        result.truncated += t.truncated
-    inferred, result.reader = _infer_profiles([t for t in new if t.traits is None], cfg, show_progress)
-    readings = iter(inferred)
-    now = datetime.now(UTC).isoformat(timespec="seconds")
-    for t in new:
-        traits, how = (t.traits, GIVEN) if t.traits is not None else next(readings)
-        dialogues.append(_dialogue(t, traits, how if how == GIVEN else f"inferred:{how}", source, now))
-    result.imported, result.inferred = len(new), len(inferred)
-    result.given = result.imported - result.inferred
-    paths.workdir.mkdir(parents=True, exist_ok=True)
-    result.rejects_file = _write_rejects(paths, source, bad)
-    if new:
-        write_dialogues(paths.dialogues, dialogues)
-    ids = {t.dialogue_id for t in good}
-    result.dialogues = [d for d in dialogues if d.dialogue_id in ids]
-    failures = _grade(paths, cfg, dialogues, [d for d in result.dialogues if d.score is None], result, show_progress)
-    result.total_on_disk = len(dialogues)
-    result.elapsed_s = time.perf_counter() - started
-    if print_summary:
-        print_import_summary(result)
-    if result.grade_failed and not result.graded:
-        common, n = Counter(f["error"] for f in failures).most_common(1)[0]
-        raise GradeFailedError(f"import: {result.imported} dialogue(s) imported, but {result.grader} failed on all "
-                               f"{result.grade_failed} it tried; most common error ({n}x): {common}; see "
-                               f"{paths.grade_failures}; `parallel-r1 grade` (or this import again) grades them")
-    return result
+    """Import one transcripts file into the run directory and grade what it added; prints the summary."""
+    return run_recipe(ImportStage(cfg, source, skip_bad=skip_bad, show_progress=show_progress,
+                                  print_summary=print_summary))
 
 
 def print_import_summary(result: ImportResult) -> None:

@@ -36,6 +36,7 @@ from parallel_r1.data.io import atomic_write_bytes, atomic_write_json, atomic_wr
 from parallel_r1.errors import UserFacingError
 from parallel_r1.paths import RunPaths, resolve_base_model
 from parallel_r1.ray_runtime import ensure_ray
+from parallel_r1.recipe import run_recipe
 from parallel_r1.tune.trials import TrialSetup, grid, sweep, trial_record
 
 KEPT = ("completed", "early-stopped")  # statuses a rerun does not train again
@@ -178,62 +179,82 @@ def plot_sweep(trials: list[dict], base_mean: float, title: str, path: Path) -> 
     return atomic_write_bytes(path, buf.getvalue())
 
 
-def run_tune(cfg: PipelineConfig) -> TuneSummary:
-    """Sweep cfg.tune's grid for cfg.tune.specialist; write and return the results (see the module doc)."""
-    spec, slices = _check(cfg)
-    paths = RunPaths(cfg.workdir)
-    data = prepare_data(cfg, spec, paths)
-    base = _base_model(cfg, paths)
-    fingerprint = _fingerprint(cfg, spec, base, slices, paths)
-    trials = grid(cfg, data)
-    out, results_path = paths.tune, paths.tune / "results.json"
-    previous = json.loads(results_path.read_text()) if results_path.exists() else {}
-    if previous and previous.get("fingerprint") != fingerprint:
-        console.print("tune: the settings or data changed since the last sweep: every trial runs again")
-        previous = {}
-    records = {r["trial"]: r for r in previous.get("trials", []) if r["trial"] in trials and r["status"] in KEPT}
-    todo = [n for n in trials if n not in records]
-    console.print(f"tune: {cfg.tune.specialist} on {', '.join(slices)}: {len(trials)} trial(s), {len(todo)} to run "
-                  f"({len(records)} kept from a previous run); base model {base}")
-    if cfg.finetune.specialise_from != "base":
-        console.print("tune: trials start from the base model, not from the monolithic adapter "
-                      "(finetune.specialise_from): they sweep the LoRA rank, which it fixes")
-    base_scores = previous.get("base")
-    if base_scores is None:
-        console.print("tune: scoring the base model")
-        base_scores = niche_score(cfg.eval, cfg.inference.model_copy(update={"engine": "hf"}), base, None, slices,
-                                  paths.workdir, cfg.tune.eval_prompts)
-    header = {"specialist": cfg.tune.specialist, "slices": slices, "base_model": base, "fingerprint": fingerprint,
-              "base": base_scores}
+class TuneStage:
+    """setup() → run() → cleanup() over one PipelineConfig: sweep cfg.tune's grid for cfg.tune.specialist."""
 
-    def write() -> list[dict]:
-        rows = sorted(records.values(), key=lambda r: (r["learning_rate"], r["lora_r"], r["batch_size"]))
-        atomic_write_json(results_path, {**header, "trials": rows, "best": best_trial(rows)})
-        return rows
+    def __init__(self, cfg: PipelineConfig):
+        self.cfg = cfg
+        self.paths = RunPaths(cfg.workdir)
 
-    def record(name: str, result: dict, error) -> None:
-        records[name] = trial_record(trials[name], result, error, base_scores["mean"], out / "adapters" / name)
-        r = records[name]
-        note = f", niche score {r['niche_score']:.3f}" if r["niche_score"] is not None else ""
-        console.print(f"  {name}: {r['status']}{note}" + (f" ({r['error']})" if r["error"] else ""))
-        write()
+    def setup(self) -> None:
+        cfg, paths = self.cfg, self.paths
+        self.spec, self.slices = _check(cfg)
+        data = prepare_data(cfg, self.spec, paths)
+        self.base = _base_model(cfg, paths)
+        self.fingerprint = _fingerprint(cfg, self.spec, self.base, self.slices, paths)
+        self.trials = grid(cfg, data)
 
-    if todo:
-        console.print(ensure_ray(cfg.ray))
-        setup = TrialSetup(cfg, str(paths.workdir), str(out), base, slices, trials, fingerprint)
-        sweep(cfg, setup, todo, record)
-        for name in todo:  # a trial Tune never reported (e.g. the sweep was interrupted)
-            if name not in records:
-                record(name, {}, "interrupted")
-    rows = write()
-    best = best_trial(rows)
-    if best:
-        atomic_write_text(out / "best_config.yaml", best_config(cfg, best))
-    else:
-        (out / "best_config.yaml").unlink(missing_ok=True)
-    plot_sweep(rows, base_scores["mean"], f"tune: {cfg.tune.specialist} on {', '.join(slices)}", out / "sweep.png")
+    def run(self) -> TuneSummary:
+        cfg, paths, slices, base, fingerprint, trials = (self.cfg, self.paths, self.slices, self.base,
+                                                         self.fingerprint, self.trials)
+        out, results_path = paths.tune, paths.tune / "results.json"
+        previous = json.loads(results_path.read_text()) if results_path.exists() else {}
+        if previous and previous.get("fingerprint") != fingerprint:
+            console.print("tune: the settings or data changed since the last sweep: every trial runs again")
+            previous = {}
+        records = {r["trial"]: r for r in previous.get("trials", []) if r["trial"] in trials and r["status"] in KEPT}
+        todo = [n for n in trials if n not in records]
+        console.print(f"tune: {cfg.tune.specialist} on {', '.join(slices)}: {len(trials)} trial(s), {len(todo)} to "
+                      f"run ({len(records)} kept from a previous run); base model {base}")
+        if cfg.finetune.specialise_from != "base":
+            console.print("tune: trials start from the base model, not from the monolithic adapter "
+                          "(finetune.specialise_from): they sweep the LoRA rank, which it fixes")
+        base_scores = previous.get("base")
+        if base_scores is None:
+            console.print("tune: scoring the base model")
+            base_scores = niche_score(cfg.eval, cfg.inference.model_copy(update={"engine": "hf"}), base, None, slices,
+                                      paths.workdir, cfg.tune.eval_prompts)
+        header = {"specialist": cfg.tune.specialist, "slices": slices, "base_model": base,
+                  "fingerprint": fingerprint, "base": base_scores}
+
+        def write() -> list[dict]:
+            rows = sorted(records.values(), key=lambda r: (r["learning_rate"], r["lora_r"], r["batch_size"]))
+            atomic_write_json(results_path, {**header, "trials": rows, "best": best_trial(rows)})
+            return rows
+
+        def record(name: str, result: dict, error) -> None:
+            records[name] = trial_record(trials[name], result, error, base_scores["mean"], out / "adapters" / name)
+            r = records[name]
+            note = f", niche score {r['niche_score']:.3f}" if r["niche_score"] is not None else ""
+            console.print(f"  {name}: {r['status']}{note}" + (f" ({r['error']})" if r["error"] else ""))
+            write()
+
+        if todo:
+            console.print(ensure_ray(cfg.ray))
+            setup = TrialSetup(cfg, str(paths.workdir), str(out), base, slices, trials, fingerprint)
+            sweep(cfg, setup, todo, record)
+            for name in todo:  # a trial Tune never reported (e.g. the sweep was interrupted)
+                if name not in records:
+                    record(name, {}, "interrupted")
+        rows = write()
+        best = best_trial(rows)
+        if best:
+            atomic_write_text(out / "best_config.yaml", best_config(cfg, best))
+        else:
+            (out / "best_config.yaml").unlink(missing_ok=True)
+        plot_sweep(rows, base_scores["mean"], f"tune: {cfg.tune.specialist} on {', '.join(slices)}",
+                   out / "sweep.png")
+        _print(cfg.tune.specialist, base_scores["mean"], rows, best, out)
+        return TuneSummary(cfg.tune.specialist, slices, base_scores, rows, best, out, trained=len(todo),
+                           reused=len(trials) - len(todo))
+
+    def cleanup(self) -> None:
+        """Nothing to release: Ray Tune ends its trials."""
+
+
+def _print(specialist: str, base_mean: float, rows: list[dict], best: dict | None, out: Path) -> None:
     console.print(summary_table(
-        f"tune: {cfg.tune.specialist} (base niche score {base_scores['mean']:.3f})",
+        f"tune: {specialist} (base niche score {base_mean:.3f})",
         ["trial", "batch", "examples", "lr", "rank", "status", "train loss", "niche score", "Δ base", "wall s"],
         [(r["trial"], r["batch_size"],
           f"{r['n_examples']} (all)" if r["n_examples"] < r["batch_size"] else r["n_examples"],
@@ -241,5 +262,8 @@ def run_tune(cfg: PipelineConfig) -> TuneSummary:
           r["niche_score"], r["delta_vs_base"], r["wall_time_s"]) for r in rows]))
     console.print(f"tune: results in {out}" + (f"; best {best['trial']} -> {out / 'best_config.yaml'}" if best else
                                                "; no trial completed"))
-    return TuneSummary(cfg.tune.specialist, slices, base_scores, rows, best, out, trained=len(todo),
-                       reused=len(trials) - len(todo))
+
+
+def run_tune(cfg: PipelineConfig) -> TuneSummary:
+    """Sweep cfg.tune's grid for cfg.tune.specialist; write and return the results (see the module doc)."""
+    return run_recipe(TuneStage(cfg))

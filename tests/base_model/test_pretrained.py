@@ -1,4 +1,4 @@
-"""`init-model --from smollm2-135m-instruct`: the packaged GGUF becomes a standard checkpoint that loads, writes
+"""`init-model --source smollm2-135m-instruct`: the packaged GGUF becomes a standard checkpoint that loads, writes
 like the GGUF model does, and is converted once."""
 
 from __future__ import annotations

@@ -66,7 +66,7 @@ def test_compare_writes_results_report_plots_and_routing(run_dir):
     routing = json.loads((run_dir / "eval" / "routing.json").read_text())
     assert set(routing["by_slice"]) == {s.name for s in load_config().eval.slices}
     assert routing["by_profile"]["rejects_metaphor"]["model"] in models
-    assert {c.verdict for c in out["criteria"]} <= {"pass", "fail", "n/a"}
+    assert {c.verdict for c in out.criteria} <= {"pass", "fail", "n/a"}
 
 
 def test_rerun_uses_cached_replies_and_a_changed_adapter_is_regenerated(run_dir, capsys):
@@ -132,7 +132,7 @@ def test_openai_fine_tuned_model_from_the_manifest_is_compared(run_dir, monkeypa
     rows = pq.read_table(run_dir / "eval" / "results.parquet").to_pylist()
     remote = [r for r in rows if r["model"] == "openai:neurodivergent"]
     assert remote and all(r["reply"].startswith("You said") for r in remote)
-    assert any(c.model == "openai:neurodivergent" for c in out["cells"])
+    assert any(c.model == "openai:neurodivergent" for c in out.cells)
     (run_dir / "finetune_manifest.json").unlink()
 
 
@@ -148,7 +148,7 @@ def test_parallel_models_are_backtested_against_the_plain_ones_and_never_routed_
         assert "<Parallel>" in cached["key"]["system"]  # prompted under the execution policy
         assert "| parallel_sft |" in (run_dir / "eval" / "report.md").read_text().split("## Parallel thinking")[1]
         mine = [r for r in rows if r["model"] == "parallel_sft"]
-        assert out["summaries"]["parallel_sft"].parallel.n_replies == len(mine) > 0
+        assert out.summaries["parallel_sft"].parallel.n_replies == len(mine) > 0
         routing = json.loads((run_dir / "eval" / "routing.json").read_text())
         assert "parallel_sft" not in json.dumps(routing["by_profile"]) + json.dumps(routing["by_slice"])
     finally:

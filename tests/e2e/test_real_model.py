@@ -116,7 +116,8 @@ def test_parallel_sft_adds_the_tags_to_the_real_tokenizer(parallel_run, real_bas
 def test_rl_runs_grpo_with_colocated_vllm_rollouts_on_the_real_model(parallel_run, real_base_model):
     sets = {"rl.prompts_per_step": 2, "rl.num_generations": 2, "rl.prompt_pool": 4, "rl.max_model_len": 1024,
             "rl.explore.max_tokens": 16, "rl.verify.max_tokens": 16}
-    _invoke("rl", "--steps", "1", "--rollouts", "vllm", "--force",  # past the uplift check: what runs is the point
+    # --force: past the uplift check: what runs is the point
+    _invoke("rl", "--max-steps", "1", "--rollout-backend", "vllm", "--force",
             *_args(parallel_run, real_base_model, *(x for k, v in sets.items() for x in ("--set", f"{k}={v}"))))
     metrics = [json.loads(line) for line in (parallel_run / "parallel" / "rl" / "metrics.jsonl").read_text()
                .splitlines()]

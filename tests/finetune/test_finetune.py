@@ -149,7 +149,7 @@ def test_specialists_continue_from_the_monolithic_adapter(ray_session, tmp_path,
     from transformers import AutoModelForCausalLM
 
     write_batches(tmp_path, names=BATCHES[:2], per_batch=4)
-    jobs = run_finetune(_cfg(tmp_path, tiny_base_model, specialise_from="monolithic"))
+    jobs = dict(run_finetune(_cfg(tmp_path, tiny_base_model, specialise_from="monolithic")))
     assert sorted(jobs) == sorted([*BATCHES[:2], "monolithic"])
     assert {j.status for j in jobs.values()} == {"succeeded"}, {n: j.error for n, j in jobs.items()}
     start = jobs.pop("monolithic")

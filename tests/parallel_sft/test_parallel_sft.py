@@ -129,13 +129,13 @@ def test_reachable_threshold_passes_without_retraining_and_a_rerun_is_skipped(fi
     bar = evaluation["uplift"] - 0.01
     # the tiny model's rubric moves within noise on a few prefixes: tolerate any fall to reach a passing verdict
     passed = run_parallel_sft(_cfg(workdir, tiny_base_model, min_uplift=bar, max_rubric_drop=1.0))
-    assert passed["passed"] is True and passed["uplift"] == pytest.approx(evaluation["uplift"])
+    assert passed.passed is True and passed.uplift == pytest.approx(evaluation["uplift"])
     assert manifest.read()[JOB].finished_at == trained_at  # not retrained
     assert [p.stat().st_mtime_ns for p in replies] == stamps  # the cached replies were reused
     capsys.readouterr()
     again = run_parallel_sft(_cfg(workdir, tiny_base_model, min_uplift=bar, max_rubric_drop=1.0))
     assert "is up to date and passed its validation" in capsys.readouterr().out
-    assert again == json.loads(RunPaths(workdir).parallel_sft_eval.read_text())
+    assert again.record == json.loads(RunPaths(workdir).parallel_sft_eval.read_text())
     from typer.testing import CliRunner
 
     from parallel_r1.cli import app

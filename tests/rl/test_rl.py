@@ -157,7 +157,7 @@ def test_bad_config_and_missing_model_are_clear_errors(tmp_path, tiny_base_model
         load_config(overrides={"rl.prompts_per_step": 3, "rl.num_generations": 3, "rl.num_workers": 2})
     with pytest.raises(ConfigError, match="rollout_backend"):
         load_config(overrides={"rl.rollout_backend": "tgi"})
-    result = CliRunner().invoke(app, ["rl", "-w", str(tmp_path), "--rollouts", "hf"])
+    result = CliRunner().invoke(app, ["rl", "-w", str(tmp_path), "--rollout-backend", "hf"])
     assert result.exit_code == 2 and "parallel-r1 parallel-sft" in result.output
     with pytest.raises(UserFacingError, match="lacks the Parallel tags"):
         RLStage(_cfg(tmp_path), tiny_base_model).setup()
