@@ -13,6 +13,7 @@ import argparse
 import shutil
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,9 +21,9 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.demo_model import MODELS, bench_model  # noqa: E402
 from parallel_r1.config import load_config  # noqa: E402
+from parallel_r1.config.workers import SFTJob  # noqa: E402
 from parallel_r1.console import console, summary_table  # noqa: E402
 from parallel_r1.data.io import atomic_write_json, read_jsonl  # noqa: E402
-from parallel_r1.finetune.launcher import job_config  # noqa: E402
 from parallel_r1.finetune.sft import run_sft_locally  # noqa: E402
 from parallel_r1.finetune.stage import run_finetune  # noqa: E402
 from parallel_r1.ray_runtime import ensure_ray  # noqa: E402
@@ -66,10 +67,9 @@ def main() -> None:
     ft = load_config(overrides=common).finetune
     name = BATCHES[0]
     train_file = work / "batches" / f"{name}.jsonl"
-    config = job_config(name, train_file, str(base), ft, len(read_jsonl(train_file)))
-    config["torch_threads"] = 1
+    job = replace(SFTJob.for_batch(name, train_file, str(base), ft, len(read_jsonl(train_file))), torch_threads=1)
     started = time.perf_counter()
-    plain_metrics = run_sft_locally(config, work / "plain_adapter")
+    plain_metrics = run_sft_locally(job, work / "plain_adapter")
     plain = time.perf_counter() - started
     one_ray, one_metrics = finetune_makespan(work, base, {**common, "finetune.batches": [name]})
 

@@ -21,6 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.demo_model import build_demo_size_model  # noqa: E402
 from parallel_r1.config import load_config  # noqa: E402
+from parallel_r1.config.workers import GRPOJob  # noqa: E402
 from parallel_r1.console import console, summary_table  # noqa: E402
 from parallel_r1.data.io import atomic_write_json  # noqa: E402
 from parallel_r1.paths import RunPaths  # noqa: E402
@@ -63,9 +64,9 @@ def measure(model: Path, backend: str, args) -> dict:
     rl = load_config(overrides=overrides).rl
     metrics = WORK / f"metrics-{backend}.jsonl"
     metrics.unlink(missing_ok=True)
-    config = {"rl": rl.model_dump(mode="json"), "model": str(model), "backend": backend, "max_blocks": 3,
-              "metrics_file": str(metrics), "state_file": None, "torch_threads": args.threads}
-    records = run_grpo_locally(config, on_record=lambda r: console.print(
+    job = GRPOJob(rl=rl, model=str(model), backend=backend, max_blocks=3, metrics_file=str(metrics),
+                  torch_threads=args.threads)
+    records = run_grpo_locally(job, on_record=lambda r: console.print(
         f"  {backend} step {r['step']}: {r['step_s']:.2f} s (generation {r['generation_s']:.2f} s, "
         f"{r['completion_tokens']} tokens)"))
     timed = records[1:] or records

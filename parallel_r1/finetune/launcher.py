@@ -20,32 +20,12 @@ from pathlib import Path
 
 from parallel_r1.base_model.torch_trainer import torch_trainer
 from parallel_r1.config import FinetuneConfig
+from parallel_r1.config.workers import JOB_KEY, SFTJob
 from parallel_r1.finetune.manifest import FinetuneManifest
 from parallel_r1.finetune.sft import ADAPTER_SUBDIR, sft_train_loop
 
 
-def job_config(name: str, train_file: Path, base_model: str, ft: FinetuneConfig, n_examples: int,
-               num_workers: int | None = None, init_adapter: str | None = None) -> dict:
-    """The plain-dict config each Train worker receives. `num_workers` (default `ft.num_workers`) data-parallel
-    workers share the job's global batch, `ft.per_device_batch_size` x `ft.num_workers` examples, so a job given
-    more workers takes the same optimizer steps. `init_adapter`: a LoRA adapter to continue training instead of a
-    new one."""
-    workers = num_workers or ft.num_workers
-    per_device = max(1, ft.per_device_batch_size * ft.num_workers // workers)
-    steps_per_epoch = max(1, -(-n_examples // (per_device * workers * ft.gradient_accumulation_steps)))
-    total_steps = max(1, int(steps_per_epoch * ft.epochs))
-    return {
-        "name": name, "train_file": str(Path(train_file).resolve()), "base_model": base_model,
-        "learning_rate": ft.learning_rate, "epochs": ft.epochs, "max_length": ft.max_length,
-        "per_device_batch_size": per_device, "num_workers": workers,
-        "gradient_accumulation_steps": ft.gradient_accumulation_steps, "seed": ft.seed,
-        "lora": ft.lora.model_dump(), "init_adapter": init_adapter, "use_gpu": ft.use_gpu,
-        "save_steps": max(1, total_steps // 3),  # about three checkpoints per job to resume from
-        "torch_threads": max(1, int(ft.cpus_per_worker)) if not ft.use_gpu else None,
-    }
-
-
-def fit_job(config: dict, ft: FinetuneConfig, run_name: str, storage_path: str, adapter_dir: str,
+def fit_job(job: SFTJob, ft: FinetuneConfig, run_name: str, storage_path: str, adapter_dir: str,
             callbacks: list | None = None) -> dict:
     """Build and fit one TorchTrainer; copy the final adapter into `adapter_dir` atomically.
 
@@ -58,8 +38,8 @@ def fit_job(config: dict, ft: FinetuneConfig, run_name: str, storage_path: str, 
     if ft.use_gpu:
         resources["GPU"] = ft.gpus_per_worker
     trainer = torch_trainer(
-        sft_train_loop, train_loop_config=config,
-        scaling_config=ScalingConfig(num_workers=config["num_workers"], use_gpu=ft.use_gpu,
+        sft_train_loop, train_loop_config={JOB_KEY: job},
+        scaling_config=ScalingConfig(num_workers=job.num_workers, use_gpu=ft.use_gpu,
                                      resources_per_worker=resources),
         run_config=RunConfig(name=run_name, storage_path=storage_path,
                              failure_config=FailureConfig(max_failures=ft.max_failures),
@@ -80,9 +60,9 @@ def fit_job(config: dict, ft: FinetuneConfig, run_name: str, storage_path: str, 
     return {"metrics": metrics, "adapter": str(out), "checkpoint": result.checkpoint.path}
 
 
-def launch_all(jobs: dict[str, dict], ft: FinetuneConfig, manifest: FinetuneManifest, storage_path: Path,
+def launch_all(jobs: dict[str, SFTJob], ft: FinetuneConfig, manifest: FinetuneManifest, storage_path: Path,
                adapters_dir: Path, on_event=None) -> dict[str, str]:
-    """Run the given jobs ({name: worker config}) concurrently; returns {name: final status}."""
+    """Run the given jobs concurrently; returns {name: final status}."""
     storage = str(Path(storage_path).resolve())
     pending = list(jobs)
     finished: queue.Queue = queue.Queue()

@@ -4,7 +4,7 @@ reported to Ray Train for resumption. A job with
 `parallel_tokens` (the Parallel-R1 cold start) first adds the format's tags to the tokenizer and trains their
 new embedding rows along with the LoRA.
 
-`sft_train_loop(config)` is the `train_loop_per_worker`; `run_sft_locally(config)` runs the same
+`sft_train_loop` is the `train_loop_per_worker`; `run_sft_locally(job)` runs the same
 training in the calling process (the plain baseline of the benchmark).
 """
 
@@ -16,6 +16,7 @@ import os
 import time
 from pathlib import Path
 
+from parallel_r1.config.workers import SFTJob, worker_job
 from parallel_r1.data.context import token_counter
 from parallel_r1.finetune.turn_mask import tokenize_with_turn_mask
 from parallel_r1.finetune.windows import training_windows
@@ -31,48 +32,48 @@ def _load_records(path: str) -> list[dict]:
     return [{"messages": r["messages"]} for r in rows]
 
 
-def build_trainer(config: dict, output_dir: str, callbacks: list | None = None):
-    """An SFTTrainer for one job; `config` is the plain dict made by `job_config`."""
+def build_trainer(job: SFTJob, output_dir: str, callbacks: list | None = None):
+    """An SFTTrainer for one job."""
     import torch
     from datasets import Dataset
     from peft import LoraConfig, PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    if config.get("torch_threads"):
-        torch.set_num_threads(config["torch_threads"])
-    tokenizer = AutoTokenizer.from_pretrained(config["base_model"])
-    model = AutoModelForCausalLM.from_pretrained(config["base_model"], dtype=torch.float32)
-    lora = config["lora"]
-    tag_ids = _add_parallel_tags(tokenizer, model, config["max_length"]) if config.get("parallel_tokens") else None
-    peft_config = LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
-                             target_modules=lora["target_modules"], task_type="CAUSAL_LM",
+    if job.torch_threads:
+        torch.set_num_threads(job.torch_threads)
+    tokenizer = AutoTokenizer.from_pretrained(job.base_model)
+    model = AutoModelForCausalLM.from_pretrained(job.base_model, dtype=torch.float32)
+    lora = job.lora
+    tag_ids = _add_parallel_tags(tokenizer, model, job.max_length) if job.parallel_tokens else None
+    peft_config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                             target_modules=lora.target_modules, task_type="CAUSAL_LM",
                              trainable_token_indices=tag_ids)
-    if config.get("init_adapter"):  # continue that adapter's LoRA weights: the result stands alone on the base
-        model, peft_config = PeftModel.from_pretrained(model, config["init_adapter"], is_trainable=True), None
-    use_gpu = config["use_gpu"]
+    if job.init_adapter:  # continue that adapter's LoRA weights: the result stands alone on the base
+        model, peft_config = PeftModel.from_pretrained(model, job.init_adapter, is_trainable=True), None
+    use_gpu = job.use_gpu
     args = SFTConfig(
-        output_dir=output_dir, num_train_epochs=config["epochs"], learning_rate=config["learning_rate"],
-        per_device_train_batch_size=config["per_device_batch_size"],
-        gradient_accumulation_steps=config["gradient_accumulation_steps"], max_length=config["max_length"],
+        output_dir=output_dir, num_train_epochs=job.epochs, learning_rate=job.learning_rate,
+        per_device_train_batch_size=job.per_device_batch_size,
+        gradient_accumulation_steps=job.gradient_accumulation_steps, max_length=job.max_length,
         use_cpu=not use_gpu, bf16=False,  # the loss mask comes with the examples (`tokenize_with_turn_mask`)
         gradient_checkpointing=use_gpu,  # TRL defaults it on: on CPU it only recomputes the forward (~30 % slower)
         report_to="none", logging_steps=1,
-        save_strategy="steps", save_steps=config["save_steps"], save_total_limit=2, disable_tqdm=True,
-        seed=config["seed"], dataloader_num_workers=0, lr_scheduler_type="linear", warmup_steps=0,
+        save_strategy="steps", save_steps=job.save_steps, save_total_limit=2, disable_tqdm=True,
+        seed=job.seed, dataloader_num_workers=0, lr_scheduler_type="linear", warmup_steps=0,
         logging_nan_inf_filter=False,  # a diverged run must log NaN: the filter would log 0.0, the best loss
     )
-    records = _load_records(config["train_file"])
+    records = _load_records(job.train_file)
     n_records = len(records)
     count = token_counter(tokenizer)
     examples = [tokenize_with_turn_mask(tokenizer, w) for r in records
-                for w in training_windows(r["messages"], count, config["max_length"])]
+                for w in training_windows(r["messages"], count, job.max_length)]
     trainer_class = _full_logits_trainer(SFTTrainer) if tag_ids else SFTTrainer
     trainer = trainer_class(model=model, args=args, train_dataset=Dataset.from_list(examples),
                             processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks or [])
     if len(trainer.train_dataset) == 0:
-        raise ValueError(f"{config['train_file']}: none of the {len(examples)} examples has an assistant token within "
-                         f"finetune.max_length={config['max_length']}; raise max_length")
+        raise ValueError(f"{job.train_file}: none of the {len(examples)} examples has an assistant token within "
+                         f"finetune.max_length={job.max_length}; raise max_length")
     trainer.examples_dropped = len(examples) - len(trainer.train_dataset)
     trainer.records = n_records
     return trainer
@@ -157,7 +158,8 @@ def save_adapter(trainer, out_dir: Path) -> Path:
 
 
 def sft_train_loop(config: dict) -> None:
-    """Ray Train worker loop: resume from the run's latest checkpoint, train, report the adapter."""
+    """Ray Train worker loop over `{"job": SFTJob}`: resume from the run's latest checkpoint, train, report the
+    adapter."""
     import tempfile
 
     import ray.train
@@ -165,9 +167,10 @@ def sft_train_loop(config: dict) -> None:
     from transformers.trainer_utils import get_last_checkpoint
 
     started = time.perf_counter()
+    job = worker_job(config, SFTJob)
     ctx = ray.train.get_context()
-    output_dir = tempfile.mkdtemp(prefix=f"sft-{config['name']}-r{ctx.get_world_rank()}-")
-    trainer = build_trainer(config, output_dir, callbacks=[RayTrainReportCallback()])
+    output_dir = tempfile.mkdtemp(prefix=f"sft-{job.name}-r{ctx.get_world_rank()}-")
+    trainer = build_trainer(job, output_dir, callbacks=[RayTrainReportCallback()])
     resume_dir, resumed_from_step = None, 0
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
@@ -178,8 +181,8 @@ def sft_train_loop(config: dict) -> None:
     train_s = _timed_train(trainer, resume_dir)
     metrics = {**_metrics(trainer, started, train_s, resumed_from_step), "workers": ctx.get_world_size()}
     if metrics["train_loss"] is not None and not math.isfinite(metrics["train_loss"]):
-        raise FloatingPointError(f"{config['name']}: the training loss diverged ({metrics['train_loss']}) at "
-                                 f"learning rate {config['learning_rate']:g}: lower finetune.learning_rate")
+        raise FloatingPointError(f"{job.name}: the training loss diverged ({metrics['train_loss']}) at "
+                                 f"learning rate {job.learning_rate:g}: lower finetune.learning_rate")
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = None
         if ctx.get_world_rank() == 0:
@@ -189,13 +192,13 @@ def sft_train_loop(config: dict) -> None:
         ray.train.report({**metrics, "final": True}, checkpoint=checkpoint)
 
 
-def run_sft_locally(config: dict, adapter_dir: Path) -> dict:
+def run_sft_locally(job: SFTJob, adapter_dir: Path) -> dict:
     """The same SFT in the calling process, without Ray (the benchmark's baseline)."""
     import tempfile
 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as output_dir:
-        trainer = build_trainer(config, output_dir)
+        trainer = build_trainer(job, output_dir)
         metrics = _metrics(trainer, started, _timed_train(trainer), 0)
         save_adapter(trainer, adapter_dir)
     return metrics

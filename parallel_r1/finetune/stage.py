@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from parallel_r1.config import PipelineConfig
+from parallel_r1.config.workers import SFTJob
 from parallel_r1.console import console, summary_table
 from parallel_r1.data.io import atomic_write_jsonl, file_digest, read_jsonl
 from parallel_r1.data.prompts import TUTOR_SYSTEM_PROMPT
@@ -148,14 +149,14 @@ class FinetuneStage:
         """Nothing to release: Ray Train owns its workers."""
 
     def _run_ray(self) -> None:
-        from parallel_r1.finetune.launcher import job_config, launch_all
+        from parallel_r1.finetune.launcher import launch_all
         from parallel_r1.ray_runtime import ensure_ray
 
         base = resolve_base_model(self.cfg.base_model, self.paths)
         ft = self.cfg.finetune
         console.print(ensure_ray(self.cfg.ray))
-        jobs = {n: job_config(n, self.files[n], base, ft, len(read_jsonl(self.files[n])),
-                              ft.monolithic_workers if n == MONOLITHIC else None, self.init_adapter(n))
+        jobs = {n: SFTJob.for_batch(n, self.files[n], base, ft, len(read_jsonl(self.files[n])),
+                                    ft.monolithic_workers if n == MONOLITHIC else None, self.init_adapter(n))
                 for n in self.todo}
         storage = Path(ft.storage_path) if ft.storage_path else self.paths.ray_results
         phases = [jobs]
@@ -169,7 +170,7 @@ class FinetuneStage:
                     self.manifest.update(name, status="failed", error="not started: the monolithic adapter it "
                                          "continues from did not train (see its entry)")
                 break
-            workers = sum(job["num_workers"] for job in phase.values())
+            workers = sum(job.num_workers for job in phase.values())
             console.print(f"finetune: launching {len(phase)} LoRA SFT job(s) on Ray Train at once ({workers} "
                           f"worker(s) × {ft.cpus_per_worker} CPU each); base model {base}")
             launch_all(phase, ft, self.manifest, storage, self.paths.adapters,

@@ -18,10 +18,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from parallel_r1.config import FinetuneConfig, PipelineConfig
+from parallel_r1.config.workers import SFTJob
 from parallel_r1.console import console, progress_bar, summary_table
 from parallel_r1.data.io import atomic_write_json, file_digest
 from parallel_r1.errors import UserFacingError
@@ -213,17 +214,17 @@ class ParallelSFTStage:
         return _result(record)
 
     def _train(self) -> None:
-        from parallel_r1.finetune.launcher import job_config, launch_all
+        from parallel_r1.finetune.launcher import launch_all
         from parallel_r1.ray_runtime import ensure_ray
 
         ft = self.finetune_config()
         console.print(ensure_ray(self.cfg.ray))
-        config = {**job_config(JOB, self.paths.parallel_sft_data, self.base, ft, len(self.records)),
-                  "parallel_tokens": True}
+        job = replace(SFTJob.for_batch(JOB, self.paths.parallel_sft_data, self.base, ft, len(self.records)),
+                      parallel_tokens=True)
         storage = Path(ft.storage_path) if ft.storage_path else self.paths.ray_results
         console.print(f"parallel-sft: SFT of {self.base} on {len(self.records)} parallel targets on Ray Train "
                       f"({ft.epochs:g} epochs, lr {ft.learning_rate:g}, max_length {ft.max_length})")
-        final = launch_all({JOB: config}, ft, self.manifest, storage, self.dir / "adapters",
+        final = launch_all({JOB: job}, ft, self.manifest, storage, self.dir / "adapters",
                            on_event=lambda name, status: console.print(f"  {name}: {status}"))
         if final[JOB] != "succeeded":
             raise UserFacingError(f"parallel-sft: the training job failed: {self.manifest.read()[JOB].error}; "

@@ -66,7 +66,7 @@ def critic_grade_config(cfg: PipelineConfig) -> GradeConfig | None:
     return resolved_grade(cfg.model_copy(update={"grade": cfg.grade.model_copy(update={"grader": cfg.rl.critic})}))
 
 
-def build_critic(grade: dict | None) -> PathCritic | None:
-    """The critic of a dumped grade section (a worker config's `critic`), or None; a missing or broken fitted
-    grader is a one-line error naming its folder."""
-    return PathCritic(build_grader(GradeConfig.model_validate(grade))) if grade else None
+def build_critic(grade: GradeConfig | None) -> PathCritic | None:
+    """The critic of a grade section (a GRPO job's `critic`), or None; a missing or broken fitted grader is a
+    one-line error naming its folder."""
+    return PathCritic(build_grader(grade)) if grade else None

@@ -21,6 +21,8 @@ from pathlib import Path
 from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback
 
+from parallel_r1.config.workers import GRPOJob, worker_job
+
 HF_CHECKPOINT = "checkpoint"
 CURRICULUM_FILE = "curriculum.json"
 MODEL_FILES = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
@@ -144,14 +146,13 @@ def model_budget(model_path: str, rl) -> tuple[int, int]:
     return context, context - completion
 
 
-def build_trainer(config: dict, output_dir: str, curriculum_state=None, world_size: int = 1,
+def build_trainer(job: GRPOJob, output_dir: str, curriculum_state=None, world_size: int = 1,
                   is_writer: bool = True, on_record=None, save: bool = True):
-    """The curriculum-driven GRPO trainer of one run; `config` is the plain dict made by the stage."""
+    """The curriculum-driven GRPO trainer of one run."""
     import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from parallel_r1.config import GradeConfig, RLConfig
     from parallel_r1.grade import build_grader
     from parallel_r1.rl.critic import build_critic
     from parallel_r1.rl.curriculum import Curriculum
@@ -160,36 +161,36 @@ def build_trainer(config: dict, output_dir: str, curriculum_state=None, world_si
     from parallel_r1.rl.prompts import CurriculumPrompts
     from parallel_r1.rl.rewards import COMPONENTS, rewards_from_config
 
-    if config.get("torch_threads"):
-        torch.set_num_threads(config["torch_threads"])
-    rl = RLConfig.model_validate(config["rl"])
-    tokenizer = AutoTokenizer.from_pretrained(config["model"])
-    model = AutoModelForCausalLM.from_pretrained(config["model"], dtype=torch.float32)
-    max_model_len, budget = model_budget(config["model"], rl)
+    if job.torch_threads:
+        torch.set_num_threads(job.torch_threads)
+    rl = job.rl
+    tokenizer = AutoTokenizer.from_pretrained(job.model)
+    model = AutoModelForCausalLM.from_pretrained(job.model, dtype=torch.float32)
+    max_model_len, budget = model_budget(job.model, rl)
     curriculum = Curriculum.from_config(rl, curriculum_state)
 
     def count_tokens(messages: list[dict]) -> int:
         return len(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
                                                  return_dict=True)["input_ids"])
 
-    prompts = CurriculumPrompts(rl.curriculum.tiers, rl.prompt_pool, rl.seed, config["max_blocks"], count_tokens,
+    prompts = CurriculumPrompts(rl.curriculum.tiers, rl.prompt_pool, rl.seed, job.max_blocks, count_tokens,
                                 budget)
-    grader = build_grader(GradeConfig.model_validate(config["grade"])) if config.get("grade") else None
-    combined = rewards_from_config(rl, config["max_blocks"], critic=build_critic(config.get("critic")), grader=grader)
-    args = grpo_args(rl, output_dir, backend=config["backend"], max_model_len=max_model_len,
+    grader = build_grader(job.grade) if job.grade else None
+    combined = rewards_from_config(rl, job.max_blocks, critic=build_critic(job.critic), grader=grader)
+    args = grpo_args(rl, output_dir, backend=job.backend, max_model_len=max_model_len,
                      use_gpu=rl.use_gpu, world_size=world_size, first_phase=curriculum.phase, save=save)
     dataset = Dataset.from_dict({"prompt": [[{"role": "user", "content": ""}]] * rl.prompt_pool,
                                  "slot": list(range(rl.prompt_pool))})
-    engine = (vllm_engine_settings(rl.vllm_dtype, rl.vllm_kv_cache_gb) if config["backend"] == "vllm"
+    engine = (vllm_engine_settings(rl.vllm_dtype, rl.vllm_kv_cache_gb) if job.backend == "vllm"
               else contextlib.nullcontext())
     with engine:
         trainer = CurriculumGRPOTrainer(
             model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
             reward_funcs=[combined.components[c] for c in COMPONENTS], prompts=prompts, curriculum=curriculum,
-            schedule=combined.schedule, max_blocks=config["max_blocks"])
+            schedule=combined.schedule, max_blocks=job.max_blocks)
     trainer.remove_callback(PrinterCallback)  # the stage shows progress; per-step dicts would flood the logs
-    state_file = Path(config["state_file"]) if config.get("state_file") else None
-    trainer.add_callback(CurriculumCallback(trainer, MetricsLog(config["metrics_file"]), state_file, is_writer,
+    state_file = Path(job.state_file) if job.state_file else None
+    trainer.add_callback(CurriculumCallback(trainer, MetricsLog(job.metrics_file), state_file, is_writer,
                                             on_record))
     return trainer
 
@@ -211,18 +212,20 @@ def _resume_point(into: str) -> tuple[str | None, object, int]:
 
 
 def grpo_train_loop(config: dict) -> None:
-    """Ray Train worker loop: resume from the latest checkpoint, drop metrics of steps after it, train."""
+    """Ray Train worker loop over `{"job": GRPOJob}`: resume from the latest checkpoint, drop metrics of steps after
+    it, train."""
     import ray.train
 
     from parallel_r1.rl.metrics import MetricsLog
 
+    job = worker_job(config, GRPOJob)
     ctx = ray.train.get_context()
     rank = ctx.get_world_rank()
     output_dir = tempfile.mkdtemp(prefix=f"grpo-r{rank}-")
     resume_dir, state, step = _resume_point(os.path.join(output_dir, "resume"))
     if rank == 0:
-        MetricsLog(config["metrics_file"]).keep_until(step)
-    trainer = build_trainer(config, output_dir, state, world_size=ctx.get_world_size(), is_writer=rank == 0)
+        MetricsLog(job.metrics_file).keep_until(step)
+    trainer = build_trainer(job, output_dir, state, world_size=ctx.get_world_size(), is_writer=rank == 0)
     trainer.add_callback(CheckpointReporter(trainer))
     trainer.train(resume_from_checkpoint=resume_dir)
 
@@ -242,7 +245,7 @@ def export_model(checkpoint_dir: Path, out: Path) -> Path:
     return out
 
 
-def run_grpo_locally(config: dict, on_record=None) -> list[dict]:
+def run_grpo_locally(job: GRPOJob, on_record=None) -> list[dict]:
     """The same training in this process, without Ray and without checkpoints; returns the step records."""
     records: list[dict] = []
 
@@ -252,6 +255,6 @@ def run_grpo_locally(config: dict, on_record=None) -> list[dict]:
             on_record(record)
 
     with tempfile.TemporaryDirectory() as output_dir:
-        trainer = build_trainer(config, output_dir, on_record=keep, save=False)
+        trainer = build_trainer(job, output_dir, on_record=keep, save=False)
         trainer.train()
     return records

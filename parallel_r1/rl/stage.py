@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from parallel_r1.config import PipelineConfig
+from parallel_r1.config.workers import JOB_KEY, GRPOJob
 from parallel_r1.console import console, progress_bar, summary_table
 from parallel_r1.errors import UserFacingError
 from parallel_r1.grade import resolved_grade
@@ -99,7 +100,7 @@ class RLStage:
         model_budget(str(self.model), self.rl)
         self._check_validation()
         if self.critic is not None:
-            build_critic(self.critic.model_dump(mode="json"))  # a missing fitted grader fails here, not in a worker
+            build_critic(self.critic)  # a missing fitted grader fails here, not in a worker
         self.backend = resolve_backend(self.rl.rollout_backend)
         state = self._state()
         self.start_step = int(state.get("step", 0))
@@ -131,13 +132,12 @@ class RLStage:
         console.print(f"[yellow]warning:[/] rl --force: starting from {self.model} although {problem}",
                       highlight=False, soft_wrap=True)
 
-    def worker_config(self) -> dict:
-        """The plain dict every Ray Train worker receives; `critic` is the critic's grade section (None: none)."""
-        return {"rl": self.rl.model_dump(mode="json"), "model": str(self.model), "backend": self.backend,
-                "max_blocks": self.cfg.parallel.max_blocks, "metrics_file": str(self.paths.rl_metrics),
-                "state_file": str(self.paths.rl_state), "grade": resolved_grade(self.cfg).model_dump(mode="json"),
-                "critic": self.critic.model_dump(mode="json") if self.critic else None,
-                "torch_threads": None if self.rl.use_gpu else max(1, int(self.rl.cpus_per_worker))}
+    def job(self) -> GRPOJob:
+        """What every Ray Train worker receives."""
+        return GRPOJob(rl=self.rl, model=str(self.model), backend=self.backend, max_blocks=self.cfg.parallel.max_blocks,
+                       metrics_file=str(self.paths.rl_metrics), state_file=str(self.paths.rl_state),
+                       grade=resolved_grade(self.cfg), critic=self.critic,
+                       torch_threads=None if self.rl.use_gpu else max(1, int(self.rl.cpus_per_worker)))
 
     def run(self) -> RLResult:
         """Train (unless done), redraw the plot from the metrics file (also after a failed or killed run), print
@@ -171,7 +171,7 @@ class RLStage:
         if "://" not in storage:
             storage = str(Path(storage).resolve())
         return torch_trainer(
-            grpo_train_loop, train_loop_config=self.worker_config(),
+            grpo_train_loop, train_loop_config={JOB_KEY: self.job()},
             scaling_config=ScalingConfig(num_workers=rl.num_workers, use_gpu=rl.use_gpu,
                                          resources_per_worker=resources),
             run_config=RunConfig(name=RUN_NAME, storage_path=storage,

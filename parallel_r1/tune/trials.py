@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ray import tune
@@ -16,6 +16,7 @@ from ray.tune.integration.ray_train import TuneReportCallback
 from parallel_r1.compare.niche import niche_score
 from parallel_r1.compare.replies import eval_system_prompt
 from parallel_r1.config import PipelineConfig
+from parallel_r1.config.workers import SFTJob
 from parallel_r1.console import console
 from parallel_r1.data.io import atomic_write_json
 
@@ -82,7 +83,7 @@ class _EpochLoss(TuneReportCallback):
 
 def _trial(config: dict, setup: TrialSetup) -> None:
     """One Tune trial: fine-tune through Ray Train, then report the niche score of the adapter."""
-    from parallel_r1.finetune.launcher import fit_job, job_config  # TRL, PEFT and torch: in the trial's worker
+    from parallel_r1.finetune.launcher import fit_job  # TRL, PEFT and torch: in the trial's worker
 
     spec, cfg = setup.trials[config["trial"]], setup.cfg
     ft = cfg.finetune.model_copy(update={
@@ -92,9 +93,10 @@ def _trial(config: dict, setup: TrialSetup) -> None:
     record = adapter / FIT_RECORD
     fit = json.loads(record.read_text()) if record.exists() else {}
     if fit.get("fingerprint") != setup.fingerprint:
-        job = job_config(spec.name, Path(spec.train_file), setup.base_model, ft, spec.n_examples)
         per_worker = math.ceil(spec.n_examples / ft.num_workers)
-        job["save_steps"] = max(1, math.ceil(per_worker / ft.per_device_batch_size) // ft.gradient_accumulation_steps)
+        steps_per_epoch = math.ceil(per_worker / ft.per_device_batch_size) // ft.gradient_accumulation_steps
+        job = replace(SFTJob.for_batch(spec.name, Path(spec.train_file), setup.base_model, ft, spec.n_examples),
+                      save_steps=max(1, steps_per_epoch))
         storage = str(Path(setup.out_dir) / "ray_results" / "train")
         fit = fit_job(job, ft, f"{spec.name}-{setup.fingerprint[:8]}", storage, str(adapter),
                       callbacks=[_EpochLoss(ft.epochs)])["metrics"]

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from parallel_r1.config import FinetuneConfig, load_config
+from parallel_r1.config.workers import SFTJob
 from parallel_r1.data.prompts import TUTOR_SYSTEM_PROMPT
-from parallel_r1.finetune.launcher import job_config
 from parallel_r1.finetune.manifest import FinetuneManifest
 from parallel_r1.finetune.stage import run_finetune
 from tests.support.batches import BATCHES, write_batches
@@ -125,11 +125,11 @@ def test_missing_inputs_are_clear_errors(tmp_path, tiny_base_model):
 
 def test_a_job_given_more_workers_keeps_its_global_batch_and_checkpoints(tmp_path):
     ft = FinetuneConfig(per_device_batch_size=4, epochs=3)
-    one = job_config("a", tmp_path / "a.jsonl", "base", ft, 40)
-    two = job_config("a", tmp_path / "a.jsonl", "base", ft, 40, num_workers=2)
-    assert (one["num_workers"], one["per_device_batch_size"]) == (1, 4)
-    assert (two["num_workers"], two["per_device_batch_size"]) == (2, 2)
-    assert one["save_steps"] == two["save_steps"] == 10  # 30 optimizer steps either way
+    one = SFTJob.for_batch("a", tmp_path / "a.jsonl", "base", ft, 40)
+    two = SFTJob.for_batch("a", tmp_path / "a.jsonl", "base", ft, 40, num_workers=2)
+    assert (one.num_workers, one.per_device_batch_size) == (1, 4)
+    assert (two.num_workers, two.per_device_batch_size) == (2, 2)
+    assert one.save_steps == two.save_steps == 10  # 30 optimizer steps either way
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ import torch
 from transformers import AutoTokenizer
 
 from parallel_r1.config import FinetuneConfig
-from parallel_r1.finetune.launcher import job_config
+from parallel_r1.config.workers import SFTJob
 from parallel_r1.finetune.sft import build_trainer
 from parallel_r1.finetune.turn_mask import TemplateError, tokenize_with_turn_mask
 
@@ -29,7 +29,7 @@ def _trainer(tmp_path, base: str, max_length: int = 256):
     path = tmp_path / "train.jsonl"
     path.write_text("\n".join(json.dumps(RECORD) for _ in range(2)) + "\n")
     ft = FinetuneConfig(epochs=1, max_length=max_length, per_device_batch_size=2)
-    return build_trainer(job_config("b", path, base, ft, 2), str(tmp_path / "out"))
+    return build_trainer(SFTJob.for_batch("b", path, base, ft, 2), str(tmp_path / "out"))
 
 
 def _trained_text(trainer, row) -> str:

@@ -5,12 +5,14 @@ of a policy without a passed parallel-SFT validation (and `--force`), and the cr
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 
 import pytest
 
 from parallel_r1.compare.parallel_replies import weights_digest
 from parallel_r1.config import ConfigError, load_config
+from parallel_r1.config.workers import GRPOJob
 from parallel_r1.errors import UserFacingError
 from parallel_r1.paths import RunPaths
 from parallel_r1.rl.metrics import ADHERENCE, REWARD_NAMES, TIMINGS, MetricsLog
@@ -41,11 +43,10 @@ def _cfg(workdir: Path, **overrides):
     return load_config(overrides={"workdir": str(workdir), **SMALL, **overrides})
 
 
-def _worker_config(workdir: Path, model: Path, backend: str, **overrides) -> dict:
+def _job(workdir: Path, model: Path, backend: str, **overrides) -> GRPOJob:
     cfg = _cfg(workdir, **overrides)
-    return {"rl": cfg.rl.model_dump(mode="json"), "model": str(model), "backend": backend, "max_blocks": 3,
-            "metrics_file": str(workdir / "metrics.jsonl"), "state_file": str(workdir / "state.json"),
-            "torch_threads": 1}
+    return GRPOJob(rl=cfg.rl, model=str(model), backend=backend, max_blocks=3,
+                   metrics_file=str(workdir / "metrics.jsonl"), state_file=str(workdir / "state.json"), torch_threads=1)
 
 
 def _assert_complete(record: dict) -> None:
@@ -95,7 +96,7 @@ def test_stop_criterion_ends_the_run_is_recorded_and_a_rerun_does_not_restart(tm
     from parallel_r1.rl.stage import RLStage
 
     # Any reward variance is "collapsed" below a threshold of 10: the first closed window (1 step) stops the run.
-    config = _worker_config(tmp_path, tagged_model, "hf", **{"rl.max_steps": 5, "rl.stop.eval_window": 1,
+    config = _job(tmp_path, tagged_model, "hf", **{"rl.max_steps": 5, "rl.stop.eval_window": 1,
                                                              "rl.stop.min_variance": 10.0})
     records = run_grpo_locally(config)
     assert [r["step"] for r in records] == [1]
@@ -172,7 +173,7 @@ def test_vllm_colocated_rollouts_train_and_the_engine_gets_the_updated_weights(t
 
     from parallel_r1.rl.grpo_worker import build_trainer
 
-    config = _worker_config(tmp_path, tagged_model, "vllm", **{"rl.max_steps": 2})
+    config = _job(tmp_path, tagged_model, "vllm", **{"rl.max_steps": 2})
     trainer = build_trainer(config, str(tmp_path / "out"), save=False)
     trainer.train()
     rows = MetricsLog(tmp_path / "metrics.jsonl").read()
@@ -294,14 +295,14 @@ def test_the_worker_config_carries_the_critic_into_the_consistency_reward(tmp_pa
     stage = RLStage(_cfg(Path("run"), **{"rl.critic": "fitted", "rl.rollout_backend": "hf"}), tagged_model,
                     force=True)
     stage.setup()
-    config = stage.worker_config()
-    assert config["critic"]["grader"] == "fitted"
-    assert config["critic"]["fitted_path"] == str(tmp_path.resolve() / "run" / "grader" / "fitted")
-    trainer = build_trainer(json.loads(json.dumps(config)), str(tmp_path / "out"), save=False)
+    job = pickle.loads(pickle.dumps(stage.job()))  # as a Ray Train worker receives it
+    assert job.critic.grader == "fitted"
+    assert job.critic.fitted_path == str(tmp_path.resolve() / "run" / "grader" / "fitted")
+    trainer = build_trainer(job, str(tmp_path / "out"), save=False)
     consistency = trainer.reward_funcs[COMPONENTS.index("consistency")]
     assert consistency.critic.grader.digest == fitted.digest
 
     judge = RLStage(_cfg(Path("run"), **{"rl.critic": "llm", "grade.judge.base_url": "http://judge:8000/v1"}))
-    assert judge.worker_config()["critic"]["grader"] == "llm"
-    assert judge.worker_config()["critic"]["judge"]["base_url"] == "http://judge:8000/v1"
-    assert RLStage(_cfg(Path("run"))).worker_config()["critic"] is None
+    assert judge.job().critic.grader == "llm"
+    assert judge.job().critic.judge.base_url == "http://judge:8000/v1"
+    assert RLStage(_cfg(Path("run"))).job().critic is None

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from parallel_r1.config import GradeConfig
 from parallel_r1.grade import HeuristicRubricGrader
 from parallel_r1.grade.fitted import FittedGrader, fit
 from parallel_r1.grade.judge_prompt import TARGET
@@ -117,7 +118,7 @@ ONES = "Count on from 14 by ones until nine more have been added."
 
 def test_the_llm_judge_critic_grades_every_path_at_once_and_the_reward_follows_its_pick(tmp_path):
     with FakeOpenAIServer(judge_by_topic, latency_s=0.05) as server:
-        critic = build_critic({"grader": "llm", "judge": endpoint(server).model_dump()})
+        critic = build_critic(GradeConfig(grader="llm", judge=endpoint(server)))
         reward = ConsistencyReward(critic=critic, critic_weight=1.0)
         scores = consistency(reward, [TENS, STEPS, TENS + " Then check what they carry."], [STEPS, TENS])
         assert server.n_requests == 6  # every path of every reply, once
@@ -127,7 +128,7 @@ def test_the_llm_judge_critic_grades_every_path_at_once_and_the_reward_follows_i
 
 def test_a_reply_the_judge_cannot_grade_keeps_the_grader_part_and_a_dead_judge_is_one_clear_error():
     with FakeOpenAIServer(judge_by_topic) as server:
-        critic = build_critic({"grader": "llm", "judge": endpoint(server).model_dump()})
+        critic = build_critic(GradeConfig(grader="llm", judge=endpoint(server)))
         reward = ConsistencyReward(critic=critic, critic_weight=1.0)
         mixed = reward([HISTORY] * 2, [block([STEPS, TENS], TENS), block([STEPS, ONES], ONES)])
         alone = consistency(ConsistencyReward(), [ONES], [STEPS, ONES])
