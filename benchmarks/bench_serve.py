@@ -33,7 +33,7 @@ from parallel_r1.base_model.stage import build_base_model  # noqa: E402
 from parallel_r1.config import BaseModelConfig, load_config  # noqa: E402
 from parallel_r1.console import console, summary_table  # noqa: E402
 from parallel_r1.data.io import atomic_write_json  # noqa: E402
-from tests.support.adapters import random_adapter  # noqa: E402
+from tests.support.adapters import promote, random_adapter  # noqa: E402
 
 SPECIALISTS = ("neurodivergent", "prior_trauma_recovery")
 MESSAGES = [{"role": "user", "content": "No analogies please, what literally happens when a loop runs?"}]
@@ -51,6 +51,7 @@ def prepare(work: Path) -> Path:
     for seed, name in enumerate(SPECIALISTS):
         if not (work / "adapters" / name / "adapter_config.json").exists():
             random_adapter(base, work / "adapters" / name, seed)
+        promote(work, name, work / "adapters" / name)
     return work
 
 

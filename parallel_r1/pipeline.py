@@ -149,6 +149,6 @@ def _summary(clock: StageClock, compared, gated) -> None:
                                 [[c.name, c.verdict] for c in compared.criteria]))
     verdict, next_step = compared.decision
     console.print(f"[bold]decision: {verdict}[/] — {next_step}")
-    console.print(f"gate: {gated.candidate} {'promoted' if gated.promoted else 'not promoted'} "
-                  f"({'; '.join(gated.reasons)})")
+    for d in gated.decisions:
+        console.print(f"gate: {d.candidate} {'promoted' if d.promoted else 'not promoted'} ({'; '.join(d.reasons)})")
     console.print(f"report: {compared.report}")

@@ -12,7 +12,7 @@ MAX_LINES = 400
 # Each package (a top-level module by its stem) and its layer: 0 is the foundation, 8 the entry points.
 LAYERS = {
     **dict.fromkeys(["errors", "console", "config", "recipe", "paths", "data", "ray_runtime", "jobs"], 0),
-    **dict.fromkeys(["llm_client", "llm_server", "grade", "profiles", "inference"], 1),
+    **dict.fromkeys(["llm_client", "llm_server", "grade", "profiles", "inference", "registry"], 1),
     **dict.fromkeys(["discover", "transcripts", "batch", "base_model"], 2),
     "finetune": 3,
     **dict.fromkeys(["compare", "gate"], 4),

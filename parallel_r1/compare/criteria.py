@@ -91,22 +91,30 @@ def decision(criteria: list[Criterion]) -> tuple[str, str]:
 
 
 def routing_table(rows: list[ScoredReply], models: list[str], cfg: EvalConfig) -> dict:
-    """Best model per student profile kind and per slice, with its margin over the runner-up and the base."""
+    """Best model per student profile kind and per slice, with its margin over the runner-up and the base, the
+    margin's paired bootstrap CI, and `significant`: whether that CI excludes 0 (only then does Serve route on it)."""
+    means_of = {m: item_means(rows, m) for m in models}
+
     def best_of(groups: dict[str, list[str]]) -> dict:
         table = {}
         for key, item_ids in groups.items():
             ids = set(item_ids)
             scores = {}
             for m in models:
-                means = {k: v for k, v in item_means(rows, m).items() if k in ids}
+                means = {k: v for k, v in means_of[m].items() if k in ids}
                 if means:
                     scores[m] = sum(means.values()) / len(means)
             if not scores:
                 continue
             ranked = sorted(scores, key=scores.get, reverse=True)
             runner = ranked[1] if len(ranked) > 1 else ranked[0]
+            shared = sorted(ids & means_of[ranked[0]].keys() & means_of[runner].keys())
+            diffs = np.array([means_of[ranked[0]][i] - means_of[runner][i] for i in shared])
+            low, high = paired_bootstrap_ci(diffs, cfg.bootstrap_samples, cfg.ci_level, cfg.seed)
             table[key] = {"model": ranked[0], "score": round(scores[ranked[0]], 4),
                           "runner_up": runner, "margin": round(scores[ranked[0]] - scores[runner], 4),
+                          "margin_ci": [round(low, 4), round(high, 4)],
+                          "significant": bool(runner != ranked[0] and low > 0),
                           "vs_base": round(scores[ranked[0]] - scores.get(BASE, float("nan")), 4), "n": len(ids)}
         return table
 

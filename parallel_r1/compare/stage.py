@@ -15,7 +15,7 @@ from pathlib import Path
 
 from parallel_r1.compare.criteria import Criterion, decision, routing_table, success_criteria
 from parallel_r1.compare.heldout import EvalItem, build_heldout, fingerprint, training_prefixes, write_heldout
-from parallel_r1.compare.models import ModelSpec, select_models
+from parallel_r1.compare.models import ModelSpec, select_models, write_model_index
 from parallel_r1.compare.parallel_replies import ParallelEvaluation
 from parallel_r1.compare.replies import (
     Reply,
@@ -179,6 +179,7 @@ class CompareStage:
         routing = routing_table(rows, [m.name for m in self.models if m.kind != "parallel"], ecfg)
         out = self.paths.eval
         write_results(out / "results.parquet", rows)
+        write_model_index(self.paths, self.models)
         plot_heatmap(cells, names, self.slices, out / "heatmap.png")
         plot_deltas(cells, names, self.slices, out / "deltas.png")
         meta = {"items": len(self.items), "dropped": self.dropped, "samples": ecfg.samples_per_prompt,

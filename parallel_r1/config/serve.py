@@ -67,4 +67,9 @@ class ServeConfig(_Section):
     score_log: str | None = Field(None, description="JSONL score log of online grading; None: "
                                                     "<workdir>/serve/scores.jsonl.")
     ready_timeout_s: float = Field(600.0, gt=0, description="How long `parallel-r1 serve` waits for the app.")
+    reload_interval_s: float = Field(2.0, gt=0, description="How often a router replica checks the promotion record "
+                                                          "and routing table for changes (a promotion, rollback or "
+                                                          "new routes is then served without a restart).")
+    max_loaded_adapters: int = Field(16, ge=1, description="hf backend: adapters a replica keeps loaded; the least "
+                                                           "recently used is dropped beyond this.")
 

@@ -19,6 +19,7 @@ from parallel_r1.data.io import atomic_write_jsonl, file_digest, read_jsonl
 from parallel_r1.data.prompts import TUTOR_SYSTEM_PROMPT
 from parallel_r1.errors import UserFacingError
 from parallel_r1.finetune.manifest import FinetuneJob, FinetuneManifest
+from parallel_r1.finetune.register import register_trained
 from parallel_r1.paths import RunPaths, resolve_base_model
 from parallel_r1.recipe import run_recipe
 
@@ -143,6 +144,8 @@ class FinetuneStage:
                 self._run_openai()
         result = FinetuneResult(self.manifest.read())
         console.print(manifest_table(result.jobs))
+        for version in register_trained(self.paths, result.jobs, self.cfg.finetune):
+            console.print(f"finetune: {version.name} is registered as {version.ref}")
         return result
 
     def cleanup(self) -> None:

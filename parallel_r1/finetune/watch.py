@@ -14,6 +14,7 @@ from rich.live import Live
 from parallel_r1.config import PipelineConfig
 from parallel_r1.console import console
 from parallel_r1.finetune.manifest import FinetuneJob, FinetuneManifest
+from parallel_r1.finetune.register import register_trained
 from parallel_r1.finetune.stage import manifest_table
 from parallel_r1.paths import RunPaths
 
@@ -28,6 +29,7 @@ def refresh(cfg: PipelineConfig, manifest: FinetuneManifest) -> dict[str, Finetu
 
         OpenAIFinetuneBackend(cfg.finetune.openai, manifest).poll()
         jobs = manifest.read()
+        register_trained(RunPaths(cfg.workdir), jobs, cfg.finetune)
     return jobs
 
 

@@ -33,6 +33,7 @@ class AdapterRegistry:
 
     def __init__(self) -> None:
         self._by_name: dict[str, Adapter] = {}
+        self._ids = 0  # ids are never reused, also after an adapter is removed
 
     @property
     def names(self) -> list[str]:
@@ -54,8 +55,7 @@ class AdapterRegistry:
                 return None
             raise UserFacingError(f"adapter {name!r} is already registered from {known.path}: "
                                   "give a new adapter version a new name")
-        next_id = len(self._by_name) + 1
-        return Adapter(name=name, path=path, id=next_id, rank=int(json.loads(config.read_text()).get("r", 0)))
+        return Adapter(name=name, path=path, id=self._ids + 1, rank=int(json.loads(config.read_text()).get("r", 0)))
 
     def register(self, name: str, path: Path | str, load: Callable[[Adapter], None]) -> None:
         """Validate, `load` into the engine and record the adapter; a no-op when `name` already holds `path`."""
@@ -63,6 +63,11 @@ class AdapterRegistry:
         if adapter is not None:
             load(adapter)
             self._by_name[name] = adapter
+            self._ids = adapter.id
+
+    def remove(self, name: str) -> None:
+        self.get(name)
+        del self._by_name[name]
 
     def get(self, name: str) -> Adapter:
         try:

@@ -85,6 +85,12 @@ class HFEngine:
         with self._lock:
             self._registry.register(name, path, self._load_adapter)
 
+    def remove_adapter(self, name: str) -> None:
+        """Unload an adapter (its memory is freed; a later request for it is an unknown adapter)."""
+        with self._lock:
+            self._registry.remove(name)
+            self._model.delete_adapter(name)
+
     def _load_adapter(self, adapter: Adapter) -> None:
         if isinstance(self._model, PeftModel):
             self._model.load_adapter(str(adapter.path), adapter_name=adapter.name)

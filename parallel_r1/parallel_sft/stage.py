@@ -21,6 +21,7 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from parallel_r1.compare.models import PARALLEL_SFT
 from parallel_r1.config import FinetuneConfig, PipelineConfig
 from parallel_r1.config.workers import SFTJob
 from parallel_r1.console import console, progress_bar, summary_table
@@ -29,6 +30,7 @@ from parallel_r1.errors import UserFacingError
 from parallel_r1.finetune.manifest import FinetuneJob, FinetuneManifest
 from parallel_r1.paths import RunPaths, resolve_base_model
 from parallel_r1.recipe import run_recipe
+from parallel_r1.registry.versions import ModelRegistry
 
 JOB = "parallel_sft"
 EXPORT_INFO = "parallel_sft.json"  # in an exported model folder: what it was made from
@@ -209,6 +211,11 @@ class ParallelSFTStage:
                   "start_model": str(start)}
         atomic_write_json(self.paths.parallel_sft_eval, record)
         print_summary(record)
+        version = ModelRegistry(self.paths.workdir).register(
+            PARALLEL_SFT, "model", model, training=self.cfg.parallel.sft.model_dump(mode="json"),
+            data_digest=file_digest(self.paths.parallel_sft_data), metrics={"uplift_check": check.message,
+                                                                            "passed": check.passed})
+        console.print(f"parallel-sft: registered as {version.ref}")
         if not check.passed:
             raise UpliftTooLowError(f"{check.message} (evaluation: {self.paths.parallel_sft_eval})")
         return _result(record)

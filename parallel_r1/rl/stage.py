@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from parallel_r1.compare.models import PARALLEL_RL, PARALLEL_SFT
 from parallel_r1.config import PipelineConfig
 from parallel_r1.config.workers import JOB_KEY, GRPOJob
 from parallel_r1.console import console, progress_bar, summary_table
@@ -27,6 +28,7 @@ from parallel_r1.errors import UserFacingError
 from parallel_r1.grade import resolved_grade
 from parallel_r1.paths import RunPaths
 from parallel_r1.recipe import run_recipe
+from parallel_r1.registry.versions import ModelRegistry, weights_digest
 from parallel_r1.rl.critic import build_critic, critic_grade_config
 from parallel_r1.rl.metrics import ADHERENCE, REWARD_NAMES, TIMINGS, MetricsLog, plot_metrics, trend
 
@@ -198,6 +200,15 @@ class RLStage:
         if result.checkpoint is not None:
             with result.checkpoint.as_directory() as ckpt:
                 export_model(Path(ckpt) / HF_CHECKPOINT, self.paths.rl_model)
+            self._register()
+
+    def _register(self) -> None:
+        """The policy as a registry version, its parent the registered version of the model it started from."""
+        registry = ModelRegistry(self.paths.workdir)
+        start = registry.find(PARALLEL_SFT, weights_digest("model", self.model)) if self.model.exists() else None
+        version = registry.register(PARALLEL_RL, "model", self.paths.rl_model, training=self.rl.model_dump(mode="json"),
+                                    parent=start.ref if start else None, metrics=self._state())
+        console.print(f"rl: registered as {version.ref}")
 
     def _follow(self, thread: threading.Thread) -> None:
         """A progress bar over the steps, fed by the metrics file the worker appends to."""

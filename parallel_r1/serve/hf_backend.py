@@ -9,6 +9,7 @@ transformers' `generate` produces them, and a client that goes away stops its ge
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict
 
@@ -64,35 +65,53 @@ def _as_generation(done) -> Generation:
 
 @serve.deployment(name="HFSpecialists")
 class HFSpecialists:
-    """Base model + all adapters. `generate` / `generate_stream` are what the router calls; `__call__` (POST a JSON
-    body `{"messages", "adapter", "sampling"}`) exposes `generate` over HTTP to measure the router against."""
+    """Base model + adapters by registry version (`name@vN`). `generate` / `generate_stream` are what the router
+    calls, with the adapter's folder: a version not loaded yet (just promoted) is loaded on its first request, and
+    beyond `max_loaded` adapters the least recently used is dropped. `__call__` (POST a JSON body `{"messages",
+    "adapter", "sampling"}`) exposes `generate` over HTTP to measure the router against."""
 
-    def __init__(self, inference: dict, base_model: str, adapters: dict[str, str]) -> None:
+    def __init__(self, inference: dict, base_model: str, adapters: dict[str, str], max_loaded: int = 16) -> None:
         from transformers import AutoTokenizer
 
         from parallel_r1.inference.hf_engine import HFEngine
 
         self._engine = HFEngine(InferenceConfig(**inference), base_model, adapters)
         self._tokenizer = AutoTokenizer.from_pretrained(base_model)  # the streamers' own: only used under the lock
+        self._max_loaded = max_loaded
+        self._used = {name: time.monotonic() for name in adapters}
 
     def models(self) -> list[str]:
         return [BASE, *self._engine.adapters]
 
-    async def generate(self, conversation: list[dict], sampling: dict, model: str) -> dict:
-        adapter = None if model == BASE else model
+    async def _adapter(self, model: str, path: str | None) -> str | None:
+        """The engine's adapter for `model` (None: the base), loaded from `path` first when it is new."""
+        if model == BASE:
+            return None
+        if model not in self._engine.adapters and path is not None:
+            await asyncio.to_thread(self._engine.add_adapter, model, path)
+            unused = sorted((t, n) for n, t in self._used.items() if n != model)
+            for _, name in unused[:max(0, len(self._engine.adapters) - self._max_loaded)]:
+                await asyncio.to_thread(self._engine.remove_adapter, name)
+                self._used.pop(name)
+        self._used[model] = time.monotonic()
+        return model
+
+    async def generate(self, conversation: list[dict], sampling: dict, model: str, path: str | None = None) -> dict:
         try:
+            adapter = await self._adapter(model, path)
             params = SamplingParams(**sampling)
             done = (await asyncio.to_thread(self._engine.generate, [conversation], params, adapter))[0]
         except (UserFacingError, ValueError) as e:
             return asdict(Generation.refused(str(e)))
         return asdict(_as_generation(done))
 
-    async def generate_stream(self, conversation: list[dict], sampling: dict, model: str) -> AsyncIterator[dict]:
+    async def generate_stream(self, conversation: list[dict], sampling: dict, model: str,
+                              path: str | None = None) -> AsyncIterator[dict]:
         """Yields `{"index", "text"}` deltas as tokens are generated, then the `Generation` as a dict."""
-        adapter = None if model == BASE else model
         try:
+            adapter = await self._adapter(model, path)
             params = SamplingParams(**sampling)
-        except ValueError as e:
+        except (UserFacingError, ValueError) as e:
             yield asdict(Generation.refused(str(e)))
             return
         loop = asyncio.get_running_loop()
@@ -133,10 +152,11 @@ class HFClient:
     async def models(self) -> list[str]:
         return await self._handle.models.remote()
 
-    async def generate(self, conversation: list[dict], sampling: SamplingParams, model: str) -> Generation:
-        return Generation(**await self._handle.generate.remote(conversation, asdict(sampling), model))
+    async def generate(self, conversation: list[dict], sampling: SamplingParams, model: str,
+                       path: str | None = None) -> Generation:
+        return Generation(**await self._handle.generate.remote(conversation, asdict(sampling), model, path))
 
-    async def stream(self, conversation: list[dict], sampling: SamplingParams,
-                     model: str) -> AsyncIterator[Delta | Generation]:
-        async for item in self._streaming.generate_stream.remote(conversation, asdict(sampling), model):
+    async def stream(self, conversation: list[dict], sampling: SamplingParams, model: str,
+                     path: str | None = None) -> AsyncIterator[Delta | Generation]:
+        async for item in self._streaming.generate_stream.remote(conversation, asdict(sampling), model, path):
             yield Delta(**item) if "text" in item else Generation(**item)

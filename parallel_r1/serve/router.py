@@ -17,6 +17,7 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -35,6 +36,7 @@ from parallel_r1.serve.online_grading import OnlineGrader
 from parallel_r1.serve.routing import Route, Router
 from parallel_r1.serve.schema import (
     SPECIALIST_HEADER,
+    VERSION_HEADER,
     APIError,
     ChatRequest,
     chunk_body,
@@ -47,6 +49,7 @@ from parallel_r1.serve.schema import (
     with_instruction,
     with_system_prompt,
 )
+from parallel_r1.serve.served import ServedSet, files_stamp, read_served
 
 api = FastAPI(title="parallel-r1 ensemble router", docs_url=None, redoc_url=None)
 log = logging.getLogger(__name__)
@@ -78,7 +81,7 @@ def _refusal(message: str) -> APIError:
     return APIError(400, message, param="messages", code=code)
 
 
-def backend_client(kind: str, handle, adapters: list[str], grpc: bool):
+def backend_client(kind: str, handle, grpc: bool):
     """The router's client for the model deployment of backend `kind` ("hf" or "vllm"); `grpc`: its calls go over
     the replicas' inter-deployment gRPC servers, by value, instead of through Ray object references."""
     if grpc:
@@ -86,7 +89,7 @@ def backend_client(kind: str, handle, adapters: list[str], grpc: bool):
     if kind == "vllm":
         from parallel_r1.serve.vllm_backend import LLMClient
 
-        return LLMClient(handle, adapters)
+        return LLMClient(handle)
     from parallel_r1.serve.hf_backend import HFClient
 
     return HFClient(handle)
@@ -98,25 +101,27 @@ def backend_client(kind: str, handle, adapters: list[str], grpc: bool):
 class ChatRouter:
     """Routes OpenAI chat requests to specialists. `backend_handle`: the model deployment (wrapped in an `HFClient`
     or `LLMClient` by `backend_kind`); `policy`: the `ParallelExecutionPolicy` whose sampling requests default to;
+    `workdir`: the run directory whose promoted versions and routing table are served (re-read when they change);
     `system_prompts`: specialist -> the system prompt it was trained with (the policy's parallel-thinking
     instruction added when `serve.parallel_format`); `grade`: the grade section (its fitted grader's folder made
     absolute): the online grader it names, and the `grade.judge` endpoint the "llm" profile reader asks (without it,
     the rubric grades and that reader falls back to the embedding reader)."""
 
-    def __init__(self, backend_handle, backend_kind: str, cfg: dict, policy: dict, routing_table: dict | None,
-                 system_prompts: dict[str, str], score_log: str, adapters: list[str],
-                 grade: dict | None = None) -> None:
+    def __init__(self, backend_handle, backend_kind: str, cfg: dict, policy: dict, workdir: str,
+                 system_prompts: dict[str, str], score_log: str, grade: dict | None = None) -> None:
         self.cfg = ServeConfig(**cfg)
         grade_cfg = GradeConfig(**grade) if grade is not None else None
         self._profile_llm = self._profile_reader(grade_cfg.judge.model_dump() if grade_cfg else None)
         self.policy = ParallelExecutionPolicy(**policy)
-        self.backend = backend_client(backend_kind, backend_handle, adapters, self.cfg.grpc_handles)
+        self.backend = backend_client(backend_kind, backend_handle, self.cfg.grpc_handles)
         self.system_prompts = system_prompts
-        self.routing_table = routing_table
+        self.workdir = workdir
+        self._served = read_served(workdir)
+        self._router = self._make_router(self._served)
+        self._checked = time.monotonic()
         self.grader = OnlineGrader(self.cfg.grading_fraction, score_log,
                                    grader=build_grader(grade_cfg) if grade_cfg is not None else None)
         self.token = self._read_token()
-        self._router: Router | None = None
 
     def _profile_reader(self, judge: dict | None):
         """Load the profile reader once per replica: the embedding model and classifier now (not on the first
@@ -156,9 +161,26 @@ class ChatRouter:
                                "`ray start` (or before `parallel-r1 serve`, which starts Ray with it)")
         return token
 
-    async def _routes(self) -> Router:
-        if self._router is None:  # the model list comes from the backend, once it is up
-            self._router = Router(await self.backend.models(), self.routing_table, self.cfg.static_routes)
+    def _make_router(self, served: ServedSet) -> Router:
+        return Router(list(served.models), served.routing_table, self.cfg.static_routes)
+
+    def _routes(self) -> Router:
+        """The router of the current served set, re-read (at most every `serve.reload_interval_s`) when the
+        promotion record or routing table changed; a record that cannot be read keeps the current set serving."""
+        now = time.monotonic()
+        if now - self._checked >= self.cfg.reload_interval_s:
+            self._checked = now
+            if files_stamp(self.workdir) != self._served.stamp:
+                try:
+                    served = read_served(self.workdir)
+                    router = self._make_router(served)
+                except Exception as e:  # noqa: BLE001 - keep serving what was promoted before
+                    log.warning("the served set could not be re-read (%s: %s); serving the previous one",
+                                type(e).__name__, e)
+                    self._served = replace(self._served, stamp=files_stamp(self.workdir))
+                else:
+                    self._served, self._router = served, router
+                    log.info("now serving %s", {n: v.ref for n, v in served.models.items()})
         return self._router
 
     def _check_auth(self, request: Request) -> None:
@@ -176,10 +198,12 @@ class ChatRouter:
     @api.get("/ready")
     async def ready(self) -> JSONResponse:
         try:
-            router = await self._routes()
+            await self.backend.models()
         except Exception as e:  # the backend is not up (yet): not ready, which is not a client error
             return JSONResponse({"status": "not ready", "reason": f"{type(e).__name__}: {e}"}, status_code=503)
-        return JSONResponse({"status": "ready", "models": sorted(router.available)})
+        router = self._routes()
+        return JSONResponse({"status": "ready", "models": sorted(router.available),
+                             "versions": {n: v.ref for n, v in self._served.models.items()}})
 
     @api.get("/v1/models")
     async def list_models(self, request: Request) -> JSONResponse:
@@ -187,7 +211,7 @@ class ChatRouter:
             self._check_auth(request)
         except APIError as e:
             return _error(e)
-        router = await self._routes()
+        router = self._routes()
         ids = [self.cfg.router_model, *sorted(router.available)]
         return JSONResponse({"object": "list", "data": [
             {"id": i, "object": "model", "created": 0, "owned_by": "parallel-r1"} for i in ids]})
@@ -201,19 +225,21 @@ class ChatRouter:
             profile, profile_source = requested_profile(chat)
             if profile is None:
                 profile, profile_source = await self._infer_profile(chat), "inferred"
-            route = await self._pick(chat, profile)
+            route = self._pick(chat, profile)
         except APIError as e:
             return _error(e)
         conversation = self._conversation(chat, route.specialist)
-        extra = {"specialist": route.specialist, "route_source": route.source,
+        model_id, adapter_path = self._served.target(route.specialist)
+        extra = {"specialist": route.specialist, "version": model_id, "route_source": route.source,
                  "student_profile": {"kind": profile.kind, "traits": profile.traits, "source": profile_source}}
-        headers = {SPECIALIST_HEADER: route.specialist}
+        headers = {SPECIALIST_HEADER: route.specialist, VERSION_HEADER: model_id}
         record = {"history": conversation, "specialist": route.specialist, "profile": profile,
                   "profile_source": profile_source, "route_source": route.source, "started": started}
         if chat.stream:
-            return await self._streamed(chat, conversation, route.specialist, extra, headers, record)
+            return await self._streamed(chat, conversation, (model_id, adapter_path), extra, headers, record)
         try:
-            result = await self.backend.generate(conversation, request_sampling(chat, self.policy), route.specialist)
+            result = await self.backend.generate(conversation, request_sampling(chat, self.policy), model_id,
+                                                 adapter_path)
         except Exception as e:
             return _error(_backend_failure(e))
         if result.error:
@@ -232,11 +258,11 @@ class ChatRouter:
         return BackgroundTask(self.grader.grade, request_id=cid, reply=reply,
                               latency_s=time.perf_counter() - record["started"], **fields)
 
-    async def _streamed(self, chat: ChatRequest, conversation: list[dict], specialist: str, extra: dict,
-                        headers: dict, record: dict):
+    async def _streamed(self, chat: ChatRequest, conversation: list[dict], target: tuple[str, str | None],
+                        extra: dict, headers: dict, record: dict):
         """A streamed reply. The backend's first event is awaited before answering: a refused request (or a failed
         backend) still gets its 4xx (5xx) JSON error rather than a stream."""
-        events = aiter(self.backend.stream(conversation, request_sampling(chat, self.policy), specialist))
+        events = aiter(self.backend.stream(conversation, request_sampling(chat, self.policy), *target))
         try:
             first = await anext(events)
         except Exception as e:
@@ -275,8 +301,8 @@ class ChatRouter:
         yield "data: [DONE]\n\n"
         state["reply"] = event.texts[0]
 
-    async def _pick(self, chat: ChatRequest, profile: StudentProfileConfig) -> Route:
-        router = await self._routes()
+    def _pick(self, chat: ChatRequest, profile: StudentProfileConfig) -> Route:
+        router = self._routes()
         if chat.model == self.cfg.router_model:
             return router.route(profile.kind)
         if chat.model in router.available:

@@ -1,5 +1,6 @@
-"""Which specialist answers a student: the routing table `compare` wrote (<workdir>/eval/routing.json), else the
-static mapping `serve.static_routes` (profile kind -> specialist), else the table's default, else the base model.
+"""Which specialist answers a student: the routing table `compare` wrote (<workdir>/eval/routing.json) where the
+winner's margin over the runner-up is significant (its CI excludes 0), else the static mapping `serve.static_routes`
+(profile kind -> specialist), else the table's default, else the base model.
 
 Only models the server actually holds are ever picked, so a table naming a model that was not deployed falls
 through to the next rule instead of failing the request.
@@ -41,7 +42,8 @@ class Router:
         return cls(available, read_routing_table(path), static_routes)
 
     def route(self, kind: str) -> Route:
-        learned = (self.table.get("by_profile") or {}).get(kind, {}).get("model")
+        entry = (self.table.get("by_profile") or {}).get(kind, {})
+        learned = entry.get("model") if entry.get("significant") else None
         if learned in self.available:
             return Route(learned, "routing.json")
         static = self.static_routes.get(kind)

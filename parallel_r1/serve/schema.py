@@ -19,6 +19,7 @@ from parallel_r1.inference.engine import SamplingParams
 from parallel_r1.inference.policy import ParallelExecutionPolicy
 
 SPECIALIST_HEADER = "x-parallel-r1-specialist"
+VERSION_HEADER = "x-parallel-r1-version"  # the registry version that answered (name@vN, or base)
 PROFILE_KEY = "student_profile"
 
 

@@ -119,19 +119,25 @@ class ServeStage:
     def setup(self) -> None:
         cfg = self.cfg
         self.plan = plan(cfg)
-        console.print(f"serving {len(self.plan.adapters)} specialist(s) on the {cfg.serve.backend} backend; base "
-                      f"model {self.plan.base_model}; this takes a while on CPU (vllm: minutes)")
+        served = self.plan.served
+        versions = ", ".join(v.ref for v in served.models.values()) or "none promoted: the base model only"
+        console.print(f"serving the promoted versions ({versions}) on the {cfg.serve.backend} backend; base model "
+                      f"{self.plan.base_model}; this takes a while on CPU (vllm: minutes)")
+        for name, why in served.unservable.items():
+            console.print(f"[yellow]not served:[/] {name}: {why}")
         self.url = start_local(cfg, self.plan)
 
     def run(self) -> ServeResult:
         cfg, serve_plan = self.cfg, self.plan
-        router = Router(list(serve_plan.adapters), serve_plan.routing_table, cfg.serve.static_routes)
-        source = serve_plan.routing_path if serve_plan.routing_table else "serve.static_routes (no routing.json)"
+        served = serve_plan.served
+        router = Router(list(served.models), served.routing_table, cfg.serve.static_routes)
+        source = serve_plan.routing_path if served.routing_table else "serve.static_routes (no routing.json)"
         console.print(summary_table(f"routes (from {source})", ["profile kind", "specialist", "rule"],
                                     router.describe()))
         auth = f"; bearer token from ${cfg.serve.auth_token_env}" if cfg.serve.auth_token_env else ""
         console.print(f"[bold green]ready:[/] {self.url}/v1 (model {cfg.serve.router_model!r} routes by student "
-                      f"profile{auth}); online scores -> {serve_plan.score_log}\nCtrl-C (or SIGTERM) to stop",
+                      f"profile{auth}); online scores -> {serve_plan.score_log}; promotions and rollbacks are served "
+                      "as they happen\nCtrl-C (or SIGTERM) to stop",
                       highlight=False)
         stopped_by = wait_for_stop_signal()
         console.print(f"stopping ({stopped_by})")

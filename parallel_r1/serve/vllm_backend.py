@@ -1,7 +1,8 @@
 """The `vllm` model backend: Ray Serve LLM (vLLM) serving the base model with every adapter as multi-LoRA.
 
-Adapter model ids are `<BASE_MODEL_ID>:<name>`. Serve LLM only downloads adapters from cloud URIs, so the
-replica gets `LocalLoraLoader`, which maps an id to <adapters dir>/<name> on local (or shared) disk. The router
+Adapter model ids are `<BASE_MODEL_ID>:<name@vN>` (a registry version). Serve LLM only downloads adapters from
+cloud URIs, so the replica gets `LocalLoraLoader`, which maps an id to the version's folder in the registry's store on
+local (or shared) disk: a version promoted while the app runs is loaded on its first request. The router
 calls the LLM deployment through its handle with `multiplexed_model_id` equal to the request's `model` (else
 the base model would answer silently). `ray.serve.llm` imports vLLM, so this module is imported only for it.
 
@@ -36,25 +37,30 @@ from parallel_r1.serve.routing import BASE
 BASE_MODEL_ID = "parallel-r1-base"
 ZERO_ADAPTER = "zero-lora"  # the adapter `base` requests are answered with (no specialist may take the name)
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
-ADAPTERS_ENV = "PARALLEL_R1_SERVE_ADAPTERS"  # "name=path;name=path" in the LLM replica's environment
+ADAPTERS_ENV = "PARALLEL_R1_SERVE_ADAPTERS"  # "id=path;id=path" in the LLM replica's environment
+STORE_ENV = "PARALLEL_R1_SERVE_STORE"  # the registry's store: <store>/<name>/v<N> is version name@vN
 
 
-def _adapter_paths() -> dict[str, str]:
-    pairs = (item.split("=", 1) for item in os.environ.get(ADAPTERS_ENV, "").split(";") if item)
-    return dict(pairs)
+def _adapter_path(model: str) -> Path | None:
+    """The folder of adapter `model`: one given at build time (the zero adapter) or a registry version."""
+    given = dict(item.split("=", 1) for item in os.environ.get(ADAPTERS_ENV, "").split(";") if item)
+    if model in given:
+        return Path(given[model])
+    name, _, version = model.partition("@")
+    store = os.environ.get(STORE_ENV)
+    return Path(store, name, version) if store and version else None
 
 
 class LocalLoraLoader(LoraModelLoader):
-    """Resolves `<base>:<name>` to the adapter folder registered for `name`, without copying it."""
+    """Resolves `<base>:<name@vN>` to the version's folder, without copying it."""
 
     async def load_model_from_config(self, lora_model_id: str, llm_config) -> DiskMultiplexConfig:
         if lora_model_id not in self.disk_cache:
-            name = lora_model_id.split(":", 1)[-1]
-            path = _adapter_paths().get(name)
-            if path is None or not Path(path).is_dir():
-                raise ValueError(f"no local adapter folder for {lora_model_id!r} (known: {sorted(_adapter_paths())})")
+            path = _adapter_path(lora_model_id.split(":", 1)[-1])
+            if path is None or not path.is_dir():
+                raise ValueError(f"no local adapter folder for {lora_model_id!r} ({path or 'not a registry version'})")
             self.disk_cache[lora_model_id] = DiskMultiplexConfig(
-                model_id=lora_model_id, max_total_tokens=None, local_path=path,
+                model_id=lora_model_id, max_total_tokens=None, local_path=str(path),
                 lora_assigned_int_id=global_id_manager.next())
         return self.disk_cache[lora_model_id]
 
@@ -87,13 +93,14 @@ def write_zero_adapter(like: Path, out: Path) -> Path:
 
 
 def build_llm_backend(cfg: PipelineConfig, base_model: str, adapters: dict[str, str]):
-    """The Serve LLM deployment (an Application to bind into the router) for the base model and `adapters`,
-    plus the zero adapter for `base` (written to <workdir>/serve/zero-lora)."""
-    if ZERO_ADAPTER in adapters:
-        raise UserFacingError(f"adapters/{ZERO_ADAPTER} is the name the vllm backend gives the base model's zero "
-                              "adapter: rename that specialist")
+    """The Serve LLM deployment (an Application to bind into the router) for the base model and the served
+    `adapters` (version ref -> folder), plus the zero adapter for `base` (written to <workdir>/serve/zero-lora)."""
+    if not adapters:
+        raise UserFacingError("the vllm backend needs a promoted adapter version (its zero adapter answers for the "
+                              "base model): run `parallel-r1 gate`, or serve with serve.backend=hf")
     zero = write_zero_adapter(Path(next(iter(adapters.values()))),
                               Path(cfg.workdir).resolve() / "serve" / ZERO_ADAPTER)
+    store = Path(cfg.workdir).resolve() / "registry" / "store"
     adapters = {**adapters, ZERO_ADAPTER: str(zero)}
     inf, sc = cfg.inference, cfg.serve
     # On CPU: the KV cache in bytes, and no chunked prefill (vLLM rewinds a seeded request's generator after a
@@ -109,9 +116,9 @@ def build_llm_backend(cfg: PipelineConfig, base_model: str, adapters: dict[str, 
         model_loading_config={"model_id": BASE_MODEL_ID, "model_source": base_model},
         accelerator_config=None if sc.use_gpu else {"kind": "cpu"},
         engine_kwargs={k: v for k, v in engine_kwargs.items() if v is not None},
-        lora_config={"max_num_adapters_per_replica": len(adapters)},
+        lora_config={"max_num_adapters_per_replica": len(adapters) + 1},  # a newly promoted version beside the rest
         deployment_config=deployment,
-        runtime_env={"env_vars": {ADAPTERS_ENV: ";".join(f"{n}={p}" for n, p in adapters.items())}},
+        runtime_env={"env_vars": {ADAPTERS_ENV: f"{ZERO_ADAPTER}={zero}", STORE_ENV: str(store)}},
     )
     return build_llm_deployment(llm_config, name_prefix=f"{sc.app_name}:",
                                 bind_kwargs={"model_downloader": LocalLoraLoader})
@@ -122,11 +129,11 @@ class LLMClient:
     come from the engine as OpenAI SSE strings (in lists, batched by Serve LLM every few ms); `stream` turns
     them back into `Delta`s."""
 
-    def __init__(self, handle, adapters: list[str]) -> None:
-        self._handle, self._adapters = handle, list(adapters)
+    def __init__(self, handle) -> None:
+        self._handle = handle
 
     async def models(self) -> list[str]:
-        return [BASE, *self._adapters]
+        return [BASE]
 
     def _call(self, conversation: list[dict], sampling: SamplingParams, model: str, stream: bool):
         model_id = f"{BASE_MODEL_ID}:{ZERO_ADAPTER if model == BASE else model}"
@@ -138,7 +145,9 @@ class LLMClient:
         handle = self._handle.options(stream=True, multiplexed_model_id=model_id)
         return handle.chat.remote(request, None)
 
-    async def generate(self, conversation: list[dict], sampling: SamplingParams, model: str) -> Generation:
+    async def generate(self, conversation: list[dict], sampling: SamplingParams, model: str,
+                       path: str | None = None) -> Generation:
+        """`model`: a served version's ref or `base` (`path` is resolved by the replica's loader)."""
         seen = []
         async for part in _parts(self._call(conversation, sampling, model, stream=False)):
             if (refusal := _refusal(part)) is not None:
@@ -151,8 +160,8 @@ class LLMClient:
             seen.append(type(part).__name__)
         raise RuntimeError(f"the LLM deployment returned no chat completion (got {seen or 'nothing'})")
 
-    async def stream(self, conversation: list[dict], sampling: SamplingParams,
-                     model: str) -> AsyncIterator[Delta | Generation]:
+    async def stream(self, conversation: list[dict], sampling: SamplingParams, model: str,
+                     path: str | None = None) -> AsyncIterator[Delta | Generation]:
         raw, reasons = [""] * sampling.n, ["stop"] * sampling.n
         deltas = [TextDeltas() for _ in range(sampling.n)]
         usage = {"prompt_tokens": 0, "completion_tokens": 0}

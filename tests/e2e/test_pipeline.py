@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from parallel_r1.cli import app
 from parallel_r1.data.io import file_digest
 from parallel_r1.finetune.manifest import FinetuneManifest
+from parallel_r1.registry.versions import ModelRegistry
 from tests.support.batches import BATCHES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,7 +39,10 @@ def test_run_goes_from_nothing_to_a_gated_comparison_and_a_rerun_redoes_nothing(
     routing = json.loads((tmp_path / "eval" / "routing.json").read_text())
     assert routing["default"] in models and routing["by_profile"]
     promotion = json.loads((tmp_path / "promotion.json").read_text())
-    assert len(promotion["decisions"]) == 1 and promotion["decisions"][0]["candidate"] in models
+    decided = sorted(d["candidate"] for d in promotion["decisions"])
+    assert decided == sorted(f"{m}@v1" for m in models - {"base"})  # every trained model, as its registered version
+    versions = {v.ref for v in ModelRegistry(tmp_path).versions()}
+    assert set(decided) <= versions and {p["ref"] for p in promotion["promoted"].values()} <= set(decided)
     for png in ("heatmap.png", "deltas.png"):
         assert (tmp_path / "eval" / png).stat().st_size > 1000
 
@@ -46,12 +50,12 @@ def test_run_goes_from_nothing_to_a_gated_comparison_and_a_rerun_redoes_nothing(
     finished = {n: j.finished_at for n, j in jobs.items()}
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0, again.output[-4000:]
-    assert "already decided on these results" in again.output and "replies in" not in again.output
+    assert "decided on these results" in again.output and "replies in" not in again.output
     assert "batch:" in again.output and "is up to date" in again.output.replace("\n", " ")
     assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "eval" / "replies").iterdir()} == replies
     assert {n: j.finished_at for n, j in FinetuneManifest(tmp_path / "finetune_manifest.json").read().items()
             } == finished
-    assert len(json.loads((tmp_path / "promotion.json").read_text())["decisions"]) == 1
+    assert len(json.loads((tmp_path / "promotion.json").read_text())["decisions"]) == len(decided)
 
     # Another batch seed re-cuts the batches; finetune re-runs exactly the jobs whose training file changed.
     digests = {p.stem: file_digest(p) for p in [*(tmp_path / "batches").glob("*.jsonl"),
@@ -63,3 +67,6 @@ def test_run_goes_from_nothing_to_a_gated_comparison_and_a_rerun_redoes_nothing(
     after = FinetuneManifest(tmp_path / "finetune_manifest.json").read()
     assert {n for n, j in after.items() if j.finished_at != finished[n]} == changed
     assert {j.status for j in after.values()} == {"succeeded"}
+    registry = ModelRegistry(tmp_path)
+    for name in changed:  # retraining adds a version; the earlier one stays stored
+        assert registry.get(name).version == 2 and Path(registry.get(f"{name}@v1").source).is_dir()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.serve.support import SPECIALISTS, TOKEN, TOKEN_ENV, free_port, serve_config
-from tests.support.adapters import random_adapter
+from tests.support.adapters import promote, random_adapter
 
 # The router reads its bearer token from its replica's environment, which the session's Ray workers inherit from
 # this process: the variable must be set before Ray starts (collection comes before any test's fixtures).
@@ -18,10 +18,11 @@ os.environ[TOKEN_ENV] = TOKEN
 
 @pytest.fixture(scope="session")
 def serve_workdir(tmp_path_factory, tiny_base_model) -> Path:
-    """A run directory with adapters/<specialist>/ for three specialists (no routing.json); do not modify."""
+    """A run directory with three specialists trained (adapters/<specialist>/), registered and promoted (no
+    routing.json); do not modify."""
     workdir = tmp_path_factory.mktemp("serve_run")
     for seed, name in enumerate(SPECIALISTS, start=3):
-        random_adapter(tiny_base_model, workdir / "adapters" / name, seed)
+        promote(workdir, name, random_adapter(tiny_base_model, workdir / "adapters" / name, seed))
     return workdir
 
 

@@ -15,9 +15,10 @@ from parallel_r1.data.profiles import PROFILE_KINDS
 from parallel_r1.errors import UserFacingError
 from parallel_r1.inference.engine import SamplingParams
 from parallel_r1.inference.policy import ParallelExecutionPolicy
+from parallel_r1.registry.versions import ModelRegistry
 from parallel_r1.serve.generation import TextDeltas
 from parallel_r1.serve.online_grading import OnlineGrader, append_line
-from parallel_r1.serve.routing import Router, read_routing_table
+from parallel_r1.serve.routing import Route, Router, read_routing_table
 from parallel_r1.serve.schema import (
     APIError,
     parse_request,
@@ -34,7 +35,8 @@ AVAILABLE = ["neurodivergent", "prior_trauma_recovery", "varied_original_diverse
 
 def test_routing_json_wins_over_static_routes_when_it_names_a_loaded_model():
     table = {"default": "short_original_high", "by_profile": {
-        "hyperfocus": {"model": "short_original_high"}, "standard": {"model": "not_deployed"}}}
+        "hyperfocus": {"model": "short_original_high", "significant": True},
+        "standard": {"model": "not_deployed", "significant": True}}}
     router = Router(AVAILABLE, table, STATIC)
     assert router.route("hyperfocus").specialist == "short_original_high"
     assert router.route("hyperfocus").source == "routing.json"
@@ -216,24 +218,36 @@ def test_sampling_defaults_come_from_the_execution_policy():
     assert ServeConfig().parallel_format is False  # the finetune specialists were not trained on the format
 
 
-def test_plan_reads_the_routing_table_and_adapters(serve_workdir, tiny_base_model, tmp_path):
-    import shutil
-
+def test_plan_serves_promoted_versions_only_and_routes_on_significant_margins(serve_workdir, tiny_base_model,
+                                                                              tmp_path):
     from parallel_r1.serve.app import plan
+    from tests.support.adapters import promote
 
     workdir = tmp_path / "run"
-    shutil.copytree(serve_workdir / "adapters", workdir / "adapters")
-    (workdir / "adapters" / "notes").mkdir()  # not an adapter: ignored
     cfg = load_config(None, {"workdir": str(workdir), "base_model.path": str(tiny_base_model)})
-    assert plan(cfg).routing_table is None and sorted(plan(cfg).adapters) == sorted(
-        ["neurodivergent", "prior_trauma_recovery", "varied_original_diverse"])
-    table = {"default": "neurodivergent", "by_profile": {"standard": {"model": "prior_trauma_recovery"}}}
+    assert plan(cfg).served.models == {}  # nothing promoted: the base model only
+    for name in ("neurodivergent", "prior_trauma_recovery"):
+        promote(workdir, name, serve_workdir / "adapters" / name)
+    refused = ModelRegistry(workdir).register("varied_original_diverse", "adapter",
+                                              serve_workdir / "adapters" / "varied_original_diverse")
+    loaded = plan(cfg)
+    assert loaded.served.routing_table is None
+    assert {n: v.ref for n, v in loaded.served.models.items()} == {"neurodivergent": "neurodivergent@v1",
+                                                                    "prior_trauma_recovery": "prior_trauma_recovery@v1"}
+    assert refused.name not in loaded.served.models  # registered, never promoted: never served
+    source = loaded.served.models["neurodivergent"].source
+    assert loaded.served.target("neurodivergent") == ("neurodivergent@v1", source)
+    assert loaded.served.target("base") == ("base", None)
+    table = {"default": "neurodivergent", "by_profile": {
+        "standard": {"model": "prior_trauma_recovery", "significant": True},
+        "bad_prior_teacher": {"model": "neurodivergent", "significant": False}}}  # within noise
     (workdir / "eval").mkdir()
     (workdir / "eval" / "routing.json").write_text(json.dumps(table))
     loaded = plan(cfg)
-    assert loaded.routing_table == table and loaded.score_log == workdir.resolve() / "serve" / "scores.jsonl"
-    assert Router(list(loaded.adapters), loaded.routing_table, STATIC).route("standard").specialist == \
-        "prior_trauma_recovery"
+    assert loaded.served.routing_table == table and loaded.score_log == workdir.resolve() / "serve" / "scores.jsonl"
+    router = Router(list(loaded.served.models), loaded.served.routing_table, STATIC)
+    assert router.route("standard") == Route("prior_trauma_recovery", "routing.json")
+    assert router.route("bad_prior_teacher") == Route("prior_trauma_recovery", "static")
 
 
 def test_auth_without_its_token_variable_is_a_clear_error(serve_workdir, tiny_base_model, monkeypatch):

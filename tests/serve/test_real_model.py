@@ -10,7 +10,7 @@ import pytest
 
 from parallel_r1.serve.schema import SPECIALIST_HEADER
 from tests.serve.support import SPECIALISTS, serve_config
-from tests.support.adapters import random_adapter
+from tests.support.adapters import promote, random_adapter
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 QUESTION = [{"role": "user", "content": "Why do we flip the second fraction when we divide fractions?"}]
@@ -20,7 +20,7 @@ QUESTION = [{"role": "user", "content": "Why do we flip the second fraction when
 def real_workdir(tmp_path_factory, real_base_model):
     workdir = tmp_path_factory.mktemp("real_serve")
     for seed, name in enumerate(SPECIALISTS, start=3):
-        random_adapter(real_base_model, workdir / "adapters" / name, seed, r=4)
+        promote(workdir, name, random_adapter(real_base_model, workdir / "adapters" / name, seed, r=4))
     return workdir
 
 

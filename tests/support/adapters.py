@@ -16,3 +16,13 @@ def random_adapter(base: Path, out: Path, seed: int = 0, r: int = 8) -> Path:
     get_peft_model(model, LoraConfig(r=r, lora_alpha=2 * r, target_modules="all-linear",
                                      init_lora_weights=False)).save_pretrained(out)
     return out
+
+
+def promote(workdir: Path, name: str, folder: Path, score: float = 0.5):
+    """Register the adapter in `folder` as a version of `name` and promote it, as the gate does on a win."""
+    from parallel_r1.registry.promotion import PromotionRecord
+
+    record = PromotionRecord(workdir)
+    version = record.registry.register(name, "adapter", folder)
+    record.decide({"candidate": version.ref, "promoted": True, "reasons": ["promoted by a test"]}, version, score)
+    return version
