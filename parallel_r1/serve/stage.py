@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from parallel_r1.config import PipelineConfig
 from parallel_r1.console import console, summary_table
 from parallel_r1.errors import UserFacingError
+from parallel_r1.paths import RunPaths
 from parallel_r1.recipe import run_recipe
 from parallel_r1.serve.app import ServePlan, build_app, plan
 from parallel_r1.serve.routing import Router
@@ -120,6 +121,9 @@ class ServeStage:
         cfg = self.cfg
         self.plan = plan(cfg)
         served = self.plan.served
+        if not served.models and not served.unservable:
+            raise UserFacingError(f"nothing is promoted in {RunPaths(cfg.workdir).promotion}: run `parallel-r1 "
+                                  "finetune`, `compare` and `gate` first (only promoted versions are served)")
         versions = ", ".join(v.ref for v in served.models.values()) or "none promoted: the base model only"
         console.print(f"serving the promoted versions ({versions}) on the {cfg.serve.backend} backend; base model "
                       f"{self.plan.base_model}; this takes a while on CPU (vllm: minutes)")

@@ -135,20 +135,27 @@ def test_the_router_calls_the_model_by_value_over_grpc_unless_configured_off():
             return Handle({**self.opts, **kw})
 
     assert ServeConfig().grpc_handles
-    on, off = backend_client("hf", Handle(), [], grpc=True), backend_client("hf", Handle(), [], grpc=False)
+    on, off = backend_client("hf", Handle(), grpc=True), backend_client("hf", Handle(), grpc=False)
     assert on._handle.opts == {"_by_reference": False}
     assert on._streaming.opts == {"_by_reference": False, "stream": True}
     assert off._handle.opts == {} and off._streaming.opts == {"stream": True}
 
 
-def test_plan_names_the_missing_artifacts(tmp_path, tiny_base_model):
-    from parallel_r1.serve.app import plan
+def test_plan_names_the_missing_or_corrupt_artifacts(tmp_path, tiny_base_model, serve_workdir):
+    import shutil
 
+    from parallel_r1.registry.versions import RegistryError
+    from parallel_r1.serve.app import plan
+    from tests.support.adapters import promote
+
+    with pytest.raises(FileNotFoundError, match="run `parallel-r1 init-model` first"):
+        plan(load_config(None, {"workdir": str(tmp_path)}))
     cfg = load_config(None, {"workdir": str(tmp_path), "base_model.path": str(tiny_base_model)})
-    with pytest.raises(FileNotFoundError, match="run `parallel-r1 finetune` first"):
-        plan(cfg)
-    (tmp_path / "adapters" / "empty").mkdir(parents=True)
-    with pytest.raises(FileNotFoundError, match="no adapter folder"):
+    version = promote(tmp_path, "neurodivergent", serve_workdir / "adapters" / "neurodivergent")
+    shutil.rmtree(version.source)  # the stored version deleted by hand
+    assert "its stored folder" in plan(cfg).served.unservable["neurodivergent"]
+    (tmp_path / "promotion.json").write_text("{torn")
+    with pytest.raises(RegistryError, match="promotion.json is not a promotion record"):
         plan(cfg)
 
 
@@ -180,7 +187,7 @@ def test_cli_serve_names_the_missing_run_directory_artifacts(tmp_path, tiny_base
 
     result = CliRunner().invoke(app, ["serve", "--workdir", str(tmp_path), "--set",
                                       f"base_model.path={tiny_base_model}", "--port", "18765"])
-    assert result.exit_code == 2 and "run `parallel-r1 finetune` first" in result.output
+    assert result.exit_code == 2 and "nothing is promoted" in result.output and "`gate`" in result.output
 
 
 def test_system_prompt_and_parallel_instruction():

@@ -6,41 +6,16 @@ code 2 and a one-line message, without a traceback.
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
-from parallel_r1.config import ConfigError, PipelineConfig, dump_config, load_config
+from parallel_r1.cli.common import ConfigOpt, SetOpt, WorkdirOpt, _config, app, user_errors
+from parallel_r1.config import ConfigError, dump_config
 from parallel_r1.console import console
-from parallel_r1.errors import UserFacingError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Turn one tutoring model into a team of specialists, on Ray.")
-
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config (default: embedded).")]
-WorkdirOpt = Annotated[Path | None, typer.Option("--workdir", "-w", help="Run directory (default: data/).")]
-SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override: section.field=value (repeatable).")]
-
-
-def user_errors(fn):
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except (UserFacingError, FileNotFoundError) as e:
-            console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
-
-    return wrapper
-
-
-def _config(config: Path | None, workdir: Path | None, sets: list[str] | None, **flags) -> PipelineConfig:
-    """YAML (or embedded defaults), then --set overrides, then the command's own flags."""
-    flags["workdir"] = str(workdir) if workdir else None
-    return load_config(config, [*(sets or []), *(f"{k}={v}" for k, v in flags.items() if v is not None)])
+__all__ = ["app"]
 
 
 @app.command()
@@ -314,48 +289,6 @@ def compare(
     run_compare(_config(config, workdir, set_, **{"inference.engine": engine}), models or None, test_on or None)
 
 
-@app.command()
-@user_errors
-def gate(
-    candidate: Annotated[str | None, typer.Argument(help="Model to consider (default: the best compared).")] = None,
-    strict: Annotated[bool, typer.Option(help="Exit 1 when no version is promoted.")] = False,
-    config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None,
-) -> None:
-    """Promote each compared model's version that beats its promoted version (or the base) by the configured margin
-    and passes compliance; Serve serves only promoted versions."""
-    from parallel_r1.gate.stage import run_gate
-
-    result = run_gate(_config(config, workdir, set_), candidate)
-    if strict and not result.promoted:
-        raise typer.Exit(1)
-
-
-@app.command()
-@user_errors
-def rollback(
-    model: Annotated[str | None, typer.Argument(help="Model name (default: the one promoted last).")] = None,
-    to: Annotated[str | None, typer.Option(help="Version to serve, e.g. v2 (default: the previous promoted one).")
-                  ] = None,
-    reason: Annotated[str, typer.Option(help="Why, recorded in promotion.json.")] = "",
-    config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None,
-) -> None:
-    """Serve the previous promoted version of a model again (a running `parallel-r1 serve` picks it up)."""
-    from parallel_r1.registry.promotion import PromotionRecord
-
-    record = PromotionRecord(_config(config, workdir, set_).workdir)
-    old, new = record.rollback(model, to, reason)
-    console.print(f"rollback: {old} -> {new} ({record.file})")
-
-
-@app.command()
-@user_errors
-def models(config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None) -> None:
-    """The registry: every model version, which one is promoted (served), and the promotion history."""
-    from parallel_r1.registry.report import print_registry
-
-    print_registry(_config(config, workdir, set_).workdir)
-
-
 @app.command("tune")
 @user_errors
 def tune_cmd(
@@ -420,5 +353,4 @@ def llm_server_cmd(
     serve_until_interrupted(_config(config, workdir, set_, **{"llm_server.model": model, "llm_server.port": port}))
 
 
-if __name__ == "__main__":
-    app()
+from parallel_r1.cli import registry  # noqa: E402, F401 - registers gate, rollback and models after the stages
