@@ -14,8 +14,7 @@ from parallel_r1.data.parallel_format import student_view
 from parallel_r1.errors import UserFacingError
 from parallel_r1.grade import Grade, HeuristicRubricGrader, stock_phrases
 from parallel_r1.grade.cues import extract
-
-ANSWER_DUMP_BELOW = 0.5  # no_answer_reveal under this on a direct question: the reply gave the answer away
+from parallel_r1.grade.grade import ANSWER_DUMP_BELOW
 
 
 @dataclass

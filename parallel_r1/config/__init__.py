@@ -21,6 +21,7 @@ from parallel_r1.config.grade import GradeConfig
 from parallel_r1.config.groups import OpenAIEndpointConfig
 from parallel_r1.config.inference import InferenceConfig
 from parallel_r1.config.llm_server import LLMServerConfig
+from parallel_r1.config.monitor import MonitorConfig
 from parallel_r1.config.parallel import (
     ParallelConfig,
     ParallelInferenceConfig,
@@ -43,7 +44,7 @@ from parallel_r1.config.tune import TuneConfig
 
 __all__ = ["BaseModelConfig", "BatchConfig", "BatchSpec", "ConfigError", "CurriculumConfig", "DiscoverConfig",
            "EvalConfig", "EvalSliceSpec", "FinetuneConfig", "GateConfig", "GradeConfig", "InferenceConfig",
-           "LLMServerConfig", "LoraSection", "OpenAIEndpointConfig", "OpenAIFinetuneConfig", "ParallelConfig",
+           "LLMServerConfig", "LoraSection", "MonitorConfig", "OpenAIEndpointConfig", "OpenAIFinetuneConfig", "ParallelConfig",
            "ParallelInferenceConfig", "ParallelSFTConfig", "PathGenerationConfig", "PipelineConfig", "RLConfig",
            "RLExploreConfig", "RolePlayConfig",
            "RLStopConfig", "RLVerifyConfig", "RayConfig", "RewardScheduleConfig", "RewardWeightsConfig", "ServeConfig",
@@ -71,6 +72,8 @@ class PipelineConfig(_Section):
     tune: TuneConfig = Field(default_factory=TuneConfig, description="The hyperparameter sweep of one specialist.")
     serve: ServeConfig = Field(default_factory=ServeConfig, description="The Ray Serve application that routes "
                                                                         "requests to the specialists.")
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig, description="Signals from served traffic and the "
+                                                                            "retraining they queue as Ray jobs.")
     parallel: ParallelConfig = Field(default_factory=ParallelConfig,
                                      description="The Parallel-R1 format, its cold-start dataset and SFT.")
     rl: RLConfig = Field(default_factory=RLConfig, description="GRPO on the parallel-thinking model.")

@@ -17,6 +17,7 @@ PROFILE_CRITERIA = (
     "concrete_not_metaphor", "structured_steps", "stays_on_topic", "validation", "reflective_openness",
 )
 CRITERIA = BASE_CRITERIA + PROFILE_CRITERIA
+ANSWER_DUMP_BELOW = 0.5  # no_answer_reveal under this: the reply gave the answer away
 
 # What each criterion rewards; shared by the heuristic rubric's docs and the LLM judge's prompt.
 DESCRIPTIONS = {

@@ -7,40 +7,24 @@ Each record is one line written with a single `write` on a file opened for appen
 
 from __future__ import annotations
 
-import fcntl
-import json
-import os
 import random
 import time
 from pathlib import Path
 
-from parallel_r1.config import ServeConfig
+from parallel_r1.data.io import append_line
 from parallel_r1.data.profiles import StudentProfileConfig
 from parallel_r1.grade import HeuristicRubricGrader
-from parallel_r1.paths import RunPaths
-
-
-def score_log_path(cfg: ServeConfig, workdir: Path) -> Path:
-    return Path(cfg.score_log) if cfg.score_log else RunPaths(workdir).score_log
-
-
-def append_line(path: Path, record: dict) -> None:
-    """Append one JSON line atomically with respect to other writers of the same file."""
-    data = (json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        os.write(fd, data)
-    finally:
-        os.close(fd)  # closing releases the lock
+from parallel_r1.grade.cues import extract
+from parallel_r1.grade.grade import ANSWER_DUMP_BELOW
+from parallel_r1.monitor.log import score_log_path  # noqa: F401 (where the app finds the log)
 
 
 class OnlineGrader:
     """Decides which replies to grade (a seeded coin per reply) and grades them into the score log."""
 
-    def __init__(self, fraction: float, log_path: Path, seed: int | None = None, grader=None) -> None:
-        self.fraction, self.log_path = fraction, Path(log_path)
+    def __init__(self, fraction: float, log_path: Path, seed: int | None = None, grader=None,
+                 log_conversations: bool = True) -> None:
+        self.fraction, self.log_path, self.log_conversations = fraction, Path(log_path), log_conversations
         self._rng = random.Random(seed)
         self._grader = grader or HeuristicRubricGrader()  # any grader with grade_turn (`grade.grader`)
 
@@ -48,13 +32,19 @@ class OnlineGrader:
         return self.fraction > 0 and self._rng.random() < self.fraction
 
     def grade(self, *, request_id: str, history: list[dict], reply: str, specialist: str,
-              profile: StudentProfileConfig, profile_source: str, route_source: str, latency_s: float) -> dict:
-        """Grade one reply (history: the chat before it) and append the record; returns the record."""
-        grade = self._grader.grade_turn([m for m in history if m["role"] != "system"], reply, profile)
-        record = {"ts": time.time(), "request_id": request_id, "specialist": specialist,
+              profile: StudentProfileConfig, profile_source: str, route_source: str, latency_s: float,
+              version: str | None = None) -> dict:
+        """Grade one reply (history: the chat before it) and append the record, with the compliance flags the
+        monitor reads and, unless `serve.log_conversations` is off, the conversation; returns the record."""
+        chat = [m for m in history if m["role"] != "system"]
+        grade = self._grader.grade_turn(chat, reply, profile)
+        record = {"ts": time.time(), "request_id": request_id, "specialist": specialist, "version": version,
                   "profile_kind": profile.kind, "traits": profile.traits, "profile_source": profile_source,
                   "route_source": route_source, "latency_s": round(latency_s, 6), "score": grade.score,
                   "confidence": grade.confidence, "criteria": grade.criteria, "grader": grade.grader,
-                  "reply_chars": len(reply)}
+                  "reply_chars": len(reply), "dismissive": extract(reply).dismissive > 0,
+                  "answer_dump": grade.criteria.get("no_answer_reveal", 1.0) < ANSWER_DUMP_BELOW}
+        if self.log_conversations:
+            record.update(history=chat, reply=reply)
         append_line(self.log_path, record)
         return record
