@@ -16,7 +16,7 @@ LAYERS = {
     **dict.fromkeys(["discover", "transcripts", "batch", "base_model", "monitor"], 2),
     "finetune": 3,
     **dict.fromkeys(["compare", "gate"], 4),
-    **dict.fromkeys(["tune", "parallel_sft"], 5),
+    **dict.fromkeys(["tune", "parallel_sft", "scoreboard"], 5),
     "rl": 6,
     "serve": 7,
     **dict.fromkeys(["pipeline", "cli", "__init__"], 8),

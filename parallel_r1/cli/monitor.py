@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -32,3 +33,16 @@ def monitor(
             raise typer.Exit(0) from None
     else:
         run_monitor(cfg, dry_run)
+
+
+@app.command()
+@user_errors
+def scoreboard(
+    out: Annotated[Path | None, typer.Option(help="HTML file to write (default: <workdir>/scoreboard.html).")] = None,
+    config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None,
+) -> None:
+    """Write the ParallelScoreboard: online scores with the trigger thresholds, reliability, drift, compliance,
+    parallel KPIs, routes, promoted versions, triggers and their jobs (Serve shows it live at /dashboard)."""
+    from parallel_r1.scoreboard.stage import run_scoreboard
+
+    run_scoreboard(_config(config, workdir, set_), out)

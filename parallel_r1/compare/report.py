@@ -16,6 +16,7 @@ from parallel_r1.compare.models import BASE
 from parallel_r1.compare.scoring import ScoredReply
 from parallel_r1.compare.stats import Cell, ModelSummary, cell_map
 from parallel_r1.data.io import atomic_write_bytes, atomic_write_table, atomic_write_text
+from parallel_r1.errors import UserFacingError
 from parallel_r1.paths import RunPaths
 
 RESULTS_SCHEMA = pa.schema([
@@ -123,3 +124,17 @@ def render_report(cells: list[Cell], models: list[str], slices: list[str], summa
 def write_report(paths: RunPaths, text: str, routing: dict) -> tuple[Path, Path]:
     return (atomic_write_text(paths.eval / "report.md", text),
             atomic_write_text(paths.routing_table, json.dumps(routing, indent=2, sort_keys=True) + "\n"))
+
+
+def read_routing_table(path: Path) -> dict | None:
+    """The parsed routing table, or None when the file does not exist."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        table = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise UserFacingError(f"{path} is not valid JSON ({e}): re-run `parallel-r1 compare`") from None
+    if not isinstance(table, dict) or not isinstance(table.get("by_profile", {}), dict):
+        raise UserFacingError(f"{path} is not a routing table (expected an object with 'default' and 'by_profile')")
+    return table

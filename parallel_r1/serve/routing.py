@@ -8,10 +8,10 @@ through to the next rule instead of failing the request.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from parallel_r1.compare.report import read_routing_table
 from parallel_r1.data.profiles import PROFILE_KINDS
 from parallel_r1.errors import UserFacingError
 
@@ -57,15 +57,3 @@ class Router:
         return [(kind, (r := self.route(kind)).specialist, r.source) for kind in PROFILE_KINDS]
 
 
-def read_routing_table(path: Path) -> dict | None:
-    """The parsed routing table, or None when the file does not exist."""
-    path = Path(path)
-    if not path.exists():
-        return None
-    try:
-        table = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise UserFacingError(f"{path} is not valid JSON ({e}): re-run `parallel-r1 compare`") from None
-    if not isinstance(table, dict) or not isinstance(table.get("by_profile", {}), dict):
-        raise UserFacingError(f"{path} is not a routing table (expected an object with 'default' and 'by_profile')")
-    return table
