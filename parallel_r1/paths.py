@@ -88,6 +88,11 @@ class RunPaths:
         return self.workdir / "serve" / "scores.jsonl"
 
     @property
+    def guardrail(self) -> Path:
+        """guardrail/<specialist>.jsonl: corrected replies to served conversations that failed compliance."""
+        return self.workdir / "guardrail"
+
+    @property
     def promotion(self) -> Path:
         return self.workdir / "promotion.json"
 

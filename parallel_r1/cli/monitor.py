@@ -46,3 +46,16 @@ def scoreboard(
     from parallel_r1.scoreboard.stage import run_scoreboard
 
     run_scoreboard(_config(config, workdir, set_), out)
+
+
+@app.command()
+@user_errors
+def guardrail(
+    specialist: Annotated[str, typer.Argument(help="The specialist (batch name) whose failing replies to correct.")],
+    config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None,
+) -> None:
+    """Correct the served replies of SPECIALIST that failed compliance (dismissive tone, answer dumped) and keep them
+    in guardrail/SPECIALIST.jsonl, which its next fine-tune adds to its batch."""
+    from parallel_r1.monitor.guardrail import build_guardrail
+
+    build_guardrail(_config(config, workdir, set_), specialist)

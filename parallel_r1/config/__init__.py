@@ -44,9 +44,9 @@ from parallel_r1.config.tune import TuneConfig
 
 __all__ = ["BaseModelConfig", "BatchConfig", "BatchSpec", "ConfigError", "CurriculumConfig", "DiscoverConfig",
            "EvalConfig", "EvalSliceSpec", "FinetuneConfig", "GateConfig", "GradeConfig", "InferenceConfig",
-           "LLMServerConfig", "LoraSection", "MonitorConfig", "OpenAIEndpointConfig", "OpenAIFinetuneConfig", "ParallelConfig",
-           "ParallelInferenceConfig", "ParallelSFTConfig", "PathGenerationConfig", "PipelineConfig", "RLConfig",
-           "RLExploreConfig", "RolePlayConfig",
+           "LLMServerConfig", "LoraSection", "MonitorConfig", "OpenAIEndpointConfig", "OpenAIFinetuneConfig",
+           "ParallelConfig", "ParallelInferenceConfig", "ParallelSFTConfig", "PathGenerationConfig", "PipelineConfig",
+           "RLConfig", "RLExploreConfig", "RolePlayConfig",
            "RLStopConfig", "RLVerifyConfig", "RayConfig", "RewardScheduleConfig", "RewardWeightsConfig", "ServeConfig",
            "TranscriptsConfig", "TuneConfig", "dump_config", "explain_config", "load_config", "parse_override"]
 

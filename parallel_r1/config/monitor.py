@@ -14,7 +14,7 @@ def _default_commands() -> dict[str, list[str]]:
         "parallel_sft": ["parallel-sft", "compare", "gate"],
         "rl": ["rl", "compare", "gate"],
         "curriculum": ["run", "parallel-sft", "rl", "compare", "gate"],
-        "guardrail_sft": ["finetune --batches {model} --force", "compare", "gate {model}"],
+        "guardrail_sft": ["guardrail {model}", "finetune --batches {model}", "compare", "gate {model}"],
     }
 
 

@@ -82,8 +82,18 @@ class FinetuneStage:
                           f"(see {self.paths.batch_report}); the other batches train")
         return {b: available[b] for b in wanted if b not in empty}
 
+    def _with_guardrail(self, name: str, batch: Path) -> Path:
+        """The batch's training file, or, when `guardrail` wrote corrected replies for this specialist, the batch
+        with them appended (finetune/<name>.jsonl)."""
+        extra = self.paths.guardrail / f"{name}.jsonl"
+        rows = read_jsonl(extra) if extra.exists() else []
+        if not rows:
+            return batch
+        console.print(f"finetune: {name} also trains on {len(rows)} corrected replies from {extra}")
+        return atomic_write_jsonl(self.paths.workdir / "finetune" / f"{name}.jsonl", read_jsonl(batch) + rows)
+
     def setup(self) -> None:
-        files = self._batch_files()
+        files = {name: self._with_guardrail(name, path) for name, path in self._batch_files().items()}
         self.files, self.batches_of = ({}, {}) if self.monolithic else (dict(files), {b: [b] for b in files})
         if self.monolithic or self.with_baseline or self.specialised:
             union = [_generic_prompt(row) for p in files.values() for row in read_jsonl(p)]

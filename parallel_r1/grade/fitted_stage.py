@@ -45,7 +45,8 @@ class GraderFitStage:
         self.replies = read_labelled(self.labelled)
 
     def run(self) -> FitResult:
-        console.print(f"embedding {len(self.replies)} labelled replies, their students' last messages and their problems ...")
+        console.print(f"embedding {len(self.replies)} labelled replies, their students' last messages and their "
+                      "problems ...")
         data = prepare(self.replies)
         report = cross_validate(data, source=str(self.labelled))
         print_validation(report)

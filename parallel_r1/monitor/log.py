@@ -32,6 +32,8 @@ class Evaluation:
     dismissive: bool = False
     answer_dump: bool = False
     criteria: dict[str, float] = field(default_factory=dict)
+    history: list[dict] | None = None  # the conversation before the reply, where the router logged it
+    reply: str | None = None
 
     @property
     def compliance_failure(self) -> bool:
@@ -65,7 +67,16 @@ def _evaluation(obj: dict) -> Evaluation:
                                                                                        UNVERSIONED),
                       score=0.0 if error else score, error=error, dismissive=bool(obj.get("dismissive")),
                       answer_dump=bool(obj.get("answer_dump")),
-                      criteria={str(k): float(v) for k, v in criteria.items()})
+                      criteria={str(k): float(v) for k, v in criteria.items()},
+                      history=_history(obj.get("history")), reply=obj.get("reply") if isinstance(obj.get("reply"),
+                                                                                                   str) else None)
+
+
+def _history(value) -> list[dict] | None:
+    if not isinstance(value, list) or not all(isinstance(m, dict) and isinstance(m.get("content"), str)
+                                              and m.get("role") in ("user", "assistant") for m in value):
+        return None
+    return [{"role": m["role"], "content": m["content"]} for m in value]
 
 
 def read_score_log(path: Path) -> ScoreLog:

@@ -21,7 +21,8 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 def chromium() -> str:
     path = shutil.which("chromium") or shutil.which("chromium-browser")
     if path is None:
-        message = "headless Chromium is not installed (Debian: apt-get install chromium; `make install` does it as root)"
+        message = ("headless Chromium is not installed (Debian: apt-get install chromium; `make install` does it as "
+                   "root)")
         if os.environ.get("PARALLEL_R1_REQUIRE_BROWSER"):
             pytest.fail(message)
         pytest.skip(message)
