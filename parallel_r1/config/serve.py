@@ -51,10 +51,12 @@ class ServeConfig(_Section):
     max_n: int = Field(4, ge=1, description="Largest n (choices per request) a request may ask for (else 400).")
     add_system_prompt: bool = Field(True, description="Prepend the specialist's training system prompt when the "
                                                       "request has no system message.")
-    parallel_format: bool = Field(False, description="Ask for Parallel-R1 thinking (the parallel.inference "
-                                                     "policy's instruction in the system prompt): only for served "
-                                                     "models trained on that format; the finetune specialists "
-                                                     "are not.")
+    parallel_format: bool = Field(False, description="Ask every served model for Parallel-R1 thinking (the "
+                                                     "parallel.inference policy's instruction in the system "
+                                                     "prompt); the Parallel-R1 models (parallel_sft, parallel_rl) "
+                                                     "are always asked, the finetune specialists were not trained "
+                                                     "on it. Such replies are returned as the student view unless "
+                                                     "a request sets parallel_view=raw.")
     static_routes: dict[str, str] = Field(default_factory=_default_static_routes,
                                           description="Profile kind -> specialist, used when <workdir>/eval/"
                                                       "routing.json is missing or names no loaded model for it.")
@@ -66,10 +68,30 @@ class ServeConfig(_Section):
                                                                  "after the response is sent.")
     score_log: str | None = Field(None, description="JSONL score log of online grading; None: "
                                                     "<workdir>/serve/scores.jsonl.")
+    log_conversations: bool = Field(True, description="Online grading records the graded conversation and reply "
+                                                      "(so real traffic can become training data); False: scores "
+                                                      "only.")
     ready_timeout_s: float = Field(600.0, gt=0, description="How long `parallel-r1 serve` waits for the app.")
     reload_interval_s: float = Field(2.0, gt=0, description="How often a router replica checks the promotion record "
                                                           "and routing table for changes (a promotion, rollback or "
                                                           "new routes is then served without a restart).")
     max_loaded_adapters: int = Field(16, ge=1, description="hf backend: adapters a replica keeps loaded; the least "
                                                            "recently used is dropped beyond this.")
+    max_loaded_models: int = Field(2, ge=1, description="hf backend: promoted full models (parallel_sft, "
+                                                        "parallel_rl) a replica keeps loaded, each an engine of its "
+                                                        "own loaded on its first request; the least recently used "
+                                                        "is dropped beyond this.")
+    openai_base_url: str | None = Field(None, description="API root of the OpenAI-compatible endpoint that answers "
+                                                          "for promoted OpenAI fine-tuned versions (e.g. "
+                                                          "https://api.openai.com/v1); None: those versions are "
+                                                          "listed as not served.")
+    openai_api_key_env: str | None = Field("OPENAI_API_KEY", description="Environment variable holding the API key "
+                                                                         "of serve.openai_base_url, read from the "
+                                                                         "router replicas' environment; None: no "
+                                                                         "key (a local server).")
+    openai_timeout_s: float = Field(60.0, gt=0, description="Timeout in seconds of one request to "
+                                                            "serve.openai_base_url.")
+    openai_max_retries: int = Field(2, ge=0, description="Retries of a request to serve.openai_base_url on 429, "
+                                                         "5xx, timeouts and connection errors (before anything was "
+                                                         "streamed), with the openai client's backoff.")
 

@@ -1,7 +1,8 @@
 """Building the Serve application from a run directory, and starting it locally.
 
 `build_app(cfg)` binds the router to the model backend `serve.backend` names, serving the promoted version of each
-model (the registry's promotion record, <workdir>/promotion.json) and routing with <workdir>/eval/routing.json when
+model (the registry's promotion record, <workdir>/promotion.json; adapters and, on hf, full models by the backend,
+OpenAI fine-tuned ids by `serve.openai_base_url`) and routing with <workdir>/eval/routing.json when
 `compare` wrote one; replicas, autoscaling and CPUs come from `serve`, the router's sampling defaults from the
 `parallel.inference` policy. Router replicas re-read the promotion record and routing table when they change
 (`served`), so promotions and rollbacks need no restart. The bearer token (`serve.auth_token_env`) is never bound
@@ -21,9 +22,9 @@ from parallel_r1.errors import UserFacingError
 from parallel_r1.finetune.stage import MONOLITHIC
 from parallel_r1.grade import resolved_grade
 from parallel_r1.inference.policy import ParallelExecutionPolicy
+from parallel_r1.monitor.log import score_log_path
 from parallel_r1.paths import RunPaths, resolve_base_model
 from parallel_r1.serve.deployment import deployment_options
-from parallel_r1.serve.online_grading import score_log_path
 from parallel_r1.serve.router import ChatRouter
 from parallel_r1.serve.served import ServedSet, read_served
 
@@ -40,15 +41,16 @@ class ServePlan:
 
 def plan(cfg: PipelineConfig) -> ServePlan:
     paths = RunPaths(cfg.workdir)
-    return ServePlan(base_model=resolve_base_model(cfg.base_model, paths), served=read_served(paths.workdir),
-                     routing_path=paths.routing_table, score_log=score_log_path(cfg.serve, paths.workdir))
+    return ServePlan(base_model=resolve_base_model(cfg.base_model, paths),
+                     served=read_served(paths.workdir, cfg.serve), routing_path=paths.routing_table,
+                     score_log=score_log_path(cfg.serve, paths.workdir))
 
 
 def build_app(cfg: PipelineConfig, serve_plan: ServePlan | None = None):
     """The Serve application: the router bound to the configured model backend."""
     sc = cfg.serve
     serve_plan = serve_plan or plan(cfg)
-    adapters = {v.ref: v.source for v in serve_plan.served.models.values()}
+    adapters = {v.ref: v.source for v in serve_plan.served.models.values() if v.kind == "adapter"}
     if sc.backend == "vllm":
         from parallel_r1.serve.vllm_backend import build_llm_backend
 
@@ -58,13 +60,14 @@ def build_app(cfg: PipelineConfig, serve_plan: ServePlan | None = None):
 
         model = HFSpecialists.options(**deployment_options(sc, sc.model_replicas, sc.model_num_cpus,
                                                            sc.model_num_gpus)).bind(
-            cfg.inference.model_dump(), serve_plan.base_model, adapters, sc.max_loaded_adapters)
+            cfg.inference.model_dump(), serve_plan.base_model, adapters, sc.max_loaded_adapters,
+            sc.max_loaded_models)
     names = ["", MONOLITHIC, *(b.name for b in cfg.batch.batches), *serve_plan.served.models]
     prompts = {name: served_system_prompt(name, cfg.batch.batches) for name in names}
     policy = ParallelExecutionPolicy.from_config(cfg.parallel.inference)
     router = ChatRouter.options(**deployment_options(sc, sc.router_replicas, sc.router_num_cpus))
     return router.bind(model, sc.backend, sc.model_dump(), policy.model_dump(), str(Path(cfg.workdir).resolve()),
-                       prompts, str(serve_plan.score_log), resolved_grade(cfg).model_dump())
+                       prompts, str(serve_plan.score_log), resolved_grade(cfg).model_dump(), cfg.monitor.model_dump())
 
 
 def app_builder(args: dict):

@@ -55,3 +55,30 @@ class TextDeltas:
         rest = final[len(self.sent):] if final.startswith(self.sent) else ""
         self.sent += rest
         return rest
+
+
+class StreamedChoices:
+    """The `n` choices of a streamed OpenAI chat completion, fed its chunks as dicts: `add` returns the new text of
+    each choice as `Delta`s, `finish` the rest and the whole `Generation`."""
+
+    def __init__(self, n: int) -> None:
+        self.raw, self.reasons = [""] * n, ["stop"] * n
+        self.deltas = [TextDeltas() for _ in range(n)]
+        self.usage = {"prompt_tokens": 0, "completion_tokens": 0}
+
+    def add(self, chunk: dict) -> list[Delta]:
+        self.usage = chunk.get("usage") or self.usage
+        new = []
+        for choice in chunk.get("choices") or []:
+            i = choice["index"]
+            self.raw[i] += (choice.get("delta") or {}).get("content") or ""
+            self.reasons[i] = choice.get("finish_reason") or self.reasons[i]
+            if text := self.deltas[i].update(self.raw[i]):
+                new.append(Delta(i, text))
+        return new
+
+    def finish(self) -> tuple[list[Delta], Generation]:
+        texts = [r.strip() for r in self.raw]
+        rest = [Delta(i, text) for i, t in enumerate(texts) if (text := self.deltas[i].finish(t))]
+        return rest, Generation(texts=texts, finish_reasons=self.reasons, prompt_tokens=self.usage["prompt_tokens"],
+                                completion_tokens=[self.usage["completion_tokens"]])

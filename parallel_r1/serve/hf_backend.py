@@ -1,6 +1,8 @@
-"""The `hf` model backend: one Serve deployment holding the base model and every adapter in an `HFEngine`.
+"""The `hf` model backend: one Serve deployment holding the base model and every adapter in an `HFEngine`, and each
+promoted full model (a merged Parallel-R1 model) in an `HFEngine` of its own, with that model's tokenizer and chat
+template.
 
-The engine's lock serialises adapter switching and generation, so concurrent requests for different specialists
+An engine's lock serialises adapter switching and generation, so concurrent requests for different specialists
 each get their own specialist's answer, streamed or not. Generation runs in a worker thread, keeping the
 replica's event loop free; a streamed request's tokens cross from that thread to the loop through a queue, as
 transformers' `generate` produces them, and a client that goes away stops its generation at the next token.
@@ -11,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 from ray import serve
 from starlette.requests import Request
@@ -22,6 +25,12 @@ from parallel_r1.errors import UserFacingError
 from parallel_r1.inference.engine import SamplingParams
 from parallel_r1.serve.generation import Delta, Generation, TextDeltas
 from parallel_r1.serve.routing import BASE
+from parallel_r1.serve.served import Target
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from parallel_r1.inference.hf_engine import HFEngine
 
 
 class GenerationCancelled(Exception):
@@ -63,62 +72,93 @@ def _as_generation(done) -> Generation:
     return Generation(done.texts, done.finish_reasons, done.prompt_tokens, done.completion_tokens)
 
 
+@dataclass
+class _Engine:
+    """An engine and the tokenizer its streamers decode with (their own: used only under the engine's lock)."""
+
+    engine: HFEngine
+    tokenizer: PreTrainedTokenizerBase
+    used: float = 0.0
+
+
 @serve.deployment(name="HFSpecialists")
 class HFSpecialists:
-    """Base model + adapters by registry version (`name@vN`). `generate` / `generate_stream` are what the router
-    calls, with the adapter's folder: a version not loaded yet (just promoted) is loaded on its first request, and
-    beyond `max_loaded` adapters the least recently used is dropped. `__call__` (POST a JSON body `{"messages",
-    "adapter", "sampling"}`) exposes `generate` over HTTP to measure the router against."""
+    """Base model + adapters by registry version (`name@vN`), and full-model versions each in an engine of its own.
+    `generate` / `generate_stream` are what the router calls, with the version's folder and kind: a version not
+    loaded yet (just promoted) is loaded on its first request; beyond `max_loaded` adapters or `max_models` full
+    models the least recently used is dropped. `__call__` (POST a JSON body `{"messages", "adapter", "sampling"}`)
+    exposes `generate` over HTTP to measure the router against."""
 
-    def __init__(self, inference: dict, base_model: str, adapters: dict[str, str], max_loaded: int = 16) -> None:
-        from transformers import AutoTokenizer
-
-        from parallel_r1.inference.hf_engine import HFEngine
-
-        self._engine = HFEngine(InferenceConfig(**inference), base_model, adapters)
-        self._tokenizer = AutoTokenizer.from_pretrained(base_model)  # the streamers' own: only used under the lock
-        self._max_loaded = max_loaded
+    def __init__(self, inference: dict, base_model: str, adapters: dict[str, str], max_loaded: int = 16,
+                 max_models: int = 2) -> None:
+        self._inference = InferenceConfig(**inference)
+        self._base = _load(self._inference, base_model, adapters)
+        self._max_loaded, self._max_models = max_loaded, max_models
         self._used = {name: time.monotonic() for name in adapters}
+        self._models: dict[str, _Engine] = {}
+        self._loading = asyncio.Lock()
 
     def models(self) -> list[str]:
-        return [BASE, *self._engine.adapters]
+        return [BASE, *self._base.engine.adapters, *self._models]
 
     async def _adapter(self, model: str, path: str | None) -> str | None:
-        """The engine's adapter for `model` (None: the base), loaded from `path` first when it is new."""
+        """The base engine's adapter for `model` (None: the base), loaded from `path` first when it is new."""
         if model == BASE:
             return None
-        if model not in self._engine.adapters and path is not None:
-            await asyncio.to_thread(self._engine.add_adapter, model, path)
+        engine = self._base.engine
+        if model not in engine.adapters and path is not None:
+            await asyncio.to_thread(engine.add_adapter, model, path)
             unused = sorted((t, n) for n, t in self._used.items() if n != model)
-            for _, name in unused[:max(0, len(self._engine.adapters) - self._max_loaded)]:
-                await asyncio.to_thread(self._engine.remove_adapter, name)
+            for _, name in unused[:max(0, len(engine.adapters) - self._max_loaded)]:
+                await asyncio.to_thread(engine.remove_adapter, name)
                 self._used.pop(name)
         self._used[model] = time.monotonic()
         return model
 
-    async def generate(self, conversation: list[dict], sampling: dict, model: str, path: str | None = None) -> dict:
+    async def _full_model(self, model: str, path: str) -> _Engine:
+        """The engine of full-model version `model`, loaded from `path` on first use. Dropping the least recently
+        used one only forgets it: a request still generating with it finishes, then its memory is freed."""
+        if model not in self._models:
+            async with self._loading:  # one load at a time, and never the same model twice
+                if model not in self._models:
+                    self._models[model] = await asyncio.to_thread(_load, self._inference, path)  # used: now
+                    for name in sorted(self._models, key=lambda n: self._models[n].used)[:-self._max_models]:
+                        del self._models[name]
+        loaded = self._models[model]
+        loaded.used = time.monotonic()
+        return loaded
+
+    async def _engine(self, model: str, path: str | None, kind: str) -> tuple[_Engine, str | None]:
+        """The engine that answers for `model` and the adapter to generate with (None: the engine's own model)."""
+        if kind == "model" and path is not None:
+            return await self._full_model(model, path), None
+        return self._base, await self._adapter(model, path)
+
+    async def generate(self, conversation: list[dict], sampling: dict, model: str, path: str | None = None,
+                       kind: str = "adapter") -> dict:
         try:
-            adapter = await self._adapter(model, path)
+            loaded, adapter = await self._engine(model, path, kind)
             params = SamplingParams(**sampling)
-            done = (await asyncio.to_thread(self._engine.generate, [conversation], params, adapter))[0]
+            done = (await asyncio.to_thread(loaded.engine.generate, [conversation], params, adapter))[0]
         except (UserFacingError, ValueError) as e:
             return asdict(Generation.refused(str(e)))
         return asdict(_as_generation(done))
 
-    async def generate_stream(self, conversation: list[dict], sampling: dict, model: str,
-                              path: str | None = None) -> AsyncIterator[dict]:
+    async def generate_stream(self, conversation: list[dict], sampling: dict, model: str, path: str | None = None,
+                              kind: str = "adapter") -> AsyncIterator[dict]:
         """Yields `{"index", "text"}` deltas as tokens are generated, then the `Generation` as a dict."""
         try:
-            adapter = await self._adapter(model, path)
+            loaded, adapter = await self._engine(model, path, kind)
             params = SamplingParams(**sampling)
         except (UserFacingError, ValueError) as e:
             yield asdict(Generation.refused(str(e)))
             return
+        engine = loaded.engine
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Delta | None] = asyncio.Queue()
-        streamer = RowStreamer(self._tokenizer, self._engine.eos_token_ids, params.n,
+        streamer = RowStreamer(loaded.tokenizer, engine.eos_token_ids, params.n,
                                lambda row, text: loop.call_soon_threadsafe(queue.put_nowait, Delta(row, text)))
-        work = asyncio.ensure_future(asyncio.to_thread(self._engine.generate, [conversation], params, adapter,
+        work = asyncio.ensure_future(asyncio.to_thread(engine.generate, [conversation], params, adapter,
                                                        streamer=streamer))
         work.add_done_callback(lambda _: queue.put_nowait(None))  # after every delta the thread scheduled
         try:
@@ -142,6 +182,15 @@ class HFSpecialists:
         return await self.generate(body["messages"], body.get("sampling", {}), body.get("adapter") or BASE)
 
 
+def _load(inference: InferenceConfig, model: str, adapters: dict[str, str] | None = None) -> _Engine:
+    """An `HFEngine` on the model folder `model` (with `adapters`), and its streamers' tokenizer."""
+    from transformers import AutoTokenizer
+
+    from parallel_r1.inference.hf_engine import HFEngine
+
+    return _Engine(HFEngine(inference, model, adapters), AutoTokenizer.from_pretrained(model), time.monotonic())
+
+
 class HFClient:
     """The router's view of an `HFSpecialists` deployment."""
 
@@ -152,11 +201,12 @@ class HFClient:
     async def models(self) -> list[str]:
         return await self._handle.models.remote()
 
-    async def generate(self, conversation: list[dict], sampling: SamplingParams, model: str,
-                       path: str | None = None) -> Generation:
-        return Generation(**await self._handle.generate.remote(conversation, asdict(sampling), model, path))
+    async def generate(self, conversation: list[dict], sampling: SamplingParams, target: Target) -> Generation:
+        return Generation(**await self._handle.generate.remote(conversation, asdict(sampling), target.ref,
+                                                               target.source, target.kind))
 
-    async def stream(self, conversation: list[dict], sampling: SamplingParams, model: str,
-                     path: str | None = None) -> AsyncIterator[Delta | Generation]:
-        async for item in self._streaming.generate_stream.remote(conversation, asdict(sampling), model, path):
+    async def stream(self, conversation: list[dict], sampling: SamplingParams,
+                     target: Target) -> AsyncIterator[Delta | Generation]:
+        async for item in self._streaming.generate_stream.remote(conversation, asdict(sampling), target.ref,
+                                                                 target.source, target.kind):
             yield Delta(**item) if "text" in item else Generation(**item)

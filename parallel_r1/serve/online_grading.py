@@ -16,7 +16,6 @@ from parallel_r1.data.profiles import StudentProfileConfig
 from parallel_r1.grade import HeuristicRubricGrader
 from parallel_r1.grade.cues import extract
 from parallel_r1.grade.grade import ANSWER_DUMP_BELOW
-from parallel_r1.monitor.log import score_log_path  # noqa: F401 (where the app finds the log)
 
 
 class OnlineGrader:

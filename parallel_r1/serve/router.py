@@ -3,14 +3,18 @@
 Per request it validates the body (every bad input is a 4xx with an OpenAI-style error), takes the student
 profile from the request or reads it from the conversation with the `serve.profile_reader` reader (cues,
 embedding, or the LLM at the `grade.judge` endpoint; loaded once per replica), picks the specialist (`routing.Router`),
-asks the model backend with the request's sampling or else the `ParallelExecutionPolicy` defaults, and answers
-with the specialist named in the `x-parallel-r1-specialist` header and the `specialist` field. `stream=true`
-passes the backend's tokens on as OpenAI SSE chunks while they are generated. A share of replies is graded
-after the response is sent (`online_grading`). The bearer token is read from the replica's own environment.
+asks what serves its promoted version (the model backend for adapters and full models, the OpenAI-compatible
+endpoint for OpenAI fine-tuned ids) with the request's sampling or else the `ParallelExecutionPolicy` defaults, and
+answers with the specialist named in the `x-parallel-r1-specialist` header and the `specialist` field, its version in
+`x-parallel-r1-version` and `version`. `stream=true` passes the tokens on as OpenAI SSE chunks while they are
+generated. A model answering in the Parallel-R1 format is answered with the student view (`parallel_view`). A share
+of replies is graded after the response is sent (`online_grading`). The bearer token is read from the replica's own
+environment.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -20,19 +24,25 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from ray import serve
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
 
-from parallel_r1.config import GradeConfig, OpenAIEndpointConfig, ServeConfig
+from parallel_r1.config import GradeConfig, MonitorConfig, OpenAIEndpointConfig, PipelineConfig, ServeConfig
 from parallel_r1.data.profiles import StudentProfileConfig
+from parallel_r1.errors import UserFacingError
 from parallel_r1.grade import build_grader
 from parallel_r1.inference.policy import ParallelExecutionPolicy
 from parallel_r1.profiles import aread_profile
 from parallel_r1.profiles.reader import embedding_reader
+from parallel_r1.scoreboard.board import collect
+from parallel_r1.scoreboard.page import render
 from parallel_r1.serve.generation import Delta, Generation
+from parallel_r1.serve.metrics import RouterMetrics
 from parallel_r1.serve.online_grading import OnlineGrader
+from parallel_r1.serve.openai_backend import OpenAIRemote
+from parallel_r1.serve.parallel_view import student_generation, student_stream
 from parallel_r1.serve.routing import Route, Router
 from parallel_r1.serve.schema import (
     SPECIALIST_HEADER,
@@ -49,7 +59,7 @@ from parallel_r1.serve.schema import (
     with_instruction,
     with_system_prompt,
 )
-from parallel_r1.serve.served import ServedSet, files_stamp, read_served
+from parallel_r1.serve.served import ServedSet, Target, files_stamp, read_served
 
 api = FastAPI(title="parallel-r1 ensemble router", docs_url=None, redoc_url=None)
 log = logging.getLogger(__name__)
@@ -66,7 +76,10 @@ def _error(err: APIError) -> JSONResponse:
 
 
 def _backend_failure(e: Exception) -> APIError:
-    """A failed replica or engine: the server's fault, still in the OpenAI error shape."""
+    """A failed replica, engine or remote endpoint: the server's fault, still in the OpenAI error shape (the remote
+    backend's own `APIError` as it is)."""
+    if isinstance(e, APIError):
+        return e
     return APIError(500, f"the model backend failed: {type(e).__name__}: {e}", code="backend_error",
                     kind="server_error")
 
@@ -95,31 +108,36 @@ def backend_client(kind: str, handle, grpc: bool):
     return HFClient(handle)
 
 
-
 @serve.deployment(name="Router")
 @serve.ingress(api)
 class ChatRouter:
     """Routes OpenAI chat requests to specialists. `backend_handle`: the model deployment (wrapped in an `HFClient`
     or `LLMClient` by `backend_kind`); `policy`: the `ParallelExecutionPolicy` whose sampling requests default to;
-    `workdir`: the run directory whose promoted versions and routing table are served (re-read when they change);
+    `workdir`: the run directory whose promoted versions and routing table are served (re-read when they change;
+    OpenAI fine-tuned versions are asked of `serve.openai_base_url`);
     `system_prompts`: specialist -> the system prompt it was trained with (the policy's parallel-thinking
-    instruction added when `serve.parallel_format`); `grade`: the grade section (its fitted grader's folder made
-    absolute): the online grader it names, and the `grade.judge` endpoint the "llm" profile reader asks (without it,
-    the rubric grades and that reader falls back to the embedding reader)."""
+    instruction is added for a model answering in that format); `grade`: the grade section (its fitted grader's
+    folder made absolute): the online grader it names, and the `grade.judge` endpoint the "llm" profile reader asks
+    (without it, the rubric grades and that reader falls back to the embedding reader); `monitor`: the thresholds
+    the /dashboard scoreboard draws."""
 
     def __init__(self, backend_handle, backend_kind: str, cfg: dict, policy: dict, workdir: str,
-                 system_prompts: dict[str, str], score_log: str, grade: dict | None = None) -> None:
+                 system_prompts: dict[str, str], score_log: str, grade: dict | None = None,
+                 monitor: dict | None = None) -> None:
         self.cfg = ServeConfig(**cfg)
+        self.board_cfg = PipelineConfig(workdir=workdir, serve=self.cfg, monitor=MonitorConfig(**(monitor or {})))
+        self.metrics = RouterMetrics()
         grade_cfg = GradeConfig(**grade) if grade is not None else None
         self._profile_llm = self._profile_reader(grade_cfg.judge.model_dump() if grade_cfg else None)
         self.policy = ParallelExecutionPolicy(**policy)
         self.backend = backend_client(backend_kind, backend_handle, self.cfg.grpc_handles)
+        self.remote = OpenAIRemote(self.cfg) if self.cfg.openai_base_url else None
         self.system_prompts = system_prompts
         self.workdir = workdir
-        self._served = read_served(workdir)
+        self._served = read_served(workdir, self.cfg)
         self._router = self._make_router(self._served)
         self._checked = time.monotonic()
-        self.grader = OnlineGrader(self.cfg.grading_fraction, score_log,
+        self.grader = OnlineGrader(self.cfg.grading_fraction, score_log, log_conversations=self.cfg.log_conversations,
                                    grader=build_grader(grade_cfg) if grade_cfg is not None else None)
         self.token = self._read_token()
 
@@ -172,7 +190,7 @@ class ChatRouter:
             self._checked = now
             if files_stamp(self.workdir) != self._served.stamp:
                 try:
-                    served = read_served(self.workdir)
+                    served = read_served(self.workdir, self.cfg)
                     router = self._make_router(served)
                 except Exception as e:  # noqa: BLE001 - keep serving what was promoted before
                     log.warning("the served set could not be re-read (%s: %s); serving the previous one",
@@ -202,8 +220,23 @@ class ChatRouter:
         except Exception as e:  # the backend is not up (yet): not ready, which is not a client error
             return JSONResponse({"status": "not ready", "reason": f"{type(e).__name__}: {e}"}, status_code=503)
         router = self._routes()
+        served = self._served
         return JSONResponse({"status": "ready", "models": sorted(router.available),
-                             "versions": {n: v.ref for n, v in self._served.models.items()}})
+                             "versions": {n: v.ref for n, v in served.models.items()},
+                             "kinds": {n: v.kind for n, v in served.models.items()},
+                             "not_served": served.unservable})
+
+    @api.get("/dashboard")
+    async def dashboard(self, request: Request):
+        """The ParallelScoreboard of the run directory, rendered now."""
+        try:
+            self._check_auth(request)
+            page = await asyncio.to_thread(lambda: render(collect(self.board_cfg)))
+        except APIError as e:
+            return _error(e)
+        except UserFacingError as e:  # a corrupt record: say which file, keep serving
+            return _error(APIError(503, f"the scoreboard cannot be drawn: {e}", kind="server_error"))
+        return HTMLResponse(page)
 
     @api.get("/v1/models")
     async def list_models(self, request: Request) -> JSONResponse:
@@ -212,9 +245,10 @@ class ChatRouter:
         except APIError as e:
             return _error(e)
         router = self._routes()
-        ids = [self.cfg.router_model, *sorted(router.available)]
+        entries = [{"id": self.cfg.router_model}, *({"id": name, "version": (t := self._served.target(name)).ref,
+                                                     "kind": t.kind} for name in sorted(router.available))]
         return JSONResponse({"object": "list", "data": [
-            {"id": i, "object": "model", "created": 0, "owned_by": "parallel-r1"} for i in ids]})
+            {**e, "object": "model", "created": 0, "owned_by": "parallel-r1"} for e in entries]})
 
     @api.post("/v1/chat/completions")
     async def chat_completions(self, request: Request):
@@ -228,20 +262,26 @@ class ChatRouter:
             route = self._pick(chat, profile)
         except APIError as e:
             return _error(e)
-        conversation = self._conversation(chat, route.specialist)
-        model_id, adapter_path = self._served.target(route.specialist)
-        extra = {"specialist": route.specialist, "version": model_id, "route_source": route.source,
-                 "student_profile": {"kind": profile.kind, "traits": profile.traits, "source": profile_source}}
-        headers = {SPECIALIST_HEADER: route.specialist, VERSION_HEADER: model_id}
-        record = {"history": conversation, "specialist": route.specialist, "profile": profile,
+        target = self._served.target(route.specialist)
+        parallel = target.parallel or self.cfg.parallel_format
+        conversation = self._conversation(chat, route.specialist, parallel)
+        extra = {"specialist": route.specialist, "version": target.ref, "route_source": route.source,
+                 "student_profile": {"kind": profile.kind, "traits": profile.traits, "source": profile_source},
+                 **({"parallel_view": chat.parallel_view} if parallel else {})}
+        headers = {SPECIALIST_HEADER: route.specialist, VERSION_HEADER: target.ref}
+        record = {"history": conversation, "specialist": route.specialist, "version": target.ref, "profile": profile,
                   "profile_source": profile_source, "route_source": route.source, "started": started}
+        student = parallel and chat.parallel_view == "student"
         if chat.stream:
-            return await self._streamed(chat, conversation, (model_id, adapter_path), extra, headers, record)
+            return await self._streamed(chat, conversation, target, student, extra, headers, record)
         try:
-            result = await self.backend.generate(conversation, request_sampling(chat, self.policy), model_id,
-                                                 adapter_path)
+            result = await self._client(target).generate(conversation, request_sampling(chat, self.policy), target)
         except Exception as e:
+            self.metrics.failed(route.specialist, type(e).__name__)
             return _error(_backend_failure(e))
+        self.metrics.answered(route.specialist, target.ref, route.source, time.perf_counter() - started)
+        if student:
+            result = student_generation(result)
         if result.error:
             return _error(_refusal(result.error))
         cid = completion_id()
@@ -255,14 +295,24 @@ class ChatRouter:
         if not self.grader.should_grade():
             return None
         fields = {k: v for k, v in record.items() if k != "started"}
-        return BackgroundTask(self.grader.grade, request_id=cid, reply=reply,
+        return BackgroundTask(self._grade, request_id=cid, reply=reply,
                               latency_s=time.perf_counter() - record["started"], **fields)
 
-    async def _streamed(self, chat: ChatRequest, conversation: list[dict], target: tuple[str, str | None],
+    def _grade(self, **fields) -> None:
+        graded = self.grader.grade(**fields)
+        self.metrics.graded(graded["specialist"], graded.get("version") or "", graded["score"])
+
+    def _client(self, target: Target):
+        """What answers for `target`: the OpenAI-compatible endpoint for an OpenAI fine-tuned id (served only when
+        configured), else the model backend."""
+        return self.remote if target.kind == "openai" else self.backend
+
+    async def _streamed(self, chat: ChatRequest, conversation: list[dict], target: Target, student: bool,
                         extra: dict, headers: dict, record: dict):
-        """A streamed reply. The backend's first event is awaited before answering: a refused request (or a failed
-        backend) still gets its 4xx (5xx) JSON error rather than a stream."""
-        events = aiter(self.backend.stream(conversation, request_sampling(chat, self.policy), *target))
+        """A streamed reply (`student`: as the student view). The first event is awaited before answering: a refused
+        request (or a failed backend) still gets its 4xx (5xx) JSON error rather than a stream."""
+        events = self._client(target).stream(conversation, request_sampling(chat, self.policy), target)
+        events = aiter(student_stream(events, chat.n) if student else events)
         try:
             first = await anext(events)
         except Exception as e:
@@ -273,6 +323,9 @@ class ChatRouter:
         state: dict = {}
 
         async def grade_later() -> None:
+            if "reply" in state:
+                self.metrics.answered(record["specialist"], target.ref, record["route_source"],
+                                      time.perf_counter() - record["started"])
             if "reply" in state and (task := self._grading(cid, state["reply"], record)) is not None:
                 await task()
 
@@ -311,13 +364,13 @@ class ChatRouter:
         raise APIError(404, f"model {chat.model!r} does not exist; available models: {known}", param="model",
                        code="model_not_found")
 
-    def _conversation(self, chat: ChatRequest, specialist: str) -> list[dict]:
+    def _conversation(self, chat: ChatRequest, specialist: str, parallel: bool) -> list[dict]:
         """The messages the model sees: the specialist's training system prompt first (unless the client sent
-        one), and the policy's parallel-thinking instruction when the served models were trained for it."""
+        one), and the policy's parallel-thinking instruction when the model answers in that format."""
         conversation = chat.conversation()
         if self.cfg.add_system_prompt:
             conversation = with_system_prompt(conversation, self.system_prompts.get(specialist,
                                                                                     self.system_prompts.get("", "")))
-        if self.cfg.parallel_format:
+        if parallel:
             conversation = with_instruction(conversation, self.policy.instruction())
         return conversation

@@ -79,6 +79,8 @@ class ChatRequest(BaseModel):
     seed: int | None = None
     metadata: dict[str, Any] | None = None
     student_profile: StudentProfileConfig | None = None
+    # a model answering in the Parallel-R1 format: what the student sees (summaries), or the whole reply with its paths
+    parallel_view: Literal["student", "raw"] = "student"
 
     @field_validator("messages")
     @classmethod

@@ -22,6 +22,7 @@ from parallel_r1.paths import RunPaths
 from parallel_r1.recipe import run_recipe
 from parallel_r1.serve.app import ServePlan, build_app, plan
 from parallel_r1.serve.routing import Router
+from parallel_r1.serve.served import how_served
 
 
 def _check_port_free(host: str, port: int) -> None:
@@ -124,9 +125,11 @@ class ServeStage:
         if not served.models and not served.unservable:
             raise UserFacingError(f"nothing is promoted in {RunPaths(cfg.workdir).promotion}: run `parallel-r1 "
                                   "finetune`, `compare` and `gate` first (only promoted versions are served)")
-        versions = ", ".join(v.ref for v in served.models.values()) or "none promoted: the base model only"
-        console.print(f"serving the promoted versions ({versions}) on the {cfg.serve.backend} backend; base model "
-                      f"{self.plan.base_model}; this takes a while on CPU (vllm: minutes)")
+        console.print(f"serving on the {cfg.serve.backend} backend; base model {self.plan.base_model}; this takes a "
+                      "while on CPU (vllm: minutes)")
+        rows = [(name, v.ref, how_served(served.target(name), cfg.serve)) for name, v in served.models.items()]
+        console.print(summary_table("served versions", ["model", "version", "served by"], rows) if rows
+                      else "served versions: none promoted can be served: the base model only")
         for name, why in served.unservable.items():
             console.print(f"[yellow]not served:[/] {name}: {why}")
         self.url = start_local(cfg, self.plan)

@@ -4,7 +4,8 @@ Adapter model ids are `<BASE_MODEL_ID>:<name@vN>` (a registry version). Serve LL
 cloud URIs, so the replica gets `LocalLoraLoader`, which maps an id to the version's folder in the registry's store on
 local (or shared) disk: a version promoted while the app runs is loaded on its first request. The router
 calls the LLM deployment through its handle with `multiplexed_model_id` equal to the request's `model` (else
-the base model would answer silently). `ray.serve.llm` imports vLLM, so this module is imported only for it.
+the base model would answer silently). `ray.serve.llm` imports vLLM, so this module is imported only for it. Full
+model versions are not served here: the deployment holds one base model (`served.why_not_served` says so).
 
 `base` requests go through a LoRA too: `ZERO_ADAPTER`, a copy of a specialist with every weight zero, whose
 replies are the base model's exactly. vLLM (its CPU build at least) answers a prompt *without* a LoRA through a
@@ -31,8 +32,9 @@ from parallel_r1.errors import UserFacingError
 from parallel_r1.inference.adapters import ADAPTER_CONFIG
 from parallel_r1.inference.engine import SamplingParams
 from parallel_r1.serve.deployment import deployment_options
-from parallel_r1.serve.generation import Delta, Generation, TextDeltas
+from parallel_r1.serve.generation import Delta, Generation, StreamedChoices
 from parallel_r1.serve.routing import BASE
+from parallel_r1.serve.served import Target
 
 BASE_MODEL_ID = "parallel-r1-base"
 ZERO_ADAPTER = "zero-lora"  # the adapter `base` requests are answered with (no specialist may take the name)
@@ -145,11 +147,10 @@ class LLMClient:
         handle = self._handle.options(stream=True, multiplexed_model_id=model_id)
         return handle.chat.remote(request, None)
 
-    async def generate(self, conversation: list[dict], sampling: SamplingParams, model: str,
-                       path: str | None = None) -> Generation:
-        """`model`: a served version's ref or `base` (`path` is resolved by the replica's loader)."""
+    async def generate(self, conversation: list[dict], sampling: SamplingParams, target: Target) -> Generation:
+        """`target`: a served adapter version or `base` (its folder is resolved by the replica's loader)."""
         seen = []
-        async for part in _parts(self._call(conversation, sampling, model, stream=False)):
+        async for part in _parts(self._call(conversation, sampling, target.ref, stream=False)):
             if (refusal := _refusal(part)) is not None:
                 return refusal
             if (choices := getattr(part, "choices", None)) is not None:
@@ -160,29 +161,20 @@ class LLMClient:
             seen.append(type(part).__name__)
         raise RuntimeError(f"the LLM deployment returned no chat completion (got {seen or 'nothing'})")
 
-    async def stream(self, conversation: list[dict], sampling: SamplingParams, model: str,
-                     path: str | None = None) -> AsyncIterator[Delta | Generation]:
-        raw, reasons = [""] * sampling.n, ["stop"] * sampling.n
-        deltas = [TextDeltas() for _ in range(sampling.n)]
-        usage = {"prompt_tokens": 0, "completion_tokens": 0}
-        async for part in _parts(self._call(conversation, sampling, model, stream=True)):
+    async def stream(self, conversation: list[dict], sampling: SamplingParams,
+                     target: Target) -> AsyncIterator[Delta | Generation]:
+        choices = StreamedChoices(sampling.n)
+        async for part in _parts(self._call(conversation, sampling, target.ref, stream=True)):
             if (refusal := _refusal(part)) is not None:
                 yield refusal
                 return
             for event in _sse_events(part):
-                usage = event.get("usage") or usage
-                for choice in event.get("choices", []):
-                    i = choice["index"]
-                    raw[i] += choice.get("delta", {}).get("content") or ""
-                    reasons[i] = choice.get("finish_reason") or reasons[i]
-                    if text := deltas[i].update(raw[i]):
-                        yield Delta(i, text)
-        texts = [r.strip() for r in raw]
-        for i, text in enumerate(texts):
-            if rest := deltas[i].finish(text):
-                yield Delta(i, rest)
-        yield Generation(texts=texts, finish_reasons=reasons, prompt_tokens=usage["prompt_tokens"],
-                         completion_tokens=[usage["completion_tokens"]])
+                for delta in choices.add(event):
+                    yield delta
+        rest, done = choices.finish()
+        for delta in rest:
+            yield delta
+        yield done
 
 
 async def _parts(response) -> AsyncIterator:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import random
 import time
 import uuid
 from collections.abc import Callable
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from tests.fakes.threaded_server import ThreadedServer
 
@@ -56,6 +57,29 @@ def _tokens(text: str) -> int:
     return len(text.split())
 
 
+def _sse(body: dict, content: str, finish: str, prompt: int):
+    """The SSE events of a streamed reply: a role chunk, a chunk per word, the finish reason, usage, [DONE]."""
+    cid, created = f"chatcmpl-{uuid.uuid4().hex[:12]}", int(time.time())
+
+    def chunk(delta: dict, finish_reason: str | None = None, **extra) -> str:
+        choices = [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}]
+        event = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": body["model"],
+                 "choices": choices, **extra}
+        return f"data: {json.dumps(event)}\n\n"
+
+    yield chunk({"role": "assistant", "content": ""})
+    for i, word in enumerate(content.split(" ")):
+        yield chunk({"content": word if i == 0 else f" {word}"})
+    yield chunk({}, finish)
+    if (body.get("stream_options") or {}).get("include_usage"):
+        usage = {"prompt_tokens": prompt, "completion_tokens": _tokens(content),
+                 "total_tokens": prompt + _tokens(content)}
+        event = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": body["model"],
+                 "choices": [], "usage": usage}
+        yield f"data: {json.dumps(event)}\n\n"
+    yield "data: [DONE]\n\n"
+
+
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     kind = {429: "rate_limit_error", 400: "invalid_request_error"}.get(status, "server_error")
     return JSONResponse({"error": {"message": message, "type": kind, "code": status}},
@@ -73,7 +97,8 @@ class FakeOpenAIServer(ThreadedServer):
     until the client gives up (disconnects), the server stops, or `hang_s` passes (then it answers 504).
     `latency_s` is slept before every answer. Counters: `n_requests` (chat calls received), `n_ok`,
     `n_failures` (error statuses answered), `n_timeouts` (hangs); `requests` holds every chat request
-    body in arrival order (with its `response_format`, when the client sent one).
+    body in arrival order (with its `response_format`, when the client sent one), `authorizations` the
+    Authorization header of each.
 
     Like a vLLM server: `max_model_len` is listed on each `/v1/models` entry, and with `context_tokens` a
     request whose prompt (counted by `count_tokens`, default: whitespace words) plus `max_tokens` does not fit
@@ -81,6 +106,8 @@ class FakeOpenAIServer(ThreadedServer):
     Like an older server: `reject_response_format` answers 400 to any request that carries `response_format`.
     Like a real one, with `honour_max_tokens` a reply longer than the request's `max_tokens` (counted by
     `count_tokens`) is cut to that many words with finish_reason "length". `model_id` is the listed model.
+    A request with `stream: true` is answered as OpenAI SSE chunks, a word each (usage last with
+    `stream_options.include_usage`); faults and refusals still come as an error status before any chunk.
     """
 
     def __init__(self, responder: Callable[[dict], object] | None = None, failure_rate: float = 0.0,
@@ -105,6 +132,7 @@ class FakeOpenAIServer(ThreadedServer):
         self.n_rejected = 0  # requests refused for their response_format or their length
         self._rng = random.Random(seed)
         self.requests: list[dict] = []
+        self.authorizations: list[str | None] = []
         self.n_requests = self.n_ok = self.n_failures = self.n_timeouts = 0
 
     def _draw_fault(self) -> int | str | None:
@@ -172,6 +200,7 @@ class FakeOpenAIServer(ThreadedServer):
                 self.n_failures += 1
                 return _error(400, "request body is not JSON")
             self.requests.append(body)
+            self.authorizations.append(request.headers.get("authorization"))
             if not isinstance(body, dict) or not isinstance(body.get("messages"), list) or "model" not in body:
                 self.n_failures += 1
                 return _error(400, "'model' and a list of 'messages' are required")
@@ -201,6 +230,8 @@ class FakeOpenAIServer(ThreadedServer):
             self.n_ok += 1
             content, finish = self._cut(body, str(content))
             prompt = self._prompt_tokens(body)
+            if body.get("stream"):
+                return StreamingResponse(_sse(body, content, finish, prompt), media_type="text/event-stream")
             return {
                 "id": f"chatcmpl-{uuid.uuid4().hex[:12]}", "object": "chat.completion",
                 "created": int(time.time()), "model": body["model"],

@@ -10,6 +10,7 @@ import threading
 
 import pytest
 
+from parallel_r1.compare.report import read_routing_table
 from parallel_r1.config import ConfigError, ServeConfig, load_config
 from parallel_r1.data.profiles import PROFILE_KINDS
 from parallel_r1.errors import UserFacingError
@@ -18,7 +19,7 @@ from parallel_r1.inference.policy import ParallelExecutionPolicy
 from parallel_r1.registry.versions import ModelRegistry
 from parallel_r1.serve.generation import TextDeltas
 from parallel_r1.serve.online_grading import OnlineGrader, append_line
-from parallel_r1.serve.routing import Route, Router, read_routing_table
+from parallel_r1.serve.routing import Route, Router
 from parallel_r1.serve.schema import (
     APIError,
     parse_request,
@@ -228,6 +229,7 @@ def test_sampling_defaults_come_from_the_execution_policy():
 def test_plan_serves_promoted_versions_only_and_routes_on_significant_margins(serve_workdir, tiny_base_model,
                                                                               tmp_path):
     from parallel_r1.serve.app import plan
+    from parallel_r1.serve.served import Target
     from tests.support.adapters import promote
 
     workdir = tmp_path / "run"
@@ -243,8 +245,8 @@ def test_plan_serves_promoted_versions_only_and_routes_on_significant_margins(se
                                                                     "prior_trauma_recovery": "prior_trauma_recovery@v1"}
     assert refused.name not in loaded.served.models  # registered, never promoted: never served
     source = loaded.served.models["neurodivergent"].source
-    assert loaded.served.target("neurodivergent") == ("neurodivergent@v1", source)
-    assert loaded.served.target("base") == ("base", None)
+    assert loaded.served.target("neurodivergent") == Target("neurodivergent@v1", "adapter", source)
+    assert loaded.served.target("base") == Target("base")
     table = {"default": "neurodivergent", "by_profile": {
         "standard": {"model": "prior_trauma_recovery", "significant": True},
         "bad_prior_teacher": {"model": "neurodivergent", "significant": False}}}  # within noise

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from parallel_r1.config import InferenceConfig
-from parallel_r1.serve.online_grading import score_log_path
+from parallel_r1.monitor.log import score_log_path
 from parallel_r1.serve.schema import SPECIALIST_HEADER
 from tests.serve.support import POLICY_MAX_TOKENS, SPECIALISTS, TOKEN
 

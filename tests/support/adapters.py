@@ -18,11 +18,12 @@ def random_adapter(base: Path, out: Path, seed: int = 0, r: int = 8) -> Path:
     return out
 
 
-def promote(workdir: Path, name: str, folder: Path, score: float = 0.5):
-    """Register the adapter in `folder` as a version of `name` and promote it, as the gate does on a win."""
+def promote(workdir: Path, name: str, folder: Path | str, score: float = 0.5, kind: str = "adapter"):
+    """Register the model in `folder` (an adapter; a full model; an OpenAI model id for "openai") as a version of
+    `name` and promote it, as the gate does on a win."""
     from parallel_r1.registry.promotion import PromotionRecord
 
     record = PromotionRecord(workdir)
-    version = record.registry.register(name, "adapter", folder)
+    version = record.registry.register(name, kind, folder)
     record.decide({"candidate": version.ref, "promoted": True, "reasons": ["promoted by a test"]}, version, score)
     return version
