@@ -13,11 +13,11 @@ MAX_LINES = 400
 LAYERS = {
     **dict.fromkeys(["errors", "console", "config", "recipe", "paths", "data", "ray_runtime", "jobs"], 0),
     **dict.fromkeys(["llm_client", "llm_server", "grade", "profiles", "inference", "registry"], 1),
-    **dict.fromkeys(["discover", "transcripts", "batch", "base_model", "monitor"], 2),
+    **dict.fromkeys(["discover", "transcripts", "batch", "base_model"], 2),
     "finetune": 3,
     **dict.fromkeys(["compare", "gate"], 4),
-    **dict.fromkeys(["tune", "parallel_sft", "scoreboard"], 5),
-    "rl": 6,
+    **dict.fromkeys(["tune", "parallel_sft", "monitor"], 5),
+    **dict.fromkeys(["rl", "scoreboard"], 6),
     "serve": 7,
     **dict.fromkeys(["pipeline", "cli", "__init__"], 8),
 }

@@ -36,6 +36,13 @@ class MonitorConfig(_Section):
                                                           "baseline window's queues the full curriculum.")
     max_compliance_failures: int = Field(0, ge=0, description="Latest-window replies with a dismissive tone or an "
                                                               "answer dump tolerated; more queue a guardrail SFT.")
+    probe_url: str | None = Field(None, description="Root URL of the running Serve app (http://HOST:8000): each "
+                                                    "pass first sends it held-out prefixes for every served model "
+                                                    "and logs their grades as evaluations; None: served traffic "
+                                                    "only.")
+    probe_prompts: int = Field(8, ge=1, description="Held-out prefixes (compare's eval/heldout.json) sent per "
+                                                    "served model and pass.")
+    probe_max_tokens: int = Field(80, ge=1, description="Token budget of a probe's reply.")
     cooldown_s: float = Field(3600.0, ge=0, description="Seconds after a trigger before the same model and action "
                                                         "may be queued again.")
     interval_s: float = Field(300.0, gt=0, description="`monitor --watch`: seconds between evaluations.")

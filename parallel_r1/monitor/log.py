@@ -6,13 +6,29 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from parallel_r1.config import ServeConfig
+from parallel_r1.grade.cues import extract
+from parallel_r1.grade.grade import ANSWER_DUMP_BELOW
 from parallel_r1.paths import RunPaths
 
 UNVERSIONED = "unversioned"  # records written before the router logged the served version
+
+
+def evaluation_record(grade, *, reply: str, history: list[dict], specialist: str, version: str | None,
+                      log_conversation: bool = True, **fields) -> dict:
+    """One line of the online log: the grade of `reply` with the compliance flags the monitor reads, the request's
+    `fields`, and (unless `log_conversation` is off) the conversation and reply."""
+    record = {"ts": time.time(), "specialist": specialist, "version": version, "score": grade.score,
+              "confidence": grade.confidence, "criteria": grade.criteria, "grader": grade.grader,
+              "reply_chars": len(reply), "dismissive": extract(reply).dismissive > 0,
+              "answer_dump": grade.criteria.get("no_answer_reveal", 1.0) < ANSWER_DUMP_BELOW, **fields}
+    if log_conversation:
+        record.update(history=history, reply=reply)
+    return record
 
 
 def score_log_path(cfg: ServeConfig, workdir: Path | str) -> Path:

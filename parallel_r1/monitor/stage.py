@@ -1,6 +1,7 @@
 """`parallel-r1 monitor`: compute each served version's signals from the online grading log, decide the triggers,
 and queue their actions as Ray jobs (`--dry-run`: say what would be queued; `--watch`: repeat every
-`monitor.interval_s`). Only the promoted version of a model can trigger: older versions' evaluations are history.
+`monitor.interval_s`); with `monitor.probe_url`, each pass first sends held-out prefixes to the running app
+(`probe`). Only the promoted version of a model can trigger: older versions' evaluations are history.
 
     parallel-r1 monitor --workdir RUN [--dry-run] [--watch]
 """
@@ -16,6 +17,7 @@ from parallel_r1.console import console, summary_table
 from parallel_r1.data.io import atomic_write_text
 from parallel_r1.errors import UserFacingError
 from parallel_r1.monitor.log import read_score_log, score_log_path
+from parallel_r1.monitor.probe import probe
 from parallel_r1.monitor.queue import Entry, JobQueue, connect, job_address
 from parallel_r1.monitor.signals import Signals, compute_signals
 from parallel_r1.monitor.triggers import Trigger, decide
@@ -68,6 +70,9 @@ class MonitorStage:
         return atomic_write_text(self.paths.config_resolved, dump_config(self.cfg))
 
     def run(self) -> MonitorResult:
+        if self.cfg.monitor.probe_url and self.promoted:
+            n = probe(self.cfg, self.promoted)
+            console.print(f"monitor: probed {self.cfg.monitor.probe_url} with {n} held-out prefixes")
         log = read_score_log(score_log_path(self.cfg.serve, self.paths.workdir))
         if warning := log.warning():
             console.print(f"[yellow]monitor:[/] {warning}")

@@ -8,14 +8,12 @@ Each record is one line written with a single `write` on a file opened for appen
 from __future__ import annotations
 
 import random
-import time
 from pathlib import Path
 
 from parallel_r1.data.io import append_line
 from parallel_r1.data.profiles import StudentProfileConfig
 from parallel_r1.grade import HeuristicRubricGrader
-from parallel_r1.grade.cues import extract
-from parallel_r1.grade.grade import ANSWER_DUMP_BELOW
+from parallel_r1.monitor.log import evaluation_record
 
 
 class OnlineGrader:
@@ -37,13 +35,9 @@ class OnlineGrader:
         monitor reads and, unless `serve.log_conversations` is off, the conversation; returns the record."""
         chat = [m for m in history if m["role"] != "system"]
         grade = self._grader.grade_turn(chat, reply, profile)
-        record = {"ts": time.time(), "request_id": request_id, "specialist": specialist, "version": version,
-                  "profile_kind": profile.kind, "traits": profile.traits, "profile_source": profile_source,
-                  "route_source": route_source, "latency_s": round(latency_s, 6), "score": grade.score,
-                  "confidence": grade.confidence, "criteria": grade.criteria, "grader": grade.grader,
-                  "reply_chars": len(reply), "dismissive": extract(reply).dismissive > 0,
-                  "answer_dump": grade.criteria.get("no_answer_reveal", 1.0) < ANSWER_DUMP_BELOW}
-        if self.log_conversations:
-            record.update(history=chat, reply=reply)
+        record = evaluation_record(grade, reply=reply, history=chat, specialist=specialist, version=version,
+                                   log_conversation=self.log_conversations, request_id=request_id,
+                                   profile_kind=profile.kind, traits=profile.traits, profile_source=profile_source,
+                                   route_source=route_source, latency_s=round(latency_s, 6))
         append_line(self.log_path, record)
         return record
