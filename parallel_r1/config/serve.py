@@ -49,6 +49,11 @@ class ServeConfig(_Section):
     access_log: bool = Field(False, description="Serve's per-request access log lines in the replicas' logs.")
     max_tokens_limit: int = Field(1024, ge=1, description="Largest max_tokens a request may ask for (else 400).")
     max_n: int = Field(4, ge=1, description="Largest n (choices per request) a request may ask for (else 400).")
+    max_body_bytes: int = Field(1_000_000, ge=1024, description="Largest request body in bytes (else 413, before it "
+                                                                "is parsed).")
+    max_messages: int = Field(256, ge=1, description="Most messages one request may carry (else 400).")
+    max_message_chars: int = Field(32_000, ge=1, description="Most characters in one message (else 400, before "
+                                                             "any model work).")
     add_system_prompt: bool = Field(True, description="Prepend the specialist's training system prompt when the "
                                                       "request has no system message.")
     parallel_format: bool = Field(False, description="Ask every served model for Parallel-R1 thinking (the "

@@ -71,6 +71,19 @@ async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
     return JSONResponse(APIError(exc.status_code, str(exc.detail), code="not_found").body(), exc.status_code)
 
 
+@api.middleware("http")
+async def _last_resort(request: Request, call_next):
+    """A failure no handler caught is logged with the request id (Serve's proxy sets `x-request-id` on every
+    response) and answered in the OpenAI error shape, never as plain text."""
+    try:
+        return await call_next(request)
+    except Exception as e:  # noqa: BLE001 - the last line of defence
+        rid = request.headers.get("x-request-id", "")
+        log.exception("request %s failed", rid)
+        return _error(APIError(500, f"internal error ({type(e).__name__}); request id {rid}",
+                               code="internal_error", kind="server_error"))
+
+
 def _error(err: APIError) -> JSONResponse:
     return JSONResponse(err.body(), status_code=err.status)
 
@@ -204,8 +217,10 @@ class ChatRouter:
     def _check_auth(self, request: Request) -> None:
         if not self.cfg.auth_token_env:
             return
-        sent = request.headers.get("authorization", "")
-        if not hmac.compare_digest(sent, f"Bearer {self.token}"):
+        scheme, _, sent = request.headers.get("authorization", "").partition(" ")
+        # header values arrive as latin-1 text: compare bytes, so no character can make the comparison raise
+        if scheme.lower() != "bearer" or not hmac.compare_digest(sent.strip().encode("latin-1"),
+                                                                  self.token.encode("utf-8")):
             raise APIError(401, "missing or invalid bearer token (Authorization: Bearer <token>)",
                            code="invalid_api_key", kind="authentication_error")
 

@@ -76,7 +76,7 @@ class ChatRequest(BaseModel):
     top_p: float | None = Field(None, gt=0, le=1)
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
-    seed: int | None = None
+    seed: int | None = Field(None, ge=-2 ** 63, le=2 ** 63 - 1)
     metadata: dict[str, Any] | None = None
     student_profile: StudentProfileConfig | None = None
     # a model answering in the Parallel-R1 format: what the student sees (summaries), or the whole reply with its paths
@@ -131,14 +131,55 @@ def _as_api_error(err: ValidationError, prefix: str = "") -> APIError:
     return APIError(400, f"{loc or 'body'}: {msg}", param=loc or None, code="invalid_value")
 
 
+# OpenAI request fields this server does not implement: refused by name rather than silently ignored
+UNSUPPORTED = ("tools", "tool_choice", "functions", "function_call", "response_format", "logprobs", "top_logprobs",
+               "stop", "logit_bias", "audio", "modalities", "prediction")
+
+
+def _no_constants(name: str):
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _chars(content) -> int:
+    """Characters of a message's content: a string, or the text of its parts."""
+    if isinstance(content, str):
+        return len(content)
+    if isinstance(content, list):
+        return sum(len(p["text"]) for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return 0
+
+
+def _limits(data: dict, cfg: ServeConfig) -> None:
+    """Refuse unsupported fields and oversized conversations before any validation or model work."""
+    for name in UNSUPPORTED:
+        if data.get(name) not in (None, False, [], {}):
+            raise APIError(400, f"{name}: not supported by this server", param=name, code="unsupported_parameter")
+    messages = data.get("messages")
+    if isinstance(messages, list):
+        if len(messages) > cfg.max_messages:
+            raise APIError(400, f"messages: {len(messages)} messages, above this server's limit of "
+                                f"{cfg.max_messages}", param="messages", code="invalid_value")
+        for i, m in enumerate(messages):
+            size = _chars(m.get("content") if isinstance(m, dict) else None)
+            if size > cfg.max_message_chars:
+                raise APIError(400, f"messages.{i}.content: {size} characters, above this server's limit of "
+                                    f"{cfg.max_message_chars}", param=f"messages.{i}.content", code="invalid_value")
+
+
 def parse_request(raw: bytes, cfg: ServeConfig) -> ChatRequest:
     """The validated request, or an APIError that names the first problem."""
+    if len(raw or b"") > cfg.max_body_bytes:
+        raise APIError(413, f"the request body is {len(raw)} bytes, above this server's limit of "
+                            f"{cfg.max_body_bytes}", code="request_too_large")
     try:
-        data = json.loads(raw or b"")
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        data = json.loads(raw or b"", parse_constant=_no_constants)
+    except RecursionError:
+        raise APIError(400, "the request body is not valid JSON: nested too deeply", code="invalid_json") from None
+    except ValueError as e:  # malformed, not UTF-8, NaN/Infinity, or an integer of thousands of digits
         raise APIError(400, f"the request body is not valid JSON: {e}", code="invalid_json") from None
     if not isinstance(data, dict):
         raise APIError(400, "the request body must be a JSON object", code="invalid_json")
+    _limits(data, cfg)
     try:
         request = ChatRequest.model_validate(data)
     except ValidationError as e:

@@ -47,6 +47,24 @@ CASES = {
     "non-text content part": ({**GOOD, "messages": [{"role": "user", "content": [
         {"type": "image_url", "image_url": {"url": "http://x"}}]}]}, 400, "only text content parts",
         "messages.0.content"),
+    # issue 26: inputs that used to end in a plain-text 500, a wrong blame or a silent 200
+    "deeply nested JSON": (b'{"model": "parallel-r1", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", 400,
+                           "nested too deeply", None),
+    "integer of 5,000 digits": (b'{"model": "parallel-r1", "n": ' + b"9" * 5000 + b"}", 400, "not valid JSON", None),
+    "NaN temperature": (b'{"model": "parallel-r1", "temperature": NaN, "messages": []}', 400, "NaN", None),
+    "seed over int64": ({**GOOD, "seed": 2 ** 64}, 400, "less than or equal to", "seed"),
+    "tools": ({**GOOD, "tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": "required"}, 400,
+              "not supported", "tools"),
+    "response_format": ({**GOOD, "response_format": {"type": "json_object"}}, 400, "not supported",
+                        "response_format"),
+    "logprobs": ({**GOOD, "logprobs": True}, 400, "not supported", "logprobs"),
+    "stop": ({**GOOD, "stop": ["\n"]}, 400, "not supported", "stop"),
+    "too many messages": ({**GOOD, "messages": [{"role": "user", "content": "hi"}] * 300}, 400,
+                          "above this server's limit of 256", "messages"),
+    "a 2 MB body": ({**GOOD, "messages": [{"role": "user", "content": "x" * 2_000_000}]}, 413,
+                    "above this server's limit", None),
+    "a 40,000-character message": ({**GOOD, "messages": [{"role": "user", "content": "x" * 40_000}]}, 400,
+                                   "limit of 32000", "messages.0.content"),
 }
 
 
@@ -58,6 +76,7 @@ def test_bad_input_is_a_4xx_with_an_openai_error(name, served):
     kwargs = {"content": body} if isinstance(body, bytes) else {"json": body}
     response = httpx.post(url, headers=headers, timeout=60, **kwargs)
     assert response.status_code == status, response.text
+    assert response.headers["x-request-id"]
     error = response.json()["error"]
     assert phrase in error["message"] and error["type"] == "invalid_request_error"
     if param is not None:
@@ -81,3 +100,17 @@ def test_the_openai_client_sees_typed_errors(client):
 def test_unknown_route_is_an_openai_style_404(served):
     response = httpx.get(f"{served[1]}/v1/nothing-here")
     assert response.status_code == 404 and "error" in response.json()
+
+
+@pytest.mark.parametrize("authorization", ["Bearer t\u00e9st", "Bearer \u2603", "bearer wrong", "Basic abc", ""])
+def test_a_wrong_or_non_ascii_token_is_a_401_never_a_500(served, authorization):
+    url = f"{served[1]}/v1/chat/completions"
+    headers = {"Authorization": authorization.encode("utf-8")} if authorization else {}
+    response = httpx.post(url, headers=headers, json=GOOD, timeout=60)
+    assert response.status_code == 401 and response.json()["error"]["code"] == "invalid_api_key"
+
+
+def test_the_scheme_is_case_insensitive_and_the_request_id_is_echoed(served):
+    response = httpx.post(f"{served[1]}/v1/chat/completions", json=GOOD, timeout=60,
+                          headers={"Authorization": f"bearer {TOKEN}", "x-request-id": "trace-42"})
+    assert response.status_code == 200 and response.headers["x-request-id"] == "trace-42"
