@@ -14,6 +14,7 @@ from rich.table import Table
 
 from parallel_r1.config import PipelineConfig
 from parallel_r1.console import console, summary_table
+from parallel_r1.data.run_lock import run_lock
 from parallel_r1.errors import UserFacingError
 from parallel_r1.paths import RunPaths
 from parallel_r1.recipe import Recipe, run_recipe
@@ -131,6 +132,7 @@ def run_pipeline(cfg: PipelineConfig, *, force: bool = False) -> None:
 
     clock = StageClock()
     with ExitStack() as servers:  # a managed LLM server is stopped however the run ends
+        servers.enter_context(run_lock(cfg.workdir, "run"))
         run = Run(cfg, force, servers, endpoint_users(cfg))
         for step in _steps():
             if not step.when(run):

@@ -104,7 +104,7 @@ def atomic_write_table(path: Path, table: pa.Table) -> Path:
     return _atomic(path, lambda tmp: pq.write_table(table, tmp))
 
 
-def _pid_running(pid: int) -> bool:
+def pid_running(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -118,7 +118,7 @@ def _remove_stale_partials(out_dir: Path) -> None:
     """Partial builds left by killed processes (the pid in their name is no longer running)."""
     for path in out_dir.parent.glob(f".{out_dir.name}.*-*"):
         pid = path.name.rsplit("-", 1)[1]
-        if pid.isdigit() and not _pid_running(int(pid)):
+        if pid.isdigit() and not pid_running(int(pid)):
             shutil.rmtree(path, ignore_errors=True)
 
 

@@ -17,6 +17,7 @@ from parallel_r1.config.workers import SFTJob
 from parallel_r1.console import console, summary_table
 from parallel_r1.data.io import atomic_write_jsonl, file_digest, read_jsonl
 from parallel_r1.data.prompts import TUTOR_SYSTEM_PROMPT
+from parallel_r1.data.run_lock import run_lock
 from parallel_r1.errors import UserFacingError
 from parallel_r1.finetune.manifest import FinetuneJob, FinetuneManifest
 from parallel_r1.finetune.register import register_trained
@@ -216,4 +217,5 @@ def manifest_table(jobs: dict[str, FinetuneJob]):
 
 def run_finetune(cfg: PipelineConfig, *, monolithic: bool = False, with_baseline: bool = False,
                  force: bool = False) -> FinetuneResult:
-    return run_recipe(FinetuneStage(cfg, monolithic=monolithic, with_baseline=with_baseline, force=force))
+    with run_lock(cfg.workdir, "finetune"):
+        return run_recipe(FinetuneStage(cfg, monolithic=monolithic, with_baseline=with_baseline, force=force))

@@ -26,6 +26,7 @@ from parallel_r1.config import FinetuneConfig, PipelineConfig
 from parallel_r1.config.workers import SFTJob
 from parallel_r1.console import console, progress_bar, summary_table
 from parallel_r1.data.io import atomic_write_json, file_digest
+from parallel_r1.data.run_lock import run_lock
 from parallel_r1.errors import UserFacingError
 from parallel_r1.finetune.manifest import FinetuneJob, FinetuneManifest
 from parallel_r1.paths import RunPaths, resolve_base_model
@@ -295,4 +296,5 @@ def print_summary(record: dict) -> None:
 
 
 def run_parallel_sft(cfg: PipelineConfig, *, force: bool = False) -> ParallelSFTResult:
-    return run_recipe(ParallelSFTStage(cfg, force=force))
+    with run_lock(cfg.workdir, "parallel-sft"):
+        return run_recipe(ParallelSFTStage(cfg, force=force))

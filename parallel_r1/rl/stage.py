@@ -24,6 +24,7 @@ from parallel_r1.compare.models import PARALLEL_RL, PARALLEL_SFT
 from parallel_r1.config import PipelineConfig
 from parallel_r1.config.workers import JOB_KEY, GRPOJob
 from parallel_r1.console import console, progress_bar, summary_table
+from parallel_r1.data.run_lock import run_lock
 from parallel_r1.errors import UserFacingError
 from parallel_r1.grade import resolved_grade
 from parallel_r1.paths import RunPaths
@@ -257,4 +258,5 @@ def summary(result: RLResult):
 
 
 def run_rl(cfg: PipelineConfig, model: Path | None = None, *, force: bool = False) -> RLResult:
-    return run_recipe(RLStage(cfg, model, force=force))
+    with run_lock(cfg.workdir, "rl"):
+        return run_recipe(RLStage(cfg, model, force=force))
