@@ -116,3 +116,23 @@ def test_explain_unknown_section_exits_2_listing_the_sections():
 def test_every_field_is_described():
     """--explain is only as good as the descriptions behind it."""
     assert [r.path for r in field_rows(PipelineConfig, PipelineConfig()) if not r.description] == []
+
+
+def test_batch_names_that_would_escape_the_run_directory_or_collide_are_refused():
+    from parallel_r1.config import ConfigError
+
+    with pytest.raises(ConfigError, match="should match pattern"):
+        load_config(None, ["batch.batches=[{name: ../x, size: 4}]"])
+    with pytest.raises(ConfigError, match=r"\['base'\] are taken"):
+        load_config(None, ["batch.batches=[{name: base, size: 4}]"])
+
+
+def test_null_sets_none_and_flags_are_not_parsed_as_yaml(tmp_path):
+    from typer.testing import CliRunner
+
+    from parallel_r1.cli import app
+
+    assert load_config(None, ["batch.turn_floor=null"]).batch.turn_floor is None
+    odd = tmp_path / "x #2"
+    out = CliRunner().invoke(app, ["config", "--workdir", str(odd)])
+    assert out.exit_code == 0 and str(odd) in out.output.replace("\n", "")

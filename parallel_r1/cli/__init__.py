@@ -232,7 +232,7 @@ def finetune(
 
     if parallel_format:
         return parallel_sft(force=force, config=config, workdir=workdir, set_=set_)
-    names = f"[{', '.join(b.strip() for b in batches.split(','))}]" if batches else None
+    names = [b.strip() for b in batches.split(",")] if batches else None
     cfg = _config(config, workdir, set_, **{"finetune.backend": backend, "finetune.batches": names})
     jobs = run_finetune(cfg, monolithic=monolithic, with_baseline=with_baseline, force=force)
     if cfg.finetune.backend == "ray" and exit_code(jobs) == 1:
@@ -300,7 +300,7 @@ def tune_cmd(
     """Ray Tune sweep of batch size x learning rate x LoRA rank for one specialist; results in <workdir>/tune/."""
     from parallel_r1.tune.stage import run_tune
 
-    sizes = f"[{batch_sizes}]" if batch_sizes else None
+    sizes = [s.strip() for s in batch_sizes.split(",")] if batch_sizes else None
     run_tune(_config(config, workdir, set_, **{"tune.specialist": specialist, "tune.batch_sizes": sizes}))
 
 

@@ -36,4 +36,4 @@ def user_errors(fn):
 def _config(config: Path | None, workdir: Path | None, sets: list[str] | None, **flags) -> PipelineConfig:
     """YAML (or embedded defaults), then --set overrides, then the command's own flags."""
     flags["workdir"] = str(workdir) if workdir else None
-    return load_config(config, [*(sets or []), *(f"{k}={v}" for k, v in flags.items() if v is not None)])
+    return load_config(config, list(sets or []), flags)

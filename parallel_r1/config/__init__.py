@@ -108,8 +108,11 @@ def parse_override(text: str) -> tuple[str, object]:
     return key.strip(), yaml.safe_load(raw)
 
 
-def load_config(path: Path | str | None = None, overrides: dict | list[str] | None = None) -> PipelineConfig:
-    """Load YAML (or the embedded defaults when path is None) and apply dotted overrides."""
+def load_config(path: Path | str | None = None, overrides: dict | list[str] | None = None,
+                flags: dict | None = None) -> PipelineConfig:
+    """Load YAML (or the embedded defaults when path is None), apply dotted overrides (`section.field=value` strings
+    parsed as YAML, where `null` sets None, or a dict of values), then `flags`: typed values by dotted key, a None
+    meaning the flag was not given."""
     data: dict = {}
     source = "defaults"
     if path is not None:
@@ -125,6 +128,8 @@ def load_config(path: Path | str | None = None, overrides: dict | list[str] | No
         source = str(path)
     items = overrides.items() if isinstance(overrides, dict) else (parse_override(o) for o in overrides or [])
     for key, value in items:
+        _set_dotted(data, key, value)
+    for key, value in (flags or {}).items():
         if value is not None:
             _set_dotted(data, key, value)
     try:

@@ -12,8 +12,13 @@ Lengths = list[Literal["short", "medium", "long"]] | None
 QuestionTypes = list[Literal["original", "koan"]] | None
 
 
+RESERVED_NAMES = {"base", "monolithic", "parallel_sft", "parallel_rl", "parallel-r1"}
+
+
 class BatchSpec(_Section):
-    name: str = Field(description="Batch name; the specialist trained on it is named the same.")
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$",
+                      description="Batch name; the specialist trained on it is named the same (letters, digits, "
+                                  "_ and -; it names files and folders of the run directory).")
     size: int = Field(ge=1, description="Dialogues in the batch.")
     description: str = Field("", description="One line on what the batch is for.")
     lengths: Lengths = Field(None, description="Dialogue lengths admitted; None: any length.")
@@ -75,4 +80,8 @@ class BatchConfig(_Section):
         names = [b.name for b in self.batches]
         if len(set(names)) != len(names):
             raise ValueError(f"batch names must be unique: {names}")
+        reserved = sorted(set(names) & RESERVED_NAMES)
+        if reserved:
+            raise ValueError(f"batch name(s) {reserved} are taken by the models compare and serve add "
+                             f"({', '.join(sorted(RESERVED_NAMES))})")
         return self
