@@ -25,6 +25,15 @@ def file_digest(*paths: Path) -> str:
     return digest.hexdigest()[:16]
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)  # the only way to read it; done once, at import, before any thread writes files
+    os.umask(mask)
+    return mask
+
+
+UMASK = _read_umask()
+
+
 def _atomic(path: Path, write) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -32,6 +41,7 @@ def _atomic(path: Path, write) -> Path:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp's 0600 would lock other users (Serve replicas) out
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

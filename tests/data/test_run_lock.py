@@ -49,3 +49,4 @@ def test_a_holder_on_another_machine_counts_until_its_heartbeat_is_stale(tmp_pat
     os.utime(lock, (old, old))
     with run_lock(tmp_path, "finetune"):
         assert json.loads(lock.read_text())["host"] == socket.gethostname()
+
