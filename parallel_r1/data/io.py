@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -15,6 +16,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from parallel_r1.errors import UserFacingError
+
+log = logging.getLogger(__name__)
 
 def file_digest(*paths: Path) -> str:
     """A short content hash of one file, or of several in the given order: what an artifact records of the
@@ -84,11 +88,24 @@ def append_line(path: Path, record: dict) -> None:
 
 
 def read_jsonl(path: Path) -> list[dict]:
+    """The rows of one of our JSONL artifacts. A last line without its newline that is not JSON (a write cut short
+    by a kill) is dropped with a warning; a bad line anywhere else is a one-line error naming the file and line."""
     path = Path(path)
     if not path.exists():
         return []
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    lines = path.read_text(encoding="utf-8", errors="replace").split("\n")
+    rows = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            if number == len(lines):
+                log.warning("%s: dropped a torn last line (%d characters)", path, len(line))
+                break
+            raise UserFacingError(f"{path}:{number}: not JSON ({e.msg}); the file is corrupt") from None
+    return rows
 
 
 def jsonl_objects(path: Path, error: type[Exception]) -> Iterator[tuple[int, dict]]:
