@@ -49,8 +49,8 @@ class MonitorConfig(_Section):
     job_address: str | None = Field(None, description="Ray job server (dashboard URL, http://HEAD:8265) the "
                                                       "actions are submitted to; None: $RAY_API_SERVER_ADDRESS, "
                                                       "else $RAY_ADDRESS.")
-    job_config: str | None = Field(None, description="Config file the queued stages run with; None: the run "
-                                                     "directory's config.resolved.yaml.")
+    job_config: str | None = Field(None, description="Config file the queued stages run with; None: the "
+                                                     "monitor's own config, written to monitor/job_config.yaml.")
     runtime_env: dict = Field(default_factory=dict, description="Ray runtime_env of the submitted jobs "
                                                                 "(working_dir, env_vars, pip).")
     commands: dict[str, list[str]] = Field(default_factory=_default_commands,

@@ -79,13 +79,12 @@ def _evaluation(obj: dict) -> Evaluation:
     criteria = obj.get("criteria") or {}
     if not isinstance(criteria, dict):
         raise ValueError("criteria is not an object")
-    return Evaluation(ts=float(obj["ts"]), model=str(obj["specialist"]), version=str(obj.get("version") or
-                                                                                       UNVERSIONED),
+    reply = obj.get("reply")
+    return Evaluation(ts=float(obj["ts"]), model=str(obj["specialist"]), version=str(obj.get("version") or UNVERSIONED),
                       score=0.0 if error else score, error=error, dismissive=bool(obj.get("dismissive")),
                       answer_dump=bool(obj.get("answer_dump")),
                       criteria={str(k): float(v) for k, v in criteria.items()},
-                      history=_history(obj.get("history")), reply=obj.get("reply") if isinstance(obj.get("reply"),
-                                                                                                   str) else None)
+                      history=_history(obj.get("history")), reply=reply if isinstance(reply, str) else None)
 
 
 def _history(value) -> list[dict] | None:

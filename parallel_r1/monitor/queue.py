@@ -82,12 +82,12 @@ class TriggerLog:
         append_line(self.path, {k: v for k, v in asdict(entry).items() if v is not None})
 
     def latest_jobs(self) -> dict[str, Entry]:
-        """job id -> its latest entry."""
-        return {e.job_id: e for e in self.entries() if e.job_id}
+        return latest_jobs(self.entries())
 
-    def last_fired(self, model: str, action: str) -> float | None:
-        times = [e.ts for e in self.entries() if (e.model, e.action, e.status) == (model, action, SUBMITTED)]
-        return max(times) if times else None
+
+def latest_jobs(entries: list[Entry]) -> dict[str, Entry]:
+    """job id -> its latest entry (its status)."""
+    return {e.job_id: e for e in entries if e.job_id}
 
 
 def entrypoint(cfg: PipelineConfig, trigger: Trigger, config_file: Path) -> str:
@@ -105,32 +105,35 @@ class JobQueue:
     def __init__(self, cfg: PipelineConfig, client, config_file: Path) -> None:
         self.cfg, self.client, self.config_file = cfg, client, config_file
         self.log = TriggerLog(cfg.workdir)
+        self.entries = self.log.entries()  # read once per pass; kept in step with what this queue appends
 
-    def refresh(self) -> dict[str, str]:
+    def _record(self, entry: Entry) -> Entry:
+        self.log.append(entry)
+        self.entries.append(entry)
+        return entry
+
+    def refresh(self) -> None:
         """Ask the cluster for the status of every job not known to have ended; log each change."""
-        statuses = {}
-        for job_id, entry in self.log.latest_jobs().items():
+        for job_id, entry in latest_jobs(self.entries).items():
             if entry.status in TERMINAL:
-                statuses[job_id] = entry.status
                 continue
             try:
                 status = str(self.client.get_job_status(job_id).value)
             except Exception:  # a job the cluster forgot (a restarted head): it is not live any more
                 status = "LOST"
-            statuses[job_id] = status
             if status != entry.status:
-                self.log.append(Entry(time.time(), entry.model, entry.version, entry.action, status, job_id))
-        return statuses
+                self._record(Entry(time.time(), entry.model, entry.version, entry.action, status, job_id))
 
-    def blocked(self, trigger: Trigger, statuses: dict[str, str], now: float) -> str | None:
+    def blocked(self, trigger: Trigger, now: float) -> str | None:
         """Why this trigger is not submitted now, or None."""
-        for job_id, entry in self.log.latest_jobs().items():
+        for job_id, entry in latest_jobs(self.entries).items():
             if (entry.model, entry.action) == (trigger.model, trigger.action) and \
-                    statuses.get(job_id, entry.status) not in (*TERMINAL, "LOST", SUBMIT_FAILED):
-                return f"job {job_id} still {statuses.get(job_id, entry.status)}"
-        last = self.log.last_fired(trigger.model, trigger.action)
-        if last is not None and now - last < self.cfg.monitor.cooldown_s:
-            return f"cooling down ({self.cfg.monitor.cooldown_s - (now - last):.0f} s left)"
+                    entry.status not in (*TERMINAL, "LOST", SUBMIT_FAILED):
+                return f"job {job_id} still {entry.status}"
+        fired = [e.ts for e in self.entries
+                 if (e.model, e.action, e.status) == (trigger.model, trigger.action, SUBMITTED)]
+        if fired and now - max(fired) < self.cfg.monitor.cooldown_s:
+            return f"cooling down ({self.cfg.monitor.cooldown_s - (now - max(fired)):.0f} s left)"
         return None
 
     def submit(self, trigger: Trigger) -> Entry:
@@ -146,5 +149,4 @@ class JobQueue:
             entry = Entry(**base, status=SUBMITTED, job_id=job_id)
         except Exception as e:
             entry = Entry(**base, status=SUBMIT_FAILED, error=" ".join(f"{type(e).__name__}: {e}".split())[:300])
-        self.log.append(entry)
-        return entry
+        return self._record(entry)

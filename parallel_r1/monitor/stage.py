@@ -61,13 +61,14 @@ class MonitorStage:
             self.queue = JobQueue(self.cfg, connect(job_address(self.cfg)), self._config_file())
 
     def _config_file(self) -> Path:
-        """The config the queued stages run with: `monitor.job_config`, else the run's resolved config."""
+        """The config the queued stages run with: `monitor.job_config`, else this one, written to
+        monitor/job_config.yaml (the run's config.resolved.yaml stays discover's record)."""
         if self.cfg.monitor.job_config:
             path = Path(self.cfg.monitor.job_config).resolve()
             if not path.is_file():
                 raise UserFacingError(f"monitor.job_config {path} not found")
             return path
-        return atomic_write_text(self.paths.config_resolved, dump_config(self.cfg))
+        return atomic_write_text(self.paths.workdir / "monitor" / "job_config.yaml", dump_config(self.cfg))
 
     def run(self) -> MonitorResult:
         if self.cfg.monitor.probe_url and self.promoted:
@@ -78,20 +79,21 @@ class MonitorStage:
             console.print(f"[yellow]monitor:[/] {warning}")
         result = MonitorResult(compute_signals(log.evaluations, self.cfg.monitor), dict(self.promoted),
                                bad_lines=len(log.bad_lines))
-        statuses = self.queue.refresh() if self.queue else {}
+        if self.queue:
+            self.queue.refresh()
         now = time.time()
         for s in result.signals:
             if self.promoted.get(s.model) != s.version:
                 continue
             for trigger in decide(s, self.cfg.monitor):
-                result.outcomes.append(self._act(trigger, statuses, now))
+                result.outcomes.append(self._act(trigger, now))
         _print(result, self.dry_run)
         return result
 
-    def _act(self, trigger: Trigger, statuses: dict[str, str], now: float) -> Outcome:
+    def _act(self, trigger: Trigger, now: float) -> Outcome:
         if self.queue is None:
             return Outcome(trigger, skipped="dry run")
-        if why := self.queue.blocked(trigger, statuses, now):
+        if why := self.queue.blocked(trigger, now):
             return Outcome(trigger, skipped=why)
         return Outcome(trigger, entry=self.queue.submit(trigger))
 

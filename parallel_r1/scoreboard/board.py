@@ -13,7 +13,7 @@ from parallel_r1.compare.stats import ModelSummary, summarise
 from parallel_r1.config import PipelineConfig
 from parallel_r1.gate.stage import read_results
 from parallel_r1.monitor.log import Evaluation, read_score_log, score_log_path
-from parallel_r1.monitor.queue import Entry, TriggerLog
+from parallel_r1.monitor.queue import Entry, TriggerLog, latest_jobs
 from parallel_r1.monitor.signals import Signals, compute_signals
 from parallel_r1.paths import RunPaths
 from parallel_r1.registry.promotion import PromotionRecord
@@ -53,7 +53,7 @@ class Board:
 def _triggers(workdir: Path) -> list[Entry]:
     """Each submission with its job's latest status (failed submissions too)."""
     entries = TriggerLog(workdir).entries()
-    latest = {e.job_id: e for e in entries if e.job_id}
+    latest = latest_jobs(entries)
     out = []
     for e in entries:
         if e.signals is None:
