@@ -4,6 +4,7 @@ is already complete."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -13,11 +14,13 @@ from typing import Any
 from rich.table import Table
 
 from parallel_r1.config import PipelineConfig
-from parallel_r1.console import console, summary_table
+from parallel_r1.console import console, notice, summary_table
 from parallel_r1.data.run_lock import run_lock
 from parallel_r1.errors import UserFacingError
 from parallel_r1.paths import RunPaths
 from parallel_r1.recipe import Recipe, run_recipe
+
+log = logging.getLogger(__name__)
 
 
 class StageClock:
@@ -29,11 +32,13 @@ class StageClock:
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
         console.rule(name)
+        log.info("run: stage %s started", name)
         start = time.monotonic()
         try:
             yield
         finally:
             self.seconds[name] = time.monotonic() - start
+            log.info("run: stage %s ended after %.1f s", name, self.seconds[name])
 
     def table(self) -> Table:
         rows = [[name, f"{s:.1f}"] for name, s in self.seconds.items()]
@@ -119,7 +124,7 @@ def _steps() -> list[Step]:
 def _finetuned(run: Run, jobs) -> bool:
     """Go on to compare only when every Ray job succeeded; OpenAI jobs are followed with `watch`."""
     if run.cfg.finetune.backend != "ray":
-        console.print("finetune: OpenAI jobs submitted; follow them with `parallel-r1 watch`, then run compare")
+        notice("finetune: OpenAI jobs submitted; follow them with `parallel-r1 watch`, then run compare", log)
         return False
     if jobs.failed:
         failed = ", ".join(f"{n} ({j.error})" for n, j in jobs.failed.items())
@@ -136,6 +141,7 @@ def run_pipeline(cfg: PipelineConfig, *, force: bool = False) -> None:
         run = Run(cfg, force, servers, endpoint_users(cfg))
         for step in _steps():
             if not step.when(run):
+                log.info("run: stage %s not needed", step.name)
                 continue
             with clock.stage(step.name):
                 run.results[step.name] = run_recipe(step.stage(run))
@@ -146,11 +152,11 @@ def run_pipeline(cfg: PipelineConfig, *, force: bool = False) -> None:
 
 def _summary(clock: StageClock, compared, gated) -> None:
     console.rule("run summary")
-    console.print(clock.table())
-    console.print(summary_table("the seed's success criteria", ["criterion", "verdict"],
-                                [[c.name, c.verdict] for c in compared.criteria]))
+    notice(clock.table(), log)
+    notice(summary_table("the seed's success criteria", ["criterion", "verdict"],
+                         [[c.name, c.verdict] for c in compared.criteria]), log)
     verdict, next_step = compared.decision
-    console.print(f"[bold]decision: {verdict}[/] — {next_step}")
+    notice(f"[bold]decision: {verdict}[/] — {next_step}", log)
     for d in gated.decisions:
-        console.print(f"gate: {d.candidate} {'promoted' if d.promoted else 'not promoted'} ({'; '.join(d.reasons)})")
-    console.print(f"report: {compared.report}")
+        notice(f"gate: {d.candidate} {'promoted' if d.promoted else 'not promoted'} ({'; '.join(d.reasons)})", log)
+    notice(f"report: {compared.report}", log)

@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from parallel_r1.config import ConfigError
-from parallel_r1.console import console, summary_table
+from parallel_r1.console import notice, summary_table
 from parallel_r1.data.io import atomic_write_json, file_digest, folder_build
 from parallel_r1.errors import UserFacingError
 from parallel_r1.paths import BASE_MODEL_INFO
+
+log = logging.getLogger(__name__)
 
 CONVERTER_VERSION = 1  # bump when the conversion changes, so older conversions are redone
 
@@ -110,7 +113,7 @@ def convert_packaged(name: str, out_dir: Path, *, progress: bool = True, force: 
     key = build_key(name, gguf)
     if not force and (info := _existing(out_dir, key)) is not None:
         if progress:
-            console.print(f"base model in {out_dir} is {name}, already converted; skipped")
+            notice(f"base model in {out_dir} is {name}, already converted; skipped", log)
         return {**info, "skipped": True}
     if out_dir.exists() and not (out_dir / BASE_MODEL_INFO).exists() and not force:
         raise UserFacingError(f"{out_dir} exists but holds no base model ({BASE_MODEL_INFO} missing): remove it, or "
@@ -118,7 +121,7 @@ def convert_packaged(name: str, out_dir: Path, *, progress: bool = True, force: 
     started = time.perf_counter()
     with folder_build(out_dir) as tmp:
         if progress:
-            console.print(f"converting {model.description} from {gguf.name} (dequantizing to float32)…")
+            notice(f"converting {model.description} from {gguf.name} (dequantizing to float32)…", log)
         metrics = _convert(gguf, tmp)
         metrics["wall_s"] = round(time.perf_counter() - started, 1)
         info = {"config": key, "metrics": metrics, "source": {"name": name, "package": model.distribution,
@@ -126,8 +129,8 @@ def convert_packaged(name: str, out_dir: Path, *, progress: bool = True, force: 
                 "created_at": datetime.now(UTC).isoformat(timespec="seconds")}
         atomic_write_json(tmp / BASE_MODEL_INFO, info)
     if progress:
-        console.print(summary_table("base model", ["", "value"], [
+        notice(summary_table("base model", ["", "value"], [
             ("path", str(out_dir)), ("source", f"{name} ({model.licence})"),
             ("parameters", f"{metrics['params']:,}"), ("vocabulary", f"{metrics['vocab_size']:,}"),
-            ("context", f"{metrics['context']:,} tokens"), ("wall time", f"{metrics['wall_s']:.1f} s")]))
+            ("context", f"{metrics['context']:,} tokens"), ("wall time", f"{metrics['wall_s']:.1f} s")]), log)
     return {**info, "skipped": False}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import random
 import time
 from dataclasses import asdict, dataclass, fields
@@ -22,7 +23,7 @@ from parallel_r1.base_model.from_scratch import default_num_threads, new_model, 
 from parallel_r1.base_model.pretrained import convert_packaged
 from parallel_r1.base_model.tokenizer import train_tokenizer
 from parallel_r1.config import BaseModelConfig, ConfigError
-from parallel_r1.console import console, summary_table
+from parallel_r1.console import console, notice, summary_table
 from parallel_r1.data import Dialogue, discovery_plan
 from parallel_r1.data.io import atomic_write_json, folder_build
 from parallel_r1.discover.procedural import ProceduralBackend
@@ -30,6 +31,8 @@ from parallel_r1.discover.simulator import simulate_dialogue
 from parallel_r1.errors import UserFacingError
 from parallel_r1.paths import BASE_MODEL_INFO
 from parallel_r1.recipe import run_recipe
+
+log = logging.getLogger(__name__)
 
 BUILDER_VERSION = 2  # bump when the corpus, tokenizer or template change, so older builds are rebuilt
 CORPUS_SEED_OFFSET = 7000  # corpus plan seed = this + cfg.seed: ids "d7000-…" never collide with discover's
@@ -101,7 +104,7 @@ def build_base_model(cfg: BaseModelConfig, out_dir: Path, *, progress: bool = Tr
     out_dir = Path(out_dir).resolve()
     if not force and (done := _existing(out_dir, cfg)) is not None:
         if progress:
-            console.print(f"base model in {out_dir} is up to date (same configuration); skipped")
+            notice(f"base model in {out_dir} is up to date (same configuration); skipped", log)
         return done
     if out_dir.exists() and not (out_dir / BASE_MODEL_INFO).exists() and not force:
         raise UserFacingError(f"{out_dir} exists but holds no embedded base model ({BASE_MODEL_INFO} missing): "
@@ -145,7 +148,7 @@ def build_base_model(cfg: BaseModelConfig, out_dir: Path, *, progress: bool = Tr
     finally:
         torch.set_num_threads(threads)
     if progress:
-        console.print(summary_table("base model", ["", "value"], _summary_rows(result)))
+        notice(summary_table("base model", ["", "value"], _summary_rows(result)), log)
     return result
 
 

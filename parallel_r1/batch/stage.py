@@ -8,6 +8,7 @@ config and the dialogues' digest they were cut from, which tells `parallel-r1 ru
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,11 +16,13 @@ from pathlib import Path
 from parallel_r1.batch.batches import BatchSet, BatchShortfallError, build_batches
 from parallel_r1.batch.report import summary_rows, write_batches
 from parallel_r1.config import PipelineConfig
-from parallel_r1.console import console, summary_table
+from parallel_r1.console import console, notice, summary_table
 from parallel_r1.data import read_dialogues
 from parallel_r1.data.io import atomic_write_json, file_digest
 from parallel_r1.paths import RunPaths
 from parallel_r1.recipe import run_recipe
+
+log = logging.getLogger(__name__)
 
 
 def batch_inputs(cfg: PipelineConfig) -> dict:
@@ -61,7 +64,7 @@ class BatchStage:
     def run(self) -> BatchResult:
         paths, dialogues = self.paths, self.dialogues
         if self.current:
-            console.print(f"batch: {paths.batch_report} is up to date")
+            notice(f"batch: {paths.batch_report} is up to date", log)
             console.print(paths.batch_report.read_text(), markup=False)
             return BatchResult(None, paths.batches)
         try:
@@ -75,10 +78,10 @@ class BatchStage:
         if self.print_report:
             console.print(paths.batch_report.read_text(), markup=False)
         columns = ["batch", "size", "target", "mean score", "mean confidence", "stock-phrase density", "status"]
-        console.print(summary_table(f"batch ({len(dialogues)} dialogues → {paths.batches})", columns,
-                                    [list(r.values()) for r in summary_rows(batch_set)]))
+        notice(summary_table(f"batch ({len(dialogues)} dialogues → {paths.batches})", columns,
+                             [list(r.values()) for r in summary_rows(batch_set)]), log)
         for warning in [*batch_set.warnings, *mixed_graders(dialogues)]:
-            console.print(f"[yellow]warning:[/] {warning}")
+            log.warning("%s", warning)
         return BatchResult(batch_set, paths.batches, len(dialogues))
 
     def cleanup(self) -> None:

@@ -1,11 +1,13 @@
 """`parallel-r1`: one thin command per stage; the logic lives in the package.
 
 Errors a user can cause (bad config, missing artifact, unfillable batch in strict mode) exit with
-code 2 and a one-line message, without a traceback.
+code 2 and a one-line message, without a traceback. Each command that works on a run directory also logs to
+<workdir>/logs/<command>.log (see `cli/logs.py`).
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -16,6 +18,8 @@ from parallel_r1.config import ConfigError, dump_config
 from parallel_r1.console import console
 
 __all__ = ["app"]
+
+log = logging.getLogger(__name__)
 
 
 @app.command()
@@ -40,8 +44,8 @@ def discover(
     result = run_discover(cfg)
     print_discover_summary(result)
     if result.failed:
-        console.print(f"[yellow]{result.failed} dialogue(s) failed; see {cfg.workdir}/discover_failures.jsonl; "
-                      "run discover again to retry them[/]")
+        log.warning("%d dialogue(s) failed; see %s/discover_failures.jsonl; run discover again to retry them",
+                    result.failed, cfg.workdir)
 
 
 @app.command("import")
@@ -75,8 +79,8 @@ def grade_cmd(
     with managed_endpoints(cfg, ("judge",)) as served:
         result = run_grade(served, reuse_grades=not force)
     if result.failed:
-        console.print(f"[yellow]{result.failed} dialogue(s) failed; see {cfg.workdir}/grade_failures.jsonl; "
-                      "run grade again to retry them[/]")
+        log.warning("%d dialogue(s) failed; see %s/grade_failures.jsonl; run grade again to retry them",
+                    result.failed, cfg.workdir)
 
 
 @app.command("validate-grader")
@@ -124,7 +128,7 @@ def profile_cmd(
     """The traits a student's messages show, the evidence for each and the specialist Serve would pick."""
     from parallel_r1.profiles.evaluate import profile_report
 
-    console.print(profile_report(_config(config, workdir, set_), messages, method, eval_file))
+    console.print(profile_report(_config(config, workdir, set_, log_file=False), messages, method, eval_file))
 
 
 @app.command()
@@ -168,7 +172,7 @@ def show_config(
     elif section is not None:
         raise ConfigError(f"`config {section}` needs --explain (without it the whole resolved config is printed)")
     else:
-        console.print(dump_config(_config(config, workdir, set_)), markup=False)
+        console.print(dump_config(_config(config, workdir, set_, log_file=False)), markup=False)
 
 
 @app.command()
@@ -271,7 +275,7 @@ def check(config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = N
     """Print the fine-tuning jobs once (exit 1 if any failed, 3 if some are still running)."""
     from parallel_r1.finetune import watch as jobs
 
-    raise typer.Exit(jobs.exit_code(jobs.check(_config(config, workdir, set_))))
+    raise typer.Exit(jobs.exit_code(jobs.check(_config(config, workdir, set_, log_file=False))))
 
 
 @app.command()

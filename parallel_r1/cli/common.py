@@ -1,20 +1,22 @@
-"""What every `parallel-r1` command shares: the Typer app, the config options, the one-line error handling."""
+"""What every `parallel-r1` command shares: the Typer app, the config options, the one-line errors and the logging."""
 
 from __future__ import annotations
 
 import functools
+import logging
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
+from parallel_r1.cli import logs
 from parallel_r1.config import PipelineConfig, load_config
-from parallel_r1.console import console
 from parallel_r1.errors import UserFacingError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Turn one tutoring model into a team of specialists, on Ray.")
+
+log = logging.getLogger(__name__)
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config (default: embedded).")]
 WorkdirOpt = Annotated[Path | None, typer.Option("--workdir", "-w", help="Run directory (default: data/).")]
@@ -22,18 +24,34 @@ SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override: secti
 
 
 def user_errors(fn):
+    """Run a command with its logging (`cli.logs`): a UserFacingError or a missing file exits 2 with one line on the
+    terminal and its traceback in the log file; an unexpected exception goes to the log file too, then up."""
+
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        try:
+        if logs.active():  # called by another command (finetune --parallel-format): that one's logging holds
             return fn(*args, **kwargs)
-        except (UserFacingError, FileNotFoundError) as e:
-            console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
+        with logs.command_log(fn.__name__.removesuffix("_cmd").replace("_", "-")):  # grade_cmd: grade.log
+            try:
+                return fn(*args, **kwargs)
+            except (UserFacingError, FileNotFoundError) as e:
+                log.error("%s", e, exc_info=True)
+                raise typer.Exit(2) from None
+            except typer.Exit:
+                raise
+            except Exception:  # Python prints the traceback on the terminal as before
+                log.error("unexpected error", exc_info=True, extra={"terminal": False})
+                raise
 
     return wrapper
 
 
-def _config(config: Path | None, workdir: Path | None, sets: list[str] | None, **flags) -> PipelineConfig:
-    """YAML (or embedded defaults), then --set overrides, then the command's own flags."""
+def _config(config: Path | None, workdir: Path | None, sets: list[str] | None, *, log_file: bool = True,
+            **flags) -> PipelineConfig:
+    """YAML (or embedded defaults), then --set overrides, then the command's own flags; with `log_file`, the
+    command logs to <workdir>/logs/<command>.log from here on."""
     flags["workdir"] = str(workdir) if workdir else None
-    return load_config(config, list(sets or []), flags)
+    cfg = load_config(config, list(sets or []), flags)
+    if log_file:
+        logs.to_run_directory(cfg.workdir)
+    return cfg

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from parallel_r1.cli.common import ConfigOpt, SetOpt, WorkdirOpt, _config, app, user_errors
-from parallel_r1.console import console
+from parallel_r1.console import notice
 
 
 @app.command()
@@ -40,7 +40,7 @@ def rollback(
 
     record = PromotionRecord(_config(config, workdir, set_).workdir)
     old, new = record.rollback(model, to, reason)
-    console.print(f"rollback: {old} -> {new} ({record.file})")
+    notice(f"rollback: {old} -> {new} ({record.file})")
 
 
 @app.command()
@@ -49,4 +49,4 @@ def models(config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = 
     """The registry: every model version, which one is promoted (served), and the promotion history."""
     from parallel_r1.registry.report import print_registry
 
-    print_registry(_config(config, workdir, set_).workdir)
+    print_registry(_config(config, workdir, set_, log_file=False).workdir)

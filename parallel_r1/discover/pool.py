@@ -8,6 +8,7 @@ The driver keeps every actor filled up to `max_in_flight`, appends finished dial
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 import traceback
@@ -25,6 +26,8 @@ from parallel_r1.discover.openai_backend import OpenAIBackend
 from parallel_r1.discover.procedural import ProceduralBackend
 from parallel_r1.discover.simulator import simulate_dialogue
 from parallel_r1.grade import agrade_dialogues, build_grader
+
+log = logging.getLogger(__name__)
 
 
 def build_backend(cfg: DiscoverConfig) -> ChatBackend:
@@ -55,6 +58,7 @@ class DiscoveryWorker:
             except Exception as e:  # noqa: BLE001 - any failure of one dialogue is recorded, not fatal
                 error = f"{type(e).__name__}: {e}"
                 last_tb = traceback.format_exc(limit=3)
+        log.warning("dialogue %s failed %d attempt(s): %s", task.dialogue_id, self.attempts, error)  # Ray's worker log
         return {"error": error, "attempts": self.attempts, "traceback": last_tb}
 
     async def run_many(self, tasks: list[DialogueTask]) -> list[dict]:
@@ -133,6 +137,8 @@ class DiscoveryPool:
                     self.stats.requeued += len(requeue)
                     load[idx] = 0
                     self._replace(idx, type(e).__name__)
+                    log.warning("discovery actor %d crashed (%s): replaced, %d dialogue(s) queued again", idx,
+                                type(e).__name__, len(requeue))
                     continue
                 for task, result in zip(chunk, results, strict=True):
                     if "error" in result:

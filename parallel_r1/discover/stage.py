@@ -8,19 +8,22 @@ dialogues recorded in `discover_failures.jsonl`.
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from parallel_r1.config import ConfigError, PipelineConfig, dump_config
-from parallel_r1.console import console, progress_bar, summary_table
+from parallel_r1.console import notice, progress_bar, summary_table
 from parallel_r1.data import Dialogue, DialogueTask, discovery_plan, read_dialogues, write_dialogues
 from parallel_r1.data.io import atomic_write_json, atomic_write_jsonl, atomic_write_text, read_jsonl
 from parallel_r1.grade import resolved_grade
 from parallel_r1.llm_server import managed_endpoints
 from parallel_r1.paths import RunPaths
 from parallel_r1.recipe import run_recipe
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -75,7 +78,7 @@ class DiscoverStage:
         if self.pending:
             needs = ("discover", "judge") if d.grade else ("discover",)
             self.cfg = self._llm_server.enter_context(managed_endpoints(self.cfg, needs))
-            console.print(ensure_ray(self.cfg.ray))
+            notice(ensure_ray(self.cfg.ray), log)
             self.pool = DiscoveryPool(self.cfg.discover, resolved_grade(self.cfg) if d.grade else None)
 
     def _check_same_plan(self) -> None:
@@ -104,6 +107,8 @@ class DiscoverStage:
         from parallel_r1.discover.pool import dialogue_from_result
 
         if "error" in result:
+            log.info("discover: %s failed after %d attempt(s): %s", task.dialogue_id, result["attempts"],
+                     result["error"])
             self.failures[task.dialogue_id] = {
                 **task.to_dict(), "error": result["error"], "attempts": result["attempts"],
                 "traceback": result.get("traceback", ""),
@@ -118,8 +123,10 @@ class DiscoverStage:
     def run(self) -> DiscoverResult:
         already = len(self.plan) - len(self.pending)
         if not self.pending:
-            console.print(f"discover: all {len(self.plan)} dialogues already in {self.paths.dialogues}")
+            notice(f"discover: all {len(self.plan)} dialogues already in {self.paths.dialogues}", log)
             return self._result(already, 0, 0, 0, 0.0)
+        log.info("discover: %d of %d dialogues already on disk, %d to run (%d of them failed before)", already,
+                 len(self.plan), len(self.pending), len(self.failures))
         stats = None
         try:
             with progress_bar() as progress:
@@ -161,7 +168,7 @@ def print_discover_summary(result: DiscoverResult) -> None:
         ("actor restarts", result.actor_restarts), ("elapsed s", result.elapsed_s),
         ("dialogues / s", result.rate), ("total in dialogues.parquet", result.total_on_disk),
     ]
-    console.print(summary_table("discover", ["", "value"], rows))
+    notice(summary_table("discover", ["", "value"], rows), log)
     if not dialogues:
         return
     by = Counter((d.profile_kind, d.length_bucket) for d in dialogues)
@@ -171,8 +178,8 @@ def print_discover_summary(result: DiscoverResult) -> None:
         scores = [d.score for d in dialogues if d.profile_kind == k and d.score is not None]
         table_rows.append((k, by[(k, "short")], by[(k, "medium")], by[(k, "long")],
                            sum(scores) / len(scores) if scores else None))
-    console.print(summary_table("dialogues by profile", ["profile", "short", "medium", "long", "mean score"],
-                                table_rows))
+    notice(summary_table("dialogues by profile", ["profile", "short", "medium", "long", "mean score"], table_rows),
+           log)
 
 
 def run_discover(cfg: PipelineConfig, *, show_progress: bool = True) -> DiscoverResult:

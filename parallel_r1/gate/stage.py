@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import asdict, dataclass, field
 
 import pyarrow.parquet as pq
@@ -18,12 +19,14 @@ from parallel_r1.compare.models import BASE, REGISTRY_KIND, compared_models
 from parallel_r1.compare.scoring import ScoredReply
 from parallel_r1.compare.stats import ModelSummary, summarise
 from parallel_r1.config import PipelineConfig
-from parallel_r1.console import console, summary_table
+from parallel_r1.console import notice, summary_table
 from parallel_r1.errors import UserFacingError
 from parallel_r1.paths import RunPaths
 from parallel_r1.recipe import run_recipe
 from parallel_r1.registry.promotion import PromotionRecord
 from parallel_r1.registry.versions import ModelVersion, now, weights_digest
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -145,11 +148,11 @@ class GateStage:
         record = self.record.read()
         current = record["promoted"].get(name)
         if current and current["ref"] == version.ref:
-            console.print(f"gate: {version.ref} is already the promoted version of {name}")
+            notice(f"gate: {version.ref} is already the promoted version of {name}", log)
             return None
         for d in reversed(record["decisions"]):
             if d["candidate"] == version.ref and d["results"] == fingerprint:
-                console.print(f"gate: {version.ref} was decided on these results at {d['decided_at']}")
+                notice(f"gate: {version.ref} was decided on these results at {d['decided_at']}", log)
                 return GateDecision(**{**d, "checks": [Check(**c) for c in d["checks"]]})
         incumbent, bar = (current["ref"], current["score"]) if current else (BASE, summaries[BASE].mean)
         decision = evaluate_gate(summaries[name], version.ref, incumbent, bar, self.cfg,
@@ -169,7 +172,7 @@ def run_gate(cfg: PipelineConfig, candidate: str | None = None) -> GateResult:
 def _print(result: GateResult) -> None:
     for d in result.decisions:
         rows = [[c.name, c.value, c.threshold, "pass" if c.passed else "FAIL"] for c in d.checks]
-        console.print(summary_table(f"gate: {d.candidate} against {d.incumbent}",
-                                    ["check", "value", "limit", "verdict"], rows))
+        notice(summary_table(f"gate: {d.candidate} against {d.incumbent}", ["check", "value", "limit", "verdict"],
+                             rows), log)
         verdict = "[bold green]promoted[/]" if d.promoted else "[bold red]not promoted[/]"
-        console.print(f"gate: {d.candidate} {verdict}: {'; '.join(d.reasons)}")
+        notice(f"gate: {d.candidate} {verdict}: {'; '.join(d.reasons)}", log)

@@ -8,17 +8,20 @@ grades with it everywhere a grader is used.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from parallel_r1.config import PipelineConfig
-from parallel_r1.console import console
+from parallel_r1.console import notice
 from parallel_r1.grade.fitted import cross_validate, fit, prepare
 from parallel_r1.grade.labels import read_labelled
 from parallel_r1.grade.validate import ValidationReport
 from parallel_r1.grade.validate_stage import print_validation
 from parallel_r1.paths import RunPaths
 from parallel_r1.recipe import run_recipe
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -45,17 +48,17 @@ class GraderFitStage:
         self.replies = read_labelled(self.labelled)
 
     def run(self) -> FitResult:
-        console.print(f"embedding {len(self.replies)} labelled replies, their students' last messages and their "
-                      "problems ...")
+        notice(f"embedding {len(self.replies)} labelled replies, their students' last messages and their problems ...",
+               log)
         data = prepare(self.replies)
         report = cross_validate(data, source=str(self.labelled))
         print_validation(report)
         grader = fit(data, source=Path(self.labelled))
         folder = grader.save(fitted_folder(self.cfg, self.out), report)
         fitted = ", ".join(f"{t.criterion} ({' + '.join(t.dimensions)}, n={t.n})" for t in grader.targets)
-        console.print(f"wrote {grader.name} to {folder} (model.npz, model.json, validation.json, validation.png); "
-                      f"it predicts {fitted}; grade with it: grade.grader=fitted"
-                      + (f" grade.fitted_path={folder}" if self.out else ""))
+        notice(f"wrote {grader.name} to {folder} (model.npz, model.json, validation.json, validation.png); "
+               f"it predicts {fitted}; grade with it: grade.grader=fitted"
+               + (f" grade.fitted_path={folder}" if self.out else ""), log)
         return FitResult(folder=folder, grader=grader.name, report=report)
 
     def cleanup(self) -> None:

@@ -10,6 +10,7 @@ discarding the rest.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import re
 import statistics
@@ -35,6 +36,8 @@ from parallel_r1.grade.judge_prompt import (
 from parallel_r1.grade.judge_reply import JudgeError, parse_judge_reply, read_structured_reply
 from parallel_r1.grade.rubric import HeuristicRubricGrader
 from parallel_r1.llm_client import Completion, EndpointError, OpenAIChatClient, run_closing
+
+log = logging.getLogger(__name__)
 
 JUDGE_MAX_TOKENS = 512  # room for every criterion, the confidence and the notes
 MIN_REPLY_TOKENS = 160
@@ -165,6 +168,8 @@ class LLMJudgeGrader:
             if self.structured:
                 self.structured = False
                 self.counts["response_format_refused"] += 1
+                log.warning("judge: the endpoint refused response_format (HTTP %d); asking without the JSON schema",
+                            e.status)
             return done, False
 
     def _read(self, text: str, names: tuple[str, ...], structured: bool) -> tuple[dict[str, float], float | None, str]:

@@ -10,6 +10,7 @@ entirely stops the stage (the endpoint is likely down); a run that grades nothin
 from __future__ import annotations
 
 import asyncio
+import logging
 import statistics
 import time
 from collections import Counter
@@ -18,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from parallel_r1.config import PipelineConfig
-from parallel_r1.console import console, progress_bar, summary_table
+from parallel_r1.console import notice, progress_bar, summary_table
 from parallel_r1.data import Dialogue, read_dialogues, write_dialogues
 from parallel_r1.data.io import atomic_write_jsonl, atomic_write_text, read_jsonl
 from parallel_r1.errors import UserFacingError
@@ -28,6 +29,8 @@ from parallel_r1.grade.patterns import PatternReport, pattern_report, stock_phra
 from parallel_r1.grade.records import Grader, build_grader, profile_of, scenario_of
 from parallel_r1.paths import RunPaths
 from parallel_r1.recipe import run_recipe
+
+log = logging.getLogger(__name__)
 
 CHUNK = 64  # dialogues graded between writes of dialogues.parquet
 
@@ -124,6 +127,8 @@ class GradeRun:
                     self.flush(wrote_grades=ok > 0)
                     progress.update(bar, advance=len(chunk), status=f"{self.grader.name} · failed {self.failed}")
                     if ok == 0:  # a whole chunk failed: stop rather than spend retries on every dialogue left
+                        log.warning("grade: a whole chunk of %d dialogue(s) failed; the %d left are not tried",
+                                    len(chunk), len(todo) - start - len(chunk))
                         return len(todo) - start - len(chunk)
             return 0
         finally:
@@ -153,6 +158,8 @@ class GradeStage:
         started = time.perf_counter()
         todo = [d for d in dialogues if not (self.reuse_grades and d.score is not None and d.grader == grader.name)]
         run = GradeRun(paths, dialogues, grader)
+        log.info("grade: %d of %d dialogue(s) to grade with %s (%s)", len(todo), len(dialogues), grader.name,
+                 "keeping its earlier grades" if self.reuse_grades else "regrading all")
         if todo:
             not_attempted = asyncio.run(run.grade(todo, self.show_progress))
         else:
@@ -214,7 +221,7 @@ def print_grade_summary(result: GradeResult, paths: RunPaths) -> None:
         rows.insert(2, ("judge replies structured / tolerant / trimmed / shrunk",
                         f"{counts.get('structured', 0)} / {counts.get('tolerant', 0)} / "
                         f"{counts.get('trimmed', 0)} / {counts.get('shrunk', 0)}"))
-    console.print(summary_table("grade", ["", "value"], rows))
+    notice(summary_table("grade", ["", "value"], rows), log)
     if result.patterns.top_openers:
-        console.print(summary_table("most repeated teacher openers", ["opener", "turns"],
-                                    result.patterns.top_openers[:5]))
+        notice(summary_table("most repeated teacher openers", ["opener", "turns"], result.patterns.top_openers[:5]),
+               log)

@@ -6,10 +6,11 @@ Run it with `parallel-r1 validate-grader LABELLED.jsonl --grader heuristic`; the
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from parallel_r1.config import PipelineConfig
-from parallel_r1.console import console, summary_table
+from parallel_r1.console import notice, summary_table
 from parallel_r1.grade.labels import read_labelled
 from parallel_r1.grade.records import build_grader
 from parallel_r1.grade.validate import (
@@ -22,6 +23,8 @@ from parallel_r1.grade.validate import (
 )
 from parallel_r1.paths import RunPaths
 from parallel_r1.recipe import run_recipe
+
+log = logging.getLogger(__name__)
 
 
 class ValidateStage:
@@ -36,13 +39,13 @@ class ValidateStage:
 
     def run(self) -> ValidationReport:
         replies, grader = self.replies, self.grader
-        console.print(f"grading {len(replies)} labelled replies with {grader.name} ...")
+        notice(f"grading {len(replies)} labelled replies with {grader.name} ...", log)
         grades, elapsed = grade_replies(replies, grader)
         report = validate(replies, grades, grader=grader.name, source=str(self.labelled), elapsed_s=elapsed)
         json_path, png_path = write_report(report, self.out or RunPaths(self.cfg.workdir).validation
                                            / self.cfg.grade.grader)
         print_validation(report)
-        console.print(f"wrote {json_path} and {png_path}")
+        notice(f"wrote {json_path} and {png_path}", log)
         return report
 
     def cleanup(self) -> None:
@@ -57,7 +60,7 @@ def run_validate(cfg: PipelineConfig, labelled: Path, out: Path | None = None) -
 def print_validation(report: ValidationReport) -> None:
     title = (f"{report.grader} vs human labels: {report.n_replies} replies, {report.n_conversations} conversations"
              f" ({report.method})")
-    console.print(summary_table(title, TABLE_COLUMNS, table_rows(report)))
+    notice(summary_table(title, TABLE_COLUMNS, table_rows(report)), log)
     notes = []
     if report.failed:
         notes.append(f"{report.failed} of {report.n_replies} replies could not be graded and are left out")
@@ -65,4 +68,4 @@ def print_validation(report: ValidationReport) -> None:
         notes.append("skipped (no criterion answers them): " + ", ".join(
             f"{name} ({count} replies)" for name, count in sorted(report.skipped.items())))
     for note in notes:
-        console.print(f"[yellow]{note}[/]")
+        log.warning("%s", note)

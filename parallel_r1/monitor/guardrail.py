@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from parallel_r1.config import PipelineConfig
-from parallel_r1.console import console, summary_table
+from parallel_r1.console import notice, summary_table
 from parallel_r1.data.io import atomic_write_jsonl, read_jsonl
 from parallel_r1.data.prompts import served_system_prompt
 from parallel_r1.errors import UserFacingError
@@ -23,6 +24,8 @@ from parallel_r1.grade.cues import extract, sentences
 from parallel_r1.grade.grade import ANSWER_DUMP_BELOW
 from parallel_r1.monitor.log import Evaluation, read_score_log, score_log_path
 from parallel_r1.paths import RunPaths
+
+log = logging.getLogger(__name__)
 
 NEXT_STEP = "What would you try first? Tell me your next step and we will check it together."
 
@@ -65,8 +68,8 @@ def build_guardrail(cfg: PipelineConfig, model: str) -> GuardrailResult:
     if model not in {b.name for b in cfg.batch.batches}:
         raise UserFacingError(f"guardrail: {model!r} is not a specialist batch of this config "
                               f"({', '.join(b.name for b in cfg.batch.batches)})")
-    log = read_score_log(score_log_path(cfg.serve, paths.workdir))
-    failing = [e for e in log.evaluations if e.model == model and e.compliance_failure]
+    scores = read_score_log(score_log_path(cfg.serve, paths.workdir))
+    failing = [e for e in scores.evaluations if e.model == model and e.compliance_failure]
     grader, system = HeuristicRubricGrader(), served_system_prompt(model, cfg.batch.batches)
     out = paths.guardrail / f"{model}.jsonl"
     existing = read_jsonl(out) if out.exists() else []
@@ -82,11 +85,11 @@ def build_guardrail(cfg: PipelineConfig, model: str) -> GuardrailResult:
             new.append(example)
     atomic_write_jsonl(out, existing + new)
     result = GuardrailResult(out, len(failing), len(new), refused, bare, len(existing) + len(new))
-    console.print(summary_table(f"guardrail: {model}", ["conversations", "count"], [
+    notice(summary_table(f"guardrail: {model}", ["conversations", "count"], [
         ["failing compliance (online log)", result.failing], ["corrected, new", result.corrected],
         ["refused (no compliant correction)", result.refused], ["not logged (serve.log_conversations off)", bare],
-        ["in the guardrail set", result.total]]))
-    console.print(f"guardrail: wrote {out}; `parallel-r1 finetune --batches {model}` trains on it with the batch")
+        ["in the guardrail set", result.total]]), log)
+    notice(f"guardrail: wrote {out}; `parallel-r1 finetune --batches {model}` trains on it with the batch", log)
     return result
 
 

@@ -5,6 +5,7 @@ job id, its status)."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shlex
 import time
@@ -17,6 +18,8 @@ from parallel_r1.errors import UserFacingError
 from parallel_r1.jobs import TERMINAL, JobSpec
 from parallel_r1.monitor.triggers import Trigger
 from parallel_r1.paths import RunPaths
+
+log = logging.getLogger(__name__)
 
 SUBMITTED = "SUBMITTED"
 SUBMIT_FAILED = "SUBMIT_FAILED"
@@ -108,6 +111,8 @@ class JobQueue:
         self.entries = self.log.entries()  # read once per pass; kept in step with what this queue appends
 
     def _record(self, entry: Entry) -> Entry:
+        log.info("monitor: %s %s %s: job %s %s%s", entry.model, entry.version, entry.action, entry.job_id or "-",
+                 entry.status, f" ({entry.error})" if entry.error else "")
         self.log.append(entry)
         self.entries.append(entry)
         return entry

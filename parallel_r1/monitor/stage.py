@@ -8,12 +8,13 @@ and queue their actions as Ray jobs (`--dry-run`: say what would be queued; `--w
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from parallel_r1.config import PipelineConfig, dump_config
-from parallel_r1.console import console, summary_table
+from parallel_r1.console import notice, summary_table
 from parallel_r1.data.io import atomic_write_text
 from parallel_r1.errors import UserFacingError
 from parallel_r1.monitor.log import read_score_log, score_log_path
@@ -24,6 +25,8 @@ from parallel_r1.monitor.triggers import Trigger, decide
 from parallel_r1.paths import RunPaths
 from parallel_r1.recipe import run_recipe
 from parallel_r1.registry.promotion import PromotionRecord
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -73,12 +76,12 @@ class MonitorStage:
     def run(self) -> MonitorResult:
         if self.cfg.monitor.probe_url and self.promoted:
             n = probe(self.cfg, self.promoted)
-            console.print(f"monitor: probed {self.cfg.monitor.probe_url} with {n} held-out prefixes")
-        log = read_score_log(score_log_path(self.cfg.serve, self.paths.workdir))
-        if warning := log.warning():
-            console.print(f"[yellow]monitor:[/] {warning}")
-        result = MonitorResult(compute_signals(log.evaluations, self.cfg.monitor), dict(self.promoted),
-                               bad_lines=len(log.bad_lines))
+            notice(f"monitor: probed {self.cfg.monitor.probe_url} with {n} held-out prefixes", log)
+        scores = read_score_log(score_log_path(self.cfg.serve, self.paths.workdir))
+        if warning := scores.warning():
+            log.warning("monitor: %s", warning)
+        result = MonitorResult(compute_signals(scores.evaluations, self.cfg.monitor), dict(self.promoted),
+                               bad_lines=len(scores.bad_lines))
         if self.queue:
             self.queue.refresh()
         now = time.time()
@@ -119,10 +122,10 @@ def _print(result: MonitorResult, dry_run: bool) -> None:
     rows = [[f"{s.model} {s.version}" + (" (served)" if result.served.get(s.model) == s.version else ""), s.n,
              s.mean, s.std, s.failure_rate, s.drop, s.consecutive_low, s.compliance_failures]
             for s in result.signals]
-    console.print(summary_table("monitor: signals over the latest window", ["version", "evaluations", "mean", "std",
-                                "failure rate", "drop", "low in a row", "compliance"], rows))
+    notice(summary_table("monitor: signals over the latest window", ["version", "evaluations", "mean", "std",
+                         "failure rate", "drop", "low in a row", "compliance"], rows), log)
     if not result.signals:
-        console.print("monitor: no online evaluations yet (serve with serve.grading_fraction > 0)")
+        notice("monitor: no online evaluations yet (serve with serve.grading_fraction > 0)", log)
     for o in result.outcomes:
         t = o.trigger
         if o.entry is not None and o.entry.job_id:
@@ -131,6 +134,6 @@ def _print(result: MonitorResult, dry_run: bool) -> None:
             what = f"[red]submission failed[/]: {o.entry.error}"
         else:
             what = f"would queue ({o.skipped})" if dry_run else f"not queued: {o.skipped}"
-        console.print(f"monitor: {t.model} {t.version} → {t.action}: {t.reason}; {what}")
+        notice(f"monitor: {t.model} {t.version} → {t.action}: {t.reason}; {what}", log)
     if result.signals and not result.outcomes:
-        console.print("monitor: no trigger fired")
+        notice("monitor: no trigger fired", log)

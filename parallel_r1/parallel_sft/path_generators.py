@@ -11,6 +11,7 @@ client are imported only then.
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -18,6 +19,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from parallel_r1.data.parallel_format import SPECIAL_TOKENS, student_view
 from parallel_r1.data.prompts import TUTOR_SYSTEM_PROMPT
 from parallel_r1.errors import UserFacingError
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from parallel_r1.config import InferenceConfig, PathGenerationConfig, RayConfig
@@ -93,11 +96,11 @@ class PolicyPathGenerator:
             raise UserFacingError(f"{self.model} does not state its context length: set inference.max_model_len")
         self._budget = context - self.gen.max_tokens
         if self.spread:
-            from parallel_r1.console import console
+            from parallel_r1.console import notice
             from parallel_r1.inference.pool import EnginePool
             from parallel_r1.ray_runtime import ensure_ray
 
-            console.print(ensure_ray(self.ray))
+            notice(ensure_ray(self.ray), log)
             self._engine = EnginePool(self.inference, self.model)
         else:
             from parallel_r1.inference import build_engine

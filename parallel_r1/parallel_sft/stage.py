@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,7 +25,7 @@ from pathlib import Path
 from parallel_r1.compare.models import PARALLEL_SFT
 from parallel_r1.config import FinetuneConfig, PipelineConfig
 from parallel_r1.config.workers import SFTJob
-from parallel_r1.console import console, progress_bar, summary_table
+from parallel_r1.console import notice, progress_bar, summary_table
 from parallel_r1.data.io import atomic_write_json, file_digest
 from parallel_r1.data.run_lock import run_lock
 from parallel_r1.errors import UserFacingError
@@ -32,6 +33,8 @@ from parallel_r1.finetune.manifest import FinetuneJob, FinetuneManifest
 from parallel_r1.paths import RunPaths, resolve_base_model
 from parallel_r1.recipe import run_recipe
 from parallel_r1.registry.versions import ModelRegistry
+
+log = logging.getLogger(__name__)
 
 JOB = "parallel_sft"
 EXPORT_INFO = "parallel_sft.json"  # in an exported model folder: what it was made from
@@ -143,7 +146,7 @@ class ParallelSFTStage:
         meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
         if not self.force and meta.get("key") == self.key["dataset"] and self.paths.parallel_sft_data.exists():
             self.records, self.dataset_info = read_jsonl(self.paths.parallel_sft_data), meta["info"]
-            console.print(f"parallel-sft: {self.paths.parallel_sft_data} is up to date ({len(self.records)} records)")
+            notice(f"parallel-sft: {self.paths.parallel_sft_data} is up to date ({len(self.records)} records)", log)
             return
         builder = ParallelDatasetBuilder.from_config(self.cfg.parallel, backend_seed=self.cfg.discover.seed,
                                                      inference=self.cfg.inference, base_model=self.base,
@@ -157,9 +160,9 @@ class ParallelSFTStage:
                              "path_sources": dict(Counter(f"{r.path_source}: {r.path_model}" for r in dataset.records))}
         atomic_write_json(meta_path, {"key": self.key["dataset"], "info": self.dataset_info,
                                       "skipped": dataset.skipped, "failures": dataset.failures})
-        console.print(f"parallel-sft: {len(dataset.records)} parallel targets from {dataset.eligible_dialogues} "
-                      f"dialogues scoring >= {self.cfg.parallel.dataset_threshold:g} -> {self.paths.parallel_sft_data} "
-                      f"(paths: {self.dataset_info['path_sources']}; {len(dataset.failures)} failed requests)")
+        notice(f"parallel-sft: {len(dataset.records)} parallel targets from {dataset.eligible_dialogues} "
+               f"dialogues scoring >= {self.cfg.parallel.dataset_threshold:g} -> {self.paths.parallel_sft_data} "
+               f"(paths: {self.dataset_info['path_sources']}; {len(dataset.failures)} failed requests)", log)
 
     def _prepare_job(self) -> None:
         """The manifest entry of the training job: kept when it succeeded under the same key, resumed (same run
@@ -185,8 +188,8 @@ class ParallelSFTStage:
         from parallel_r1.parallel_sft.check import SFT, START, check_uplift, evaluation_record
 
         if self.done is not None:
-            console.print(f"parallel-sft: {self.paths.parallel_sft_model} is up to date and passed its validation "
-                          "(--force redoes it)")
+            notice(f"parallel-sft: {self.paths.parallel_sft_model} is up to date and passed its validation "
+                   "(--force redoes it)", log)
             print_summary(self.done)
             return _result(self.done)
         with progress_bar() as bar:
@@ -216,7 +219,7 @@ class ParallelSFTStage:
             PARALLEL_SFT, "model", model, training=self.cfg.parallel.sft.model_dump(mode="json"),
             data_digest=file_digest(self.paths.parallel_sft_data), metrics={"uplift_check": check.message,
                                                                             "passed": check.passed})
-        console.print(f"parallel-sft: registered as {version.ref}")
+        notice(f"parallel-sft: registered as {version.ref}", log)
         if not check.passed:
             raise UpliftTooLowError(f"{check.message} (evaluation: {self.paths.parallel_sft_eval})")
         return _result(record)
@@ -226,14 +229,14 @@ class ParallelSFTStage:
         from parallel_r1.ray_runtime import ensure_ray
 
         ft = self.finetune_config()
-        console.print(ensure_ray(self.cfg.ray))
+        notice(ensure_ray(self.cfg.ray), log)
         job = replace(SFTJob.for_batch(JOB, self.paths.parallel_sft_data, self.base, ft, len(self.records)),
                       parallel_tokens=True)
         storage = Path(ft.storage_path) if ft.storage_path else self.paths.ray_results
-        console.print(f"parallel-sft: SFT of {self.base} on {len(self.records)} parallel targets on Ray Train "
-                      f"({ft.epochs:g} epochs, lr {ft.learning_rate:g}, max_length {ft.max_length})")
+        notice(f"parallel-sft: SFT of {self.base} on {len(self.records)} parallel targets on Ray Train "
+               f"({ft.epochs:g} epochs, lr {ft.learning_rate:g}, max_length {ft.max_length})", log)
         final = launch_all({JOB: job}, ft, self.manifest, storage, self.dir / "adapters",
-                           on_event=lambda name, status: console.print(f"  {name}: {status}"))
+                           on_event=lambda name, status: notice(f"  {name}: {status}", log))
         if final[JOB] != "succeeded":
             raise UserFacingError(f"parallel-sft: the training job failed: {self.manifest.read()[JOB].error}; "
                                   f"run `parallel-r1 parallel-sft` again to resume it ({self.manifest.path})")
@@ -281,18 +284,18 @@ def print_summary(record: dict) -> None:
     rows = [[name, m["format_adherence"], m["rubric"], m["score"], m["mean_path_diversity"], m["consensus_rate"],
              m["n_replies"]] for name, m in models.items()]
     rows.append(["delta", deltas["format_adherence"], deltas["rubric"], deltas["score"], None, None, None])
-    console.print(summary_table(
+    notice(summary_table(
         f"parallel-sft: validation before RL ({record['items']} held-out prefixes, {record['engine']} engine)",
         ["model", "format adherence", "rubric (student view)", "parallel score", "path diversity", "consensus",
-         "replies"], rows))
+         "replies"], rows), log)
     m = record.get("training") or {}
-    console.print(summary_table("parallel-sft: training", ["", "value"], [
+    notice(summary_table("parallel-sft: training", ["", "value"], [
         ("examples", m.get("examples")), ("steps", m.get("global_step")),
         ("loss", f"{m.get('train_loss_first') or 0:.3f} -> {m.get('train_loss') or 0:.3f}"),
-        ("wall s", m.get("fit_wall_time_s")), ("model", record.get("model"))]))
+        ("wall s", m.get("fit_wall_time_s")), ("model", record.get("model"))]), log)
     style = "green" if record["passed"] else "red"
-    console.print(f"[bold {style}]uplift {record['uplift']:+.1%} (needed {record['min_uplift']:+.1%})[/] — "
-                  f"{record['message']}", highlight=False)
+    notice(f"[bold {style}]uplift {record['uplift']:+.1%} (needed {record['min_uplift']:+.1%})[/] — "
+           f"{record['message']}", log)
 
 
 def run_parallel_sft(cfg: PipelineConfig, *, force: bool = False) -> ParallelSFTResult:

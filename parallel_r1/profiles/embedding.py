@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import os
 import threading
 import zipfile
@@ -28,6 +29,8 @@ from parallel_r1.data.profiles import NEURODIVERGENT_TRAITS, TRAITS, StudentProf
 from parallel_r1.profiles.cues import Evidence, conversation_evidence, cue_table_digest, scores_from_evidence
 from parallel_r1.profiles.labelled import load_labelled
 from parallel_r1.profiles.messages import Turn, student_text
+
+log = logging.getLogger(__name__)
 
 TRAIN_FILE = Path(__file__).resolve().parent / "data" / "train.jsonl"
 FEATURE_VERSION = "minilm-l6-mean-l2+cue-stack-v2"
@@ -177,14 +180,15 @@ def load_classifier(train_path: Path = TRAIN_FILE, cache: Path | None = None, *,
         if path.is_file():
             try:
                 classifier = FittedClassifier.from_file(path)
-            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
-                classifier = None  # a damaged or foreign file: refit over it
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+                log.warning("profile classifier cache %s unreadable (%s): refitting over it", path, type(e).__name__)
+                classifier = None
         if classifier is None or classifier.digest != digest:
             classifier = fit_classifier(train_path)
             try:
                 atomic_write_bytes(path, classifier.to_bytes())
-            except OSError:
-                pass
+            except OSError as e:
+                log.info("profile classifier cache %s not written (%s): it is refitted next time", path, e)
         _LOADED[digest] = classifier
         return classifier
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from parallel_r1.config import PipelineConfig
-from parallel_r1.console import console, summary_table
+from parallel_r1.console import notice, summary_table
 from parallel_r1.data.io import atomic_write_text
 from parallel_r1.paths import RunPaths
 from parallel_r1.recipe import run_recipe
@@ -40,8 +40,8 @@ class ScoreboardStage:
         rows = [["served versions", len(b.promoted)], ["models with online evaluations", len(b.evaluations)],
                 ["online evaluations", sum(len(v) for v in b.evaluations.values())],
                 ["triggers fired", len(b.triggers)], ["promotions and rollbacks", len(b.events)]]
-        console.print(summary_table("scoreboard", ["what", "count"], rows))
-        console.print(f"scoreboard: wrote {path}")
+        notice(summary_table("scoreboard", ["what", "count"], rows))
+        notice(f"scoreboard: wrote {path}")
         return ScoreboardResult(path, b)
 
     def cleanup(self) -> None:

@@ -16,7 +16,7 @@ import urllib.request
 from dataclasses import dataclass
 
 from parallel_r1.config import PipelineConfig
-from parallel_r1.console import console, summary_table
+from parallel_r1.console import notice, summary_table
 from parallel_r1.errors import UserFacingError
 from parallel_r1.paths import RunPaths
 from parallel_r1.recipe import run_recipe
@@ -125,13 +125,13 @@ class ServeStage:
         if not served.models and not served.unservable:
             raise UserFacingError(f"nothing is promoted in {RunPaths(cfg.workdir).promotion}: run `parallel-r1 "
                                   "finetune`, `compare` and `gate` first (only promoted versions are served)")
-        console.print(f"serving on the {cfg.serve.backend} backend; base model {self.plan.base_model}; this takes a "
-                      "while on CPU (vllm: minutes)")
+        notice(f"serving on the {cfg.serve.backend} backend; base model {self.plan.base_model}; this takes a "
+               "while on CPU (vllm: minutes)")
         rows = [(name, v.ref, how_served(served.target(name), cfg.serve)) for name, v in served.models.items()]
-        console.print(summary_table("served versions", ["model", "version", "served by"], rows) if rows
-                      else "served versions: none promoted can be served: the base model only")
+        notice(summary_table("served versions", ["model", "version", "served by"], rows) if rows
+               else "served versions: none promoted can be served: the base model only")
         for name, why in served.unservable.items():
-            console.print(f"[yellow]not served:[/] {name}: {why}")
+            notice(f"[yellow]not served:[/] {name}: {why}")
         self.url = start_local(cfg, self.plan)
 
     def run(self) -> ServeResult:
@@ -139,15 +139,14 @@ class ServeStage:
         served = serve_plan.served
         router = Router(list(served.models), served.routing_table, cfg.serve.static_routes)
         source = serve_plan.routing_path if served.routing_table else "serve.static_routes (no routing.json)"
-        console.print(summary_table(f"routes (from {source})", ["profile kind", "specialist", "rule"],
-                                    router.describe()))
+        notice(summary_table(f"routes (from {source})", ["profile kind", "specialist", "rule"],
+                             router.describe()))
         auth = f"; bearer token from ${cfg.serve.auth_token_env}" if cfg.serve.auth_token_env else ""
-        console.print(f"[bold green]ready:[/] {self.url}/v1 (model {cfg.serve.router_model!r} routes by student "
-                      f"profile{auth}); online scores -> {serve_plan.score_log}; promotions and rollbacks are served "
-                      "as they happen\nCtrl-C (or SIGTERM) to stop",
-                      highlight=False)
+        notice(f"[bold green]ready:[/] {self.url}/v1 (model {cfg.serve.router_model!r} routes by student "
+               f"profile{auth}); online scores -> {serve_plan.score_log}; promotions and rollbacks are served "
+               "as they happen\nCtrl-C (or SIGTERM) to stop")
         stopped_by = wait_for_stop_signal()
-        console.print(f"stopping ({stopped_by})")
+        notice(f"stopping ({stopped_by})")
         return ServeResult(self.url, stopped_by)
 
     def cleanup(self) -> None:

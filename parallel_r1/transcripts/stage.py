@@ -11,6 +11,7 @@ graded by the grade stage's machinery, which rewrites dialogues.parquet after ev
 from __future__ import annotations
 
 import asyncio
+import logging
 import statistics
 import time
 from collections import Counter
@@ -19,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from parallel_r1.config import PipelineConfig
-from parallel_r1.console import console, progress_bar, summary_table
+from parallel_r1.console import notice, progress_bar, summary_table
 from parallel_r1.data import Dialogue, StudentProfileConfig, get_card, read_dialogues, write_dialogues
 from parallel_r1.data.io import atomic_write_jsonl, read_jsonl
 from parallel_r1.grade import build_grader
@@ -28,6 +29,8 @@ from parallel_r1.paths import RunPaths
 from parallel_r1.profiles import read_profiles
 from parallel_r1.recipe import run_recipe
 from parallel_r1.transcripts.reader import Rejected, Transcript, TranscriptError, count_rows, read_transcripts
+
+log = logging.getLogger(__name__)
 
 BACKEND = "import"
 GIVEN = "given"
@@ -90,8 +93,8 @@ def _read_chunk(conversations: list[list[dict]], method: str, cfg: PipelineConfi
         try:
             return read_profiles(conversations, "llm", cfg.grade.judge), "llm"
         except Exception as e:  # the endpoint or its replies failed: still give every dialogue a profile
-            console.print(f"[yellow]warning:[/] the LLM profile reader failed ({type(e).__name__}: {e}); "
-                          "inferring profiles with the embedding reader")
+            log.warning("the LLM profile reader failed (%s: %s); inferring profiles with the embedding reader",
+                        type(e).__name__, e)
             method = "embedding"
     return read_profiles(conversations, method), method
 
@@ -248,7 +251,7 @@ def print_import_summary(result: ImportResult) -> None:
         ("mean score", result.mean_score), ("total in dialogues.parquet", result.total_on_disk),
         ("elapsed s", result.elapsed_s),
     ]
-    console.print(summary_table("import", ["", "value"], rows))
+    notice(summary_table("import", ["", "value"], rows), log)
     if not result.dialogues:
         return
     kinds = Counter(d.profile_kind for d in result.dialogues)
@@ -259,5 +262,5 @@ def print_import_summary(result: ImportResult) -> None:
         table.append((kind, len(ds), sum(d.profile_source == GIVEN for d in ds),
                       sum((d.profile_source or "").startswith("inferred") for d in ds),
                       statistics.fmean(scores) if scores else None))
-    console.print(summary_table(f"dialogues of {result.source.name} by profile",
-                                ["profile", "dialogues", "given", "inferred", "mean score"], table))
+    notice(summary_table(f"dialogues of {result.source.name} by profile",
+                         ["profile", "dialogues", "given", "inferred", "mean score"], table), log)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,7 @@ from parallel_r1.batch.batches import Batch, UngradedDialoguesError, describe, e
 from parallel_r1.batch.report import sft_records
 from parallel_r1.compare.niche import niche_score
 from parallel_r1.config import BatchSpec, PipelineConfig
-from parallel_r1.console import console, summary_table
+from parallel_r1.console import console, notice, summary_table
 from parallel_r1.data import read_dialogues
 from parallel_r1.data.io import atomic_write_bytes, atomic_write_json, atomic_write_jsonl, atomic_write_text
 from parallel_r1.errors import UserFacingError
@@ -38,6 +39,8 @@ from parallel_r1.paths import RunPaths, resolve_base_model
 from parallel_r1.ray_runtime import ensure_ray
 from parallel_r1.recipe import run_recipe
 from parallel_r1.tune.trials import TrialSetup, grid, sweep, trial_record
+
+log = logging.getLogger(__name__)
 
 KEPT = ("completed", "early-stopped")  # statuses a rerun does not train again
 
@@ -200,15 +203,15 @@ class TuneStage:
         out, results_path = paths.tune, paths.tune / "results.json"
         previous = json.loads(results_path.read_text()) if results_path.exists() else {}
         if previous and previous.get("fingerprint") != fingerprint:
-            console.print("tune: the settings or data changed since the last sweep: every trial runs again")
+            notice("tune: the settings or data changed since the last sweep: every trial runs again", log)
             previous = {}
         records = {r["trial"]: r for r in previous.get("trials", []) if r["trial"] in trials and r["status"] in KEPT}
         todo = [n for n in trials if n not in records]
-        console.print(f"tune: {cfg.tune.specialist} on {', '.join(slices)}: {len(trials)} trial(s), {len(todo)} to "
-                      f"run ({len(records)} kept from a previous run); base model {base}")
+        notice(f"tune: {cfg.tune.specialist} on {', '.join(slices)}: {len(trials)} trial(s), {len(todo)} to run "
+               f"({len(records)} kept from a previous run); base model {base}", log)
         if cfg.finetune.specialise_from != "base":
-            console.print("tune: trials start from the base model, not from the monolithic adapter "
-                          "(finetune.specialise_from): they sweep the LoRA rank, which it fixes")
+            notice("tune: trials start from the base model, not from the monolithic adapter "
+                   "(finetune.specialise_from): they sweep the LoRA rank, which it fixes", log)
         base_scores = previous.get("base")
         if base_scores is None:
             console.print("tune: scoring the base model")
@@ -226,11 +229,11 @@ class TuneStage:
             records[name] = trial_record(trials[name], result, error, base_scores["mean"], out / "adapters" / name)
             r = records[name]
             note = f", niche score {r['niche_score']:.3f}" if r["niche_score"] is not None else ""
-            console.print(f"  {name}: {r['status']}{note}" + (f" ({r['error']})" if r["error"] else ""))
+            notice(f"  {name}: {r['status']}{note}" + (f" ({r['error']})" if r["error"] else ""), log)
             write()
 
         if todo:
-            console.print(ensure_ray(cfg.ray))
+            notice(ensure_ray(cfg.ray), log)
             setup = TrialSetup(cfg, str(paths.workdir), str(out), base, slices, trials, fingerprint)
             sweep(cfg, setup, todo, record)
             for name in todo:  # a trial Tune never reported (e.g. the sweep was interrupted)
@@ -253,15 +256,15 @@ class TuneStage:
 
 
 def _print(specialist: str, base_mean: float, rows: list[dict], best: dict | None, out: Path) -> None:
-    console.print(summary_table(
+    notice(summary_table(
         f"tune: {specialist} (base niche score {base_mean:.3f})",
         ["trial", "batch", "examples", "lr", "rank", "status", "train loss", "niche score", "Δ base", "wall s"],
         [(r["trial"], r["batch_size"],
           f"{r['n_examples']} (all)" if r["n_examples"] < r["batch_size"] else r["n_examples"],
           f"{r['learning_rate']:g}", r["lora_r"], r["status"] + (" (best)" if r is best else ""), r["train_loss"],
-          r["niche_score"], r["delta_vs_base"], r["wall_time_s"]) for r in rows]))
-    console.print(f"tune: results in {out}" + (f"; best {best['trial']} -> {out / 'best_config.yaml'}" if best else
-                                               "; no trial completed"))
+          r["niche_score"], r["delta_vs_base"], r["wall_time_s"]) for r in rows]), log)
+    notice(f"tune: results in {out}" + (f"; best {best['trial']} -> {out / 'best_config.yaml'}" if best else
+                                        "; no trial completed"), log)
 
 
 def run_tune(cfg: PipelineConfig) -> TuneSummary:
