@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from parallel_r1.config.base import _Section
 
@@ -45,7 +45,16 @@ class ServeConfig(_Section):
     grpc_handles: bool = Field(True, description="The router calls the model deployment over Ray Serve's "
                                                  "inter-deployment gRPC (by value) instead of through Ray object "
                                                  "references.")
-    max_ongoing_requests: int = Field(32, ge=1, description="Requests a replica accepts at once before queueing.")
+    max_ongoing_requests: int = Field(32, ge=1, description="Requests a model replica takes at once before "
+                                                            "queueing.")
+    max_queued_requests: int = Field(128, ge=-1, description="Requests the model deployment queues beyond those "
+                                                             "before the router answers 503 with Retry-After (-1: "
+                                                             "unbounded).")
+    router_max_ongoing_requests: int = Field(256, ge=1, description="Requests a router replica takes at once (it "
+                                                                    "mostly waits on the model).")
+    request_timeout_s: float = Field(300.0, gt=0, description="A reply not generated within this many seconds is "
+                                                              "stopped and answered 504 (a stream: ended with an "
+                                                              "error event).")
     access_log: bool = Field(False, description="Serve's per-request access log lines in the replicas' logs.")
     max_tokens_limit: int = Field(1024, ge=1, description="Largest max_tokens a request may ask for (else 400).")
     max_n: int = Field(4, ge=1, description="Largest n (choices per request) a request may ask for (else 400).")
@@ -100,3 +109,9 @@ class ServeConfig(_Section):
                                                          "5xx, timeouts and connection errors (before anything was "
                                                          "streamed), with the openai client's backoff.")
 
+    @field_validator("max_queued_requests")
+    @classmethod
+    def _queue_size(cls, value: int) -> int:
+        if value == 0:
+            raise ValueError("must be -1 (unbounded) or at least 1")
+        return value

@@ -7,6 +7,7 @@ LoRA, `parallel_r1.inference.vllm_engine`); `build_engine` picks one from `Infer
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -22,8 +23,12 @@ class SamplingParams:
     top_p: float = 0.95
     max_tokens: int = 96
     seed: int | None = 0
+    stop: tuple[str, ...] = ()  # a reply ends before the first of these strings (finish reason "stop")
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "stop", tuple(self.stop))
+        if not all(isinstance(s, str) and s for s in self.stop):
+            raise ValueError(f"stop strings must be non-empty strings, got {self.stop!r}")
         if self.n < 1:
             raise ValueError(f"n must be >= 1, got {self.n}")
         if self.temperature < 0:
@@ -32,6 +37,18 @@ class SamplingParams:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.max_tokens < 1:
             raise ValueError(f"max_tokens must be >= 1, got {self.max_tokens}")
+
+
+def stop_index(text: str, stop: Sequence[str]) -> int | None:
+    """Where the earliest stop string in `text` starts (None: none occurs)."""
+    found = [i for s in stop if (i := text.find(s)) >= 0]
+    return min(found) if found else None
+
+
+def partial_stop(text: str, stop: Sequence[str]) -> int:
+    """The length of the longest end of `text` that a stop string starts with (text that may yet become one)."""
+    return max((k for s in stop for k in range(min(len(s) - 1, len(text)), 0, -1) if text.endswith(s[:k])),
+               default=0)
 
 
 @dataclass

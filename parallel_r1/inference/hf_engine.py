@@ -21,7 +21,8 @@ from transformers.generation.streamers import BaseStreamer
 from parallel_r1.config import InferenceConfig
 from parallel_r1.errors import UserFacingError
 from parallel_r1.inference.adapters import Adapter, AdapterRegistry
-from parallel_r1.inference.engine import Completion, SamplingParams
+from parallel_r1.inference.chat_text import chat_ids, special_strings
+from parallel_r1.inference.engine import Completion, SamplingParams, stop_index
 
 
 class _SeededSampler(LogitsProcessor):
@@ -55,6 +56,7 @@ class HFEngine:
         self._cfg = cfg
         self._device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self._tokenizer = AutoTokenizer.from_pretrained(base_model)
+        self._specials = special_strings(self._tokenizer)
         model = AutoModelForCausalLM.from_pretrained(base_model, dtype=getattr(torch, cfg.dtype))
         self._model: torch.nn.Module | None = model.to(self._device).eval()
         self._context = (cfg.max_model_len or getattr(model.config, "max_position_embeddings", None)
@@ -130,8 +132,7 @@ class HFEngine:
         return self._model
 
     def _encode(self, conversation: list[dict], index: int) -> list[int]:
-        text = self._tokenizer.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
-        ids = self._tokenizer(text, add_special_tokens=False)["input_ids"]  # the template writes bos itself
+        ids = chat_ids(self._tokenizer, conversation, self._specials)
         if len(ids) >= self._context:
             raise UserFacingError(f"conversation {index} has {len(ids)} prompt tokens: no room to reply within "
                                   f"the context length ({self._context})")
@@ -164,16 +165,17 @@ class HFEngine:
         budgets = [min(sampling.max_tokens, self._context - len(p)) for p in prompts]
         config = GenerationConfig(do_sample=False, num_beams=1, max_new_tokens=max(budgets), eos_token_id=self._eos,
                                   pad_token_id=self._pad, temperature=1.0, top_p=1.0, top_k=None,
-                                  cache_implementation=self._cfg.hf_cache)
+                                  cache_implementation=self._cfg.hf_cache, stop_strings=list(sampling.stop) or None)
         processors = LogitsProcessorList()
         if sampling.temperature > 0:
             generators = [self._generator(sampling.seed, first + j) for j in range(len(prompts))]
             processors.append(_SeededSampler(generators, n, sampling.temperature, sampling.top_p))
         seqs = self._live_model().generate(input_ids=ids.to(self._device), attention_mask=mask.to(self._device),
                                            generation_config=config, logits_processor=processors,
-                                           streamer=streamer)
+                                           streamer=streamer, tokenizer=self._tokenizer if sampling.stop else None)
         new = seqs[:, width:].tolist()
-        return [self._completion(new[j * n:(j + 1) * n], budgets[j], len(p), adapter) for j, p in enumerate(prompts)]
+        return [self._completion(new[j * n:(j + 1) * n], budgets[j], len(p), adapter, sampling.stop)
+                for j, p in enumerate(prompts)]
 
     @staticmethod
     def _generator(seed: int | None, index: int) -> torch.Generator:
@@ -184,13 +186,18 @@ class HFEngine:
             generator.manual_seed(seed + index)
         return generator
 
-    def _completion(self, rows: list[list[int]], budget: int, prompt_tokens: int, adapter: str | None) -> Completion:
+    def _completion(self, rows: list[list[int]], budget: int, prompt_tokens: int, adapter: str | None,
+                    stop: tuple[str, ...] = ()) -> Completion:
+        """Each row's reply up to its end token (counted, as in vLLM) or its first stop string (left out)."""
         done = Completion(texts=[], adapter=adapter, prompt_tokens=prompt_tokens)
         for row in rows:
             row = row[:budget]
             end = next((k for k, t in enumerate(row) if t in self._eos), None)
             reply = row if end is None else row[:end]
-            done.texts.append(self._tokenizer.decode(reply, skip_special_tokens=True).strip())
-            done.completion_tokens.append(len(row) if end is None else end + 1)  # the end token counts, as in vLLM
+            text = self._tokenizer.decode(reply, skip_special_tokens=True)
+            if (cut := stop_index(text, stop)) is not None:
+                text, end = text[:cut], sum(t != self._pad for t in reply) - 1  # after the stop string: padding
+            done.texts.append(text.strip())
+            done.completion_tokens.append(len(row) if end is None else end + 1)
             done.finish_reasons.append("length" if end is None else "stop")
         return done

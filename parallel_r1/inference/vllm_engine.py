@@ -101,7 +101,7 @@ class VLLMEngine:
                 per_prompt_lora.append(lora)
                 params.append(VLLMSamplingParams(n=sampling.n, temperature=sampling.temperature,
                                                  top_p=1.0 if greedy else sampling.top_p,
-                                                 max_tokens=sampling.max_tokens,
+                                                 max_tokens=sampling.max_tokens, stop=list(sampling.stop),
                                                  seed=None if sampling.seed is None else sampling.seed + i))
         outputs = []
         if conversations:

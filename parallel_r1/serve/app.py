@@ -51,10 +51,15 @@ def build_app(cfg: PipelineConfig, serve_plan: ServePlan | None = None):
     sc = cfg.serve
     serve_plan = serve_plan or plan(cfg)
     adapters = {v.ref: v.source for v in serve_plan.served.models.values() if v.kind == "adapter"}
+    specials: list[str] = []
     if sc.backend == "vllm":
+        from transformers import AutoTokenizer
+
+        from parallel_r1.inference.chat_text import special_strings
         from parallel_r1.serve.vllm_backend import build_llm_backend
 
         model = build_llm_backend(cfg, serve_plan.base_model, adapters)
+        specials = special_strings(AutoTokenizer.from_pretrained(serve_plan.base_model))
     else:
         from parallel_r1.serve.hf_backend import HFSpecialists
 
@@ -65,9 +70,10 @@ def build_app(cfg: PipelineConfig, serve_plan: ServePlan | None = None):
     names = ["", MONOLITHIC, *(b.name for b in cfg.batch.batches), *serve_plan.served.models]
     prompts = {name: served_system_prompt(name, cfg.batch.batches) for name in names}
     policy = ParallelExecutionPolicy.from_config(cfg.parallel.inference)
-    router = ChatRouter.options(**deployment_options(sc, sc.router_replicas, sc.router_num_cpus))
+    router = ChatRouter.options(**deployment_options(sc, sc.router_replicas, sc.router_num_cpus, router=True))
     return router.bind(model, sc.backend, sc.model_dump(), policy.model_dump(), str(Path(cfg.workdir).resolve()),
-                       prompts, str(serve_plan.score_log), resolved_grade(cfg).model_dump(), cfg.monitor.model_dump())
+                       prompts, str(serve_plan.score_log), resolved_grade(cfg).model_dump(), cfg.monitor.model_dump(),
+                       specials)
 
 
 def app_builder(args: dict):

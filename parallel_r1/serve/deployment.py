@@ -10,12 +10,16 @@ from parallel_r1.config import ServeConfig
 REPLICA_ENV = {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0", "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0"}
 
 
-def deployment_options(cfg: ServeConfig, replicas: int, num_cpus: float, num_gpus: float = 0.0) -> dict:
-    """Serve options of one deployment: CPUs / GPUs per replica, replicas or autoscaling, queue size. Nothing
+def deployment_options(cfg: ServeConfig, replicas: int, num_cpus: float, num_gpus: float = 0.0,
+                       router: bool = False) -> dict:
+    """Serve options of one deployment (`router`: the router's, else a model deployment's): CPUs / GPUs per replica,
+    replicas or autoscaling, ongoing and queued requests (the router's queue is the proxy's, unbounded). Nothing
     secret goes in here: `serve status` and the dashboard show these options, runtime_env included."""
     actor = {"num_cpus": num_cpus, "num_gpus": num_gpus, "runtime_env": {"env_vars": dict(REPLICA_ENV)}}
     scaling = ({"autoscaling_config": {"min_replicas": cfg.min_replicas, "max_replicas": cfg.max_replicas,
                                        "target_ongoing_requests": cfg.target_ongoing_requests}}
                if cfg.autoscaling else {"num_replicas": replicas})
-    return {"ray_actor_options": actor, "max_ongoing_requests": cfg.max_ongoing_requests,
+    return {"ray_actor_options": actor,
+            "max_ongoing_requests": cfg.router_max_ongoing_requests if router else cfg.max_ongoing_requests,
+            "max_queued_requests": -1 if router else cfg.max_queued_requests,
             "logging_config": {"enable_access_log": cfg.access_log}, **scaling}

@@ -9,7 +9,10 @@ concatenated deltas always equal the non-streamed reply.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+from parallel_r1.inference.engine import partial_stop, stop_index
 
 REPLACEMENT = "\ufffd"  # what decoding shows for the first bytes of a character whose last bytes are still to come
 
@@ -38,12 +41,17 @@ class Delta:
 
 
 class TextDeltas:
-    """The deltas of one choice: feed the whole raw text so far, get what is new of its stripped form."""
+    """The deltas of one choice: feed the whole raw text so far, get what is new of its stripped form (cut before
+    the first `stop` string, and holding back an end that may still become one)."""
 
-    def __init__(self) -> None:
-        self.sent = ""
+    def __init__(self, stop: Sequence[str] = ()) -> None:
+        self.sent, self.stop = "", tuple(stop)
 
     def update(self, raw: str) -> str:
+        if (cut := stop_index(raw, self.stop)) is not None:
+            raw = raw[:cut]
+        else:
+            raw = raw[:len(raw) - partial_stop(raw, self.stop)]
         visible = raw.strip().rstrip(REPLACEMENT).rstrip()
         if len(visible) <= len(self.sent) or not visible.startswith(self.sent):
             return ""

@@ -34,24 +34,38 @@ if TYPE_CHECKING:
 
 
 class GenerationCancelled(Exception):
-    """Raised inside `generate` (from the streamer) once nobody reads the stream any more."""
+    """Raised inside `generate` (from the streamer) once nobody waits for the reply any more."""
 
 
-class RowStreamer(BaseStreamer):
-    """A transformers streamer for the `n` rows of one prompt: decodes each row's tokens up to its end token and
-    calls `emit(row, delta)` with the new text (`TextDeltas`). Runs in the generation thread, under the lock."""
+class Cancellable(BaseStreamer):
+    """A transformers streamer that stops its generation at the next token once `cancelled` is set (the request
+    was cancelled, timed out, or its client went away), freeing the engine."""
 
-    def __init__(self, tokenizer, eos: list[int], n: int, emit: Callable[[int, str], None]) -> None:
-        self._tokenizer, self._eos, self._emit = tokenizer, set(eos), emit
-        self._rows: list[list[int]] = [[] for _ in range(n)]
-        self._ended = [False] * n
-        self.deltas = [TextDeltas() for _ in range(n)]
-        self._prompt_seen = False
-        self.cancelled = False
+    cancelled = False
 
     def put(self, value) -> None:
         if self.cancelled:
             raise GenerationCancelled
+
+    def end(self) -> None:
+        """Nothing to flush."""
+
+
+class RowStreamer(Cancellable):
+    """A transformers streamer for the `n` rows of one prompt: decodes each row's tokens up to its end token and
+    calls `emit(row, delta)` with the new text (`TextDeltas`, cut at the `stop` strings). Runs in the generation
+    thread, under the lock."""
+
+    def __init__(self, tokenizer, eos: list[int], n: int, emit: Callable[[int, str], None],
+                 stop: tuple[str, ...] = ()) -> None:
+        self._tokenizer, self._eos, self._emit = tokenizer, set(eos), emit
+        self._rows: list[list[int]] = [[] for _ in range(n)]
+        self._ended = [False] * n
+        self.deltas = [TextDeltas(stop) for _ in range(n)]
+        self._prompt_seen = False
+
+    def put(self, value) -> None:
+        super().put(value)
         if not self._prompt_seen:  # the first call carries the prompt
             self._prompt_seen = True
             return
@@ -63,9 +77,6 @@ class RowStreamer(BaseStreamer):
             delta = self.deltas[row].update(self._tokenizer.decode(self._rows[row], skip_special_tokens=True))
             if delta:
                 self._emit(row, delta)
-
-    def end(self) -> None:
-        """Nothing to flush: the final replies complete the deltas (`TextDeltas.finish`)."""
 
 
 def _as_generation(done) -> Generation:
@@ -139,9 +150,19 @@ class HFSpecialists:
         try:
             loaded, adapter = await self._engine(model, path, kind)
             params = SamplingParams(**sampling)
-            done = (await asyncio.to_thread(loaded.engine.generate, [conversation], params, adapter))[0]
         except (UserFacingError, ValueError) as e:
             return asdict(Generation.refused(str(e)))
+        streamer = Cancellable()
+        work = asyncio.ensure_future(asyncio.to_thread(loaded.engine.generate, [conversation], params, adapter,
+                                                       streamer=streamer))
+        try:
+            done = (await asyncio.shield(work))[0]
+        except (UserFacingError, ValueError) as e:
+            return asdict(Generation.refused(str(e)))
+        except asyncio.CancelledError:  # the router gave up (timeout, client gone): stop at the next token
+            streamer.cancelled = True
+            work.add_done_callback(lambda w: w.cancelled() or w.exception())
+            raise
         return asdict(_as_generation(done))
 
     async def generate_stream(self, conversation: list[dict], sampling: dict, model: str, path: str | None = None,
@@ -157,7 +178,8 @@ class HFSpecialists:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Delta | None] = asyncio.Queue()
         streamer = RowStreamer(loaded.tokenizer, engine.eos_token_ids, params.n,
-                               lambda row, text: loop.call_soon_threadsafe(queue.put_nowait, Delta(row, text)))
+                               lambda row, text: loop.call_soon_threadsafe(queue.put_nowait, Delta(row, text)),
+                               params.stop)
         work = asyncio.ensure_future(asyncio.to_thread(engine.generate, [conversation], params, adapter,
                                                        streamer=streamer))
         work.add_done_callback(lambda _: queue.put_nowait(None))  # after every delta the thread scheduled
@@ -202,8 +224,13 @@ class HFClient:
         return await self._handle.models.remote()
 
     async def generate(self, conversation: list[dict], sampling: SamplingParams, target: Target) -> Generation:
-        return Generation(**await self._handle.generate.remote(conversation, asdict(sampling), target.ref,
-                                                               target.source, target.kind))
+        response = self._handle.generate.remote(conversation, asdict(sampling), target.ref, target.source,
+                                                target.kind)
+        try:
+            return Generation(**await response)
+        except asyncio.CancelledError:  # timed out or the client went away: the replica stops generating
+            response.cancel()
+            raise
 
     async def stream(self, conversation: list[dict], sampling: SamplingParams,
                      target: Target) -> AsyncIterator[Delta | Generation]:

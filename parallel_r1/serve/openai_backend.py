@@ -36,6 +36,7 @@ class OpenAIRemote:
     def _request(self, conversation: list[dict], sampling: SamplingParams, target: Target) -> dict:
         return {"model": target.source, "messages": conversation, "n": sampling.n,
                 "temperature": sampling.temperature, "top_p": sampling.top_p, "max_tokens": sampling.max_tokens,
+                **({"stop": list(sampling.stop)} if sampling.stop else {}),
                 **({"seed": sampling.seed} if sampling.seed is not None else {})}
 
     def _failure(self, err: openai.OpenAIError, target: Target) -> Generation | APIError:

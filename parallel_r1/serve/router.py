@@ -16,18 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import logging
 import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
-from fastapi import FastAPI, Request
+from fastapi import Request
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from ray import serve
 from starlette.background import BackgroundTask
-from starlette.exceptions import HTTPException
 
 from parallel_r1.config import GradeConfig, MonitorConfig, OpenAIEndpointConfig, PipelineConfig, ServeConfig
 from parallel_r1.data.profiles import StudentProfileConfig
@@ -38,6 +36,7 @@ from parallel_r1.profiles import aread_profile
 from parallel_r1.profiles.reader import embedding_reader
 from parallel_r1.scoreboard.board import collect
 from parallel_r1.scoreboard.page import render
+from parallel_r1.serve.api import api, backend_failure, error_response, event, refusal, request_id, timed_out
 from parallel_r1.serve.generation import Delta, Generation
 from parallel_r1.serve.metrics import RouterMetrics
 from parallel_r1.serve.online_grading import OnlineGrader
@@ -61,61 +60,19 @@ from parallel_r1.serve.schema import (
 )
 from parallel_r1.serve.served import ServedSet, Target, files_stamp, read_served
 
-api = FastAPI(title="parallel-r1 ensemble router", docs_url=None, redoc_url=None)
 log = logging.getLogger(__name__)
 
 
-@api.exception_handler(HTTPException)
-async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
-    """Unknown routes and methods answer in the OpenAI error shape too."""
-    return JSONResponse(APIError(exc.status_code, str(exc.detail), code="not_found").body(), exc.status_code)
-
-
-@api.middleware("http")
-async def _last_resort(request: Request, call_next):
-    """A failure no handler caught is logged with the request id (Serve's proxy sets `x-request-id` on every
-    response) and answered in the OpenAI error shape, never as plain text."""
-    try:
-        return await call_next(request)
-    except Exception as e:  # noqa: BLE001 - the last line of defence
-        rid = request.headers.get("x-request-id", "")
-        log.exception("request %s failed", rid)
-        return _error(APIError(500, f"internal error ({type(e).__name__}); request id {rid}",
-                               code="internal_error", kind="server_error"))
-
-
-def _error(err: APIError) -> JSONResponse:
-    return JSONResponse(err.body(), status_code=err.status)
-
-
-def _backend_failure(e: Exception) -> APIError:
-    """A failed replica, engine or remote endpoint: the server's fault, still in the OpenAI error shape (the remote
-    backend's own `APIError` as it is)."""
-    if isinstance(e, APIError):
-        return e
-    return APIError(500, f"the model backend failed: {type(e).__name__}: {e}", code="backend_error",
-                    kind="server_error")
-
-
-def _event(obj: dict) -> str:
-    return f"data: {json.dumps(obj)}\n\n"
-
-
-def _refusal(message: str) -> APIError:
-    """The model backend refused the request (a prompt over the context length, ...): a 400."""
-    code = "context_length_exceeded" if "context length" in message else "invalid_request"
-    return APIError(400, message, param="messages", code=code)
-
-
-def backend_client(kind: str, handle, grpc: bool):
+def backend_client(kind: str, handle, grpc: bool, specials: list[str]):
     """The router's client for the model deployment of backend `kind` ("hf" or "vllm"); `grpc`: its calls go over
-    the replicas' inter-deployment gRPC servers, by value, instead of through Ray object references."""
+    the replicas' inter-deployment gRPC servers, by value, instead of through Ray object references; `specials`:
+    the base model's special-token strings (vllm: defused in message contents before the engine tokenises them)."""
     if grpc:
         handle = handle.options(_by_reference=False)
     if kind == "vllm":
         from parallel_r1.serve.vllm_backend import LLMClient
 
-        return LLMClient(handle)
+        return LLMClient(handle, specials)
     from parallel_r1.serve.hf_backend import HFClient
 
     return HFClient(handle)
@@ -132,18 +89,18 @@ class ChatRouter:
     instruction is added for a model answering in that format); `grade`: the grade section (its fitted grader's
     folder made absolute): the online grader it names, and the `grade.judge` endpoint the "llm" profile reader asks
     (without it, the rubric grades and that reader falls back to the embedding reader); `monitor`: the thresholds
-    the /dashboard scoreboard draws."""
+    the /dashboard scoreboard draws; `specials`: the base model's special-token strings (for the vllm backend)."""
 
     def __init__(self, backend_handle, backend_kind: str, cfg: dict, policy: dict, workdir: str,
                  system_prompts: dict[str, str], score_log: str, grade: dict | None = None,
-                 monitor: dict | None = None) -> None:
+                 monitor: dict | None = None, specials: list[str] | None = None) -> None:
         self.cfg = ServeConfig(**cfg)
         self.board_cfg = PipelineConfig(workdir=workdir, serve=self.cfg, monitor=MonitorConfig(**(monitor or {})))
         self.metrics = RouterMetrics()
         grade_cfg = GradeConfig(**grade) if grade is not None else None
         self._profile_llm = self._profile_reader(grade_cfg.judge.model_dump() if grade_cfg else None)
         self.policy = ParallelExecutionPolicy(**policy)
-        self.backend = backend_client(backend_kind, backend_handle, self.cfg.grpc_handles)
+        self.backend = backend_client(backend_kind, backend_handle, self.cfg.grpc_handles, specials or [])
         self.remote = OpenAIRemote(self.cfg) if self.cfg.openai_base_url else None
         self.system_prompts = system_prompts
         self.workdir = workdir
@@ -214,13 +171,16 @@ class ChatRouter:
                     log.info("now serving %s", {n: v.ref for n, v in served.models.items()})
         return self._router
 
-    def _check_auth(self, request: Request) -> None:
+    def _authorized(self, request: Request) -> bool:
         if not self.cfg.auth_token_env:
-            return
+            return True
         scheme, _, sent = request.headers.get("authorization", "").partition(" ")
         # header values arrive as latin-1 text: compare bytes, so no character can make the comparison raise
-        if scheme.lower() != "bearer" or not hmac.compare_digest(sent.strip().encode("latin-1"),
-                                                                  self.token.encode("utf-8")):
+        return scheme.lower() == "bearer" and hmac.compare_digest(sent.strip().encode("latin-1"),
+                                                                  self.token.encode("utf-8"))
+
+    def _check_auth(self, request: Request) -> None:
+        if not self._authorized(request):
             raise APIError(401, "missing or invalid bearer token (Authorization: Bearer <token>)",
                            code="invalid_api_key", kind="authentication_error")
 
@@ -229,13 +189,17 @@ class ChatRouter:
         return {"status": "ok"}
 
     @api.get("/ready")
-    async def ready(self) -> JSONResponse:
+    async def ready(self, request: Request) -> JSONResponse:
+        """Ready when the model deployment answers; what is served (and why not) only to an authorized client."""
         try:
-            await self.backend.models()
+            await asyncio.wait_for(self.backend.models(), self.cfg.request_timeout_s)
         except Exception as e:  # the backend is not up (yet): not ready, which is not a client error
-            return JSONResponse({"status": "not ready", "reason": f"{type(e).__name__}: {e}"}, status_code=503)
+            log.warning("not ready: the model deployment did not answer (%s: %s)", type(e).__name__, e)
+            return JSONResponse({"status": "not ready"}, status_code=503, headers={"Retry-After": "1"})
         router = self._routes()
         served = self._served
+        if not self._authorized(request):
+            return JSONResponse({"status": "ready"})
         return JSONResponse({"status": "ready", "models": sorted(router.available),
                              "versions": {n: v.ref for n, v in served.models.items()},
                              "kinds": {n: v.kind for n, v in served.models.items()},
@@ -248,22 +212,35 @@ class ChatRouter:
             self._check_auth(request)
             page = await asyncio.to_thread(lambda: render(collect(self.board_cfg)))
         except APIError as e:
-            return _error(e)
+            return error_response(e)
         except UserFacingError as e:  # a corrupt record: say which file, keep serving
-            return _error(APIError(503, f"the scoreboard cannot be drawn: {e}", kind="server_error"))
+            return error_response(APIError(503, f"the scoreboard cannot be drawn: {e}", kind="server_error"))
         return HTMLResponse(page)
+
+    def _model_entries(self) -> list[dict]:
+        """OpenAI model objects: the router's own id, then each served model with its version and kind."""
+        entries = [{"id": self.cfg.router_model}, *({"id": name, "version": (t := self._served.target(name)).ref,
+                                                     "kind": t.kind} for name in sorted(self._routes().available))]
+        return [{**e, "object": "model", "created": 0, "owned_by": "parallel-r1"} for e in entries]
 
     @api.get("/v1/models")
     async def list_models(self, request: Request) -> JSONResponse:
         try:
             self._check_auth(request)
         except APIError as e:
-            return _error(e)
-        router = self._routes()
-        entries = [{"id": self.cfg.router_model}, *({"id": name, "version": (t := self._served.target(name)).ref,
-                                                     "kind": t.kind} for name in sorted(router.available))]
-        return JSONResponse({"object": "list", "data": [
-            {**e, "object": "model", "created": 0, "owned_by": "parallel-r1"} for e in entries]})
+            return error_response(e)
+        return JSONResponse({"object": "list", "data": self._model_entries()})
+
+    @api.get("/v1/models/{model_id:path}")
+    async def get_model(self, model_id: str, request: Request) -> JSONResponse:
+        try:
+            self._check_auth(request)
+            found = [e for e in self._model_entries() if e["id"] == model_id]
+            if not found:
+                raise APIError(404, f"model {model_id!r} does not exist", param="model", code="model_not_found")
+        except APIError as e:
+            return error_response(e)
+        return JSONResponse(found[0])
 
     @api.post("/v1/chat/completions")
     async def chat_completions(self, request: Request):
@@ -276,7 +253,7 @@ class ChatRouter:
                 profile, profile_source = await self._infer_profile(chat), "inferred"
             route = self._pick(chat, profile)
         except APIError as e:
-            return _error(e)
+            return error_response(e)
         target = self._served.target(route.specialist)
         parallel = target.parallel or self.cfg.parallel_format
         conversation = self._conversation(chat, route.specialist, parallel)
@@ -288,17 +265,23 @@ class ChatRouter:
                   "profile_source": profile_source, "route_source": route.source, "started": started}
         student = parallel and chat.parallel_view == "student"
         if chat.stream:
-            return await self._streamed(chat, conversation, target, student, extra, headers, record)
+            return await self._streamed(chat, conversation, target, student, extra, headers, record,
+                                        request_id(request))
+        timeout = self.cfg.request_timeout_s
         try:
-            result = await self._client(target).generate(conversation, request_sampling(chat, self.policy), target)
+            result = await asyncio.wait_for(
+                self._client(target).generate(conversation, request_sampling(chat, self.policy), target), timeout)
+        except TimeoutError:
+            self.metrics.failed(route.specialist, "Timeout")
+            return error_response(timed_out(timeout))
         except Exception as e:
             self.metrics.failed(route.specialist, type(e).__name__)
-            return _error(_backend_failure(e))
+            return error_response(backend_failure(e, request_id(request)))
         self.metrics.answered(route.specialist, target.ref, route.source, time.perf_counter() - started)
         if student:
             result = student_generation(result)
         if result.error:
-            return _error(_refusal(result.error))
+            return error_response(refusal(result.error))
         cid = completion_id()
         body = completion_body(cid, chat.model, result.texts, result.finish_reasons, result.prompt_tokens,
                                result.completion_tokens, extra)
@@ -323,17 +306,22 @@ class ChatRouter:
         return self.remote if target.kind == "openai" else self.backend
 
     async def _streamed(self, chat: ChatRequest, conversation: list[dict], target: Target, student: bool,
-                        extra: dict, headers: dict, record: dict):
+                        extra: dict, headers: dict, record: dict, rid: str):
         """A streamed reply (`student`: as the student view). The first event is awaited before answering: a refused
-        request (or a failed backend) still gets its 4xx (5xx) JSON error rather than a stream."""
+        request (or a failed backend) still gets its 4xx (5xx) JSON error rather than a stream. The whole stream has
+        `serve.request_timeout_s`."""
         events = self._client(target).stream(conversation, request_sampling(chat, self.policy), target)
         events = aiter(student_stream(events, chat.n) if student else events)
+        deadline = time.monotonic() + self.cfg.request_timeout_s
         try:
-            first = await anext(events)
+            first = await asyncio.wait_for(anext(events), self.cfg.request_timeout_s)
+        except TimeoutError:
+            await events.aclose()
+            return error_response(timed_out(self.cfg.request_timeout_s))
         except Exception as e:
-            return _error(_backend_failure(e))
+            return error_response(backend_failure(e, rid))
         if isinstance(first, Generation) and first.error:
-            return _error(_refusal(first.error))
+            return error_response(refusal(first.error))
         cid = completion_id()
         state: dict = {}
 
@@ -344,30 +332,35 @@ class ChatRouter:
             if "reply" in state and (task := self._grading(cid, state["reply"], record)) is not None:
                 await task()
 
-        body = self._sse(cid, chat, first, events, extra, state)
+        body = self._sse(cid, chat, first, events, extra, state, deadline, rid)
         return StreamingResponse(body, media_type="text/event-stream", headers=headers,
                                  background=BackgroundTask(grade_later))
 
     async def _sse(self, cid: str, chat: ChatRequest, first: Delta | Generation, events: AsyncIterator,
-                   extra: dict, state: dict) -> AsyncIterator[str]:
+                   extra: dict, state: dict, deadline: float, rid: str) -> AsyncIterator[str]:
         """OpenAI SSE: a role chunk per choice, content chunks as generated, a finish_reason chunk per choice,
-        a usage chunk when `stream_options.include_usage`, then `[DONE]`. `state["reply"]`: choice 0's text."""
+        a usage chunk when `stream_options.include_usage`, then `[DONE]`. `state["reply"]`: choice 0's text. A
+        failure or the deadline passing ends the stream with an OpenAI error event (and stops the generation)."""
         for i in range(chat.n):
-            yield _event(chunk_body(cid, chat.model, i, {"role": "assistant", "content": ""}, None, extra))
-        event = first
+            yield event(chunk_body(cid, chat.model, i, {"role": "assistant", "content": ""}, None, extra))
+        item = first
         try:
-            while isinstance(event, Delta):
-                yield _event(chunk_body(cid, chat.model, event.index, {"content": event.text}, None, extra))
-                event = await anext(events)
-        except Exception as e:  # the backend failed mid-stream: an OpenAI error event ends the stream
-            yield _event(_backend_failure(e).body())
+            while isinstance(item, Delta):
+                yield event(chunk_body(cid, chat.model, item.index, {"content": item.text}, None, extra))
+                item = await asyncio.wait_for(anext(events), max(0.0, deadline - time.monotonic()))
+        except TimeoutError:
+            await events.aclose()
+            yield event(timed_out(self.cfg.request_timeout_s).body())
             return
-        for i, reason in enumerate(event.finish_reasons):
-            yield _event(chunk_body(cid, chat.model, i, {}, reason, extra))
+        except Exception as e:  # the backend failed mid-stream
+            yield event(backend_failure(e, rid).body())
+            return
+        for i, reason in enumerate(item.finish_reasons):
+            yield event(chunk_body(cid, chat.model, i, {}, reason, extra))
         if chat.stream_options and chat.stream_options.include_usage:
-            yield _event(usage_body(cid, chat.model, event.prompt_tokens, event.completion_tokens, extra))
+            yield event(usage_body(cid, chat.model, item.prompt_tokens, item.completion_tokens, extra))
         yield "data: [DONE]\n\n"
-        state["reply"] = event.texts[0]
+        state["reply"] = item.texts[0]
 
     def _pick(self, chat: ChatRequest, profile: StudentProfileConfig) -> Route:
         router = self._routes()

@@ -21,15 +21,17 @@ from parallel_r1.inference.policy import ParallelExecutionPolicy
 SPECIALIST_HEADER = "x-parallel-r1-specialist"
 VERSION_HEADER = "x-parallel-r1-version"  # the registry version that answered (name@vN, or base)
 PROFILE_KEY = "student_profile"
+MAX_STOP = 4  # stop strings per request, as OpenAI allows
 
 
 class APIError(Exception):
     """An error returned to the client as `{"error": {...}}` with an HTTP status (always 4xx for bad input)."""
 
     def __init__(self, status: int, message: str, *, param: str | None = None,
-                 code: str | None = None, kind: str = "invalid_request_error") -> None:
+                 code: str | None = None, kind: str = "invalid_request_error", headers: dict | None = None) -> None:
         super().__init__(message)
         self.status, self.message, self.param, self.code, self.kind = status, message, param, code, kind
+        self.headers = headers
 
     def body(self) -> dict:
         return {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}}
@@ -77,6 +79,7 @@ class ChatRequest(BaseModel):
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
     seed: int | None = Field(None, ge=-2 ** 63, le=2 ** 63 - 1)
+    stop: list[str] = Field(default_factory=list, max_length=MAX_STOP)  # a string, or up to MAX_STOP of them
     metadata: dict[str, Any] | None = None
     student_profile: StudentProfileConfig | None = None
     # a model answering in the Parallel-R1 format: what the student sees (summaries), or the whole reply with its paths
@@ -90,6 +93,18 @@ class ChatRequest(BaseModel):
         if not any(m.role == "user" and m.content.strip() for m in messages):
             raise ValueError("at least one user message must have non-empty content")
         return messages
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _stop_list(cls, stop: Any) -> Any:
+        return [stop] if isinstance(stop, str) else [] if stop is None else stop
+
+    @field_validator("stop")
+    @classmethod
+    def _stop_strings(cls, stop: list[str]) -> list[str]:
+        if not all(stop):
+            raise ValueError("stop strings must not be empty")
+        return stop
 
     def conversation(self) -> list[dict]:
         """The messages as plain `{role, content}` dicts ('developer' is OpenAI's newer name for 'system')."""
@@ -133,7 +148,7 @@ def _as_api_error(err: ValidationError, prefix: str = "") -> APIError:
 
 # OpenAI request fields this server does not implement: refused by name rather than silently ignored
 UNSUPPORTED = ("tools", "tool_choice", "functions", "function_call", "response_format", "logprobs", "top_logprobs",
-               "stop", "logit_bias", "audio", "modalities", "prediction")
+               "logit_bias", "audio", "modalities", "prediction")
 
 
 def _no_constants(name: str):
@@ -202,7 +217,7 @@ def request_sampling(request: ChatRequest, policy: ParallelExecutionPolicy) -> S
         n=request.n, seed=request.seed,
         temperature=policy.temperature if request.temperature is None else request.temperature,
         top_p=policy.top_p if request.top_p is None else request.top_p,
-        max_tokens=request.max_completion_tokens or request.max_tokens or policy.max_tokens)
+        max_tokens=request.max_completion_tokens or request.max_tokens or policy.max_tokens, stop=tuple(request.stop))
 
 
 def completion_id() -> str:

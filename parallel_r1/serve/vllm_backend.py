@@ -30,6 +30,7 @@ from ray.serve.llm.openai_api_models import ChatCompletionRequest
 from parallel_r1.config import PipelineConfig
 from parallel_r1.errors import UserFacingError
 from parallel_r1.inference.adapters import ADAPTER_CONFIG
+from parallel_r1.inference.chat_text import defuse
 from parallel_r1.inference.engine import SamplingParams
 from parallel_r1.serve.deployment import deployment_options
 from parallel_r1.serve.generation import Delta, Generation, StreamedChoices
@@ -113,7 +114,8 @@ def build_llm_backend(cfg: PipelineConfig, base_model: str, adapters: dict[str, 
                      "max_loras": min(inf.max_loras, len(adapters)), "max_model_len": inf.max_model_len, **memory}
     options = deployment_options(sc, sc.model_replicas, 0)
     deployment = {k: v for k, v in options.items() if k in ("num_replicas", "autoscaling_config",
-                                                            "max_ongoing_requests", "logging_config")}
+                                                            "max_ongoing_requests", "max_queued_requests",
+                                                            "logging_config")}
     llm_config = LLMConfig(
         model_loading_config={"model_id": BASE_MODEL_ID, "model_source": base_model},
         accelerator_config=None if sc.use_gpu else {"kind": "cpu"},
@@ -129,21 +131,23 @@ def build_llm_backend(cfg: PipelineConfig, base_model: str, adapters: dict[str, 
 class LLMClient:
     """The router's view of the Serve LLM deployment: OpenAI chat requests through its handle. Streamed replies
     come from the engine as OpenAI SSE strings (in lists, batched by Serve LLM every few ms); `stream` turns
-    them back into `Delta`s."""
+    them back into `Delta`s. vLLM tokenises a rendered prompt with its special tokens parsed, so the base model's
+    special-token strings (`specials`) in message contents are defused first (`chat_text.defuse`)."""
 
-    def __init__(self, handle) -> None:
-        self._handle = handle
+    def __init__(self, handle, specials: list[str]) -> None:
+        self._handle, self._specials = handle, specials
 
     async def models(self) -> list[str]:
         return [BASE]
 
     def _call(self, conversation: list[dict], sampling: SamplingParams, model: str, stream: bool):
         model_id = f"{BASE_MODEL_ID}:{ZERO_ADAPTER if model == BASE else model}"
-        request = ChatCompletionRequest(model=model_id, messages=conversation, n=sampling.n, stream=stream,
+        messages = [{**m, "content": defuse(m["content"], self._specials)} for m in conversation]
+        request = ChatCompletionRequest(model=model_id, messages=messages, n=sampling.n, stream=stream,
                                         stream_options={"include_usage": True} if stream else None,
                                         temperature=sampling.temperature, max_tokens=sampling.max_tokens,
                                         top_p=1.0 if sampling.temperature == 0 else sampling.top_p,
-                                        seed=sampling.seed)
+                                        seed=sampling.seed, stop=list(sampling.stop))
         handle = self._handle.options(stream=True, multiplexed_model_id=model_id)
         return handle.chat.remote(request, None)
 

@@ -136,7 +136,7 @@ def test_the_router_calls_the_model_by_value_over_grpc_unless_configured_off():
             return Handle({**self.opts, **kw})
 
     assert ServeConfig().grpc_handles
-    on, off = backend_client("hf", Handle(), grpc=True), backend_client("hf", Handle(), grpc=False)
+    on, off = backend_client("hf", Handle(), True, []), backend_client("hf", Handle(), False, [])
     assert on._handle.opts == {"_by_reference": False}
     assert on._streaming.opts == {"_by_reference": False, "stream": True}
     assert off._handle.opts == {} and off._streaming.opts == {"stream": True}
@@ -211,6 +211,15 @@ def test_text_deltas_add_up_to_the_stripped_reply():
     cut = TextDeltas()
     cut.update("Step 1:")
     assert cut.finish("Step 1: \ufffd") == " \ufffd"  # the final reply wins over what decoding held back
+
+
+def test_text_deltas_never_send_a_stop_string_or_what_may_become_one():
+    deltas = TextDeltas(stop=("STOP", "\n\n"))
+    raws = ["Step", "Step 1 ST", "Step 1 STO", "Step 1 STOP and more", "Step 1 STOP and more\n\n"]
+    assert [deltas.update(raw) for raw in raws] == ["Step", " 1", "", "", ""]
+    assert deltas.finish("Step 1") == "" and deltas.sent == "Step 1"
+    held = TextDeltas(stop=("STOP",))
+    assert [held.update(raw) for raw in ["a ST", "a STA"]] == ["a", " STA"]  # not a stop after all
 
 
 def test_sampling_defaults_come_from_the_execution_policy():

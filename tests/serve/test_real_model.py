@@ -79,3 +79,32 @@ def test_the_vllm_backend_serves_the_real_model_with_multi_lora(serve_port, real
         _check(_client(url))
     finally:
         serve.delete(app)
+
+
+def test_a_cancelled_generation_stops_and_frees_the_engine(real_base_model):
+    """What a timeout or a client that went away does to the hf model replica: its generation stops at the next
+    token, so the next request does not wait behind the abandoned one (measured against the whole reply's time)."""
+    import asyncio
+    import time
+
+    from parallel_r1.config import InferenceConfig
+    from parallel_r1.serve.hf_backend import HFSpecialists
+
+    replica = HFSpecialists.func_or_class(InferenceConfig(max_batch_size=1).model_dump(), str(real_base_model), {})
+    story = [{"role": "user", "content": "Tell me a long story about a dragon who learns fractions."}]
+    long = {"temperature": 0, "max_tokens": 120}
+
+    async def run() -> tuple[float, float]:
+        start = time.perf_counter()
+        whole = await replica.generate(story, long, "base")
+        full_s = time.perf_counter() - start
+        assert whole["finish_reasons"] == ["length"]  # the reply runs its full length: the check below can fail
+        abandoned = asyncio.ensure_future(replica.generate(story, long, "base"))
+        await asyncio.sleep(full_s / 4)
+        abandoned.cancel()
+        start = time.perf_counter()
+        await replica.generate(story, {"temperature": 0, "max_tokens": 1}, "base")
+        return full_s, time.perf_counter() - start
+
+    full_s, next_s = asyncio.run(run())
+    assert next_s < full_s / 2, (full_s, next_s)

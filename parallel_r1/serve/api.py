@@ -1,0 +1,120 @@
+"""The router's FastAPI app and how it answers failures: every error in the OpenAI error shape, a model deployment
+that is starting, dead or over its queue a 503 with `Retry-After`, and nothing a handler missed as plain text.
+
+Serve's proxy puts an `x-request-id` header on every response (the client's own, else a new one); a server-side
+failure is logged with it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+from ray.exceptions import ActorUnavailableError, RayActorError
+from ray.serve.context import _get_serve_request_context
+from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, ReplicaUnavailableError
+from starlette.exceptions import HTTPException
+
+from parallel_r1.serve.schema import APIError, ChatRequest
+
+api = FastAPI(title="parallel-r1 ensemble router", docs_url=None, redoc_url=None)
+log = logging.getLogger(__name__)
+
+REQUEST_ID = "x-request-id"
+RETRY_AFTER_S = 1  # what a 503 asks the client to wait before retrying
+# the model deployment cannot take the request now (starting, its replica died, its queue is full): retry later
+UNAVAILABLE = (BackPressureError, DeploymentUnavailableError, ReplicaUnavailableError, RayActorError,
+               ActorUnavailableError)
+
+
+def _openapi() -> dict:
+    """FastAPI's schema of the routes, with the chat request's body (the router parses the raw body itself, to answer
+    every problem in the OpenAI error shape, so FastAPI does not see it)."""
+    if api.openapi_schema is None:
+        schema = get_openapi(title=api.title, version="1", routes=api.routes)
+        body = ChatRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        schemas.update({**body.pop("$defs", {}), "ChatRequest": body})
+        schema["paths"]["/v1/chat/completions"]["post"]["requestBody"] = {
+            "required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ChatRequest"}}}}
+        api.openapi_schema = schema
+    return api.openapi_schema
+
+
+api.openapi = _openapi
+
+
+@api.exception_handler(HTTPException)
+async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    """Unknown routes and methods answer in the OpenAI error shape too."""
+    return error_response(APIError(exc.status_code, str(exc.detail), code="not_found"))
+
+
+@api.exception_handler(RequestValidationError)
+async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """A parameter FastAPI itself validates: a 400 in the OpenAI error shape (not FastAPI's 422)."""
+    first = exc.errors()[0] if exc.errors() else {}
+    where = ".".join(str(p) for p in first.get("loc", ()))
+    return error_response(APIError(400, f"{where}: {first.get('msg', 'invalid')}", param=where or None,
+                                   code="invalid_value"))
+
+
+@api.middleware("http")
+async def _last_resort(request: Request, call_next):
+    """A failure no handler caught is logged with the request id and answered in the OpenAI error shape."""
+    try:
+        return await call_next(request)
+    except Exception as e:  # noqa: BLE001 - the last line of defence
+        rid = request_id(request)
+        log.exception("request %s failed", rid)
+        return error_response(APIError(500, f"internal error ({type(e).__name__}); request id {rid}",
+                                       code="internal_error", kind="server_error"))
+
+
+def request_id(request: Request) -> str:
+    """The id Serve's proxy gave this request (the client's `x-request-id`, else a new one)."""
+    return request.headers.get(REQUEST_ID) or _get_serve_request_context().request_id
+
+
+def error_response(err: APIError) -> JSONResponse:
+    return JSONResponse(err.body(), status_code=err.status, headers=err.headers)
+
+
+def unavailable(why: str) -> APIError:
+    """A 503 the client should retry after `Retry-After` seconds."""
+    return APIError(503, f"the model is not available right now ({why}); retry shortly", code="model_unavailable",
+                    kind="server_error", headers={"Retry-After": str(RETRY_AFTER_S)})
+
+
+def backend_failure(e: Exception, request_id: str = "") -> APIError:
+    """A failed replica, engine or remote endpoint, in the OpenAI error shape: a 503 to retry when the model
+    deployment cannot take requests now, the remote backend's own `APIError` as it is, else a logged 500 that names
+    the request id (the exception's text stays in the log)."""
+    if isinstance(e, APIError):
+        return e
+    if isinstance(e, UNAVAILABLE):
+        log.warning("request %s: model deployment unavailable (%s: %s)", request_id, type(e).__name__, e)
+        return unavailable(type(e).__name__)
+    log.error("request %s: the model backend failed", request_id, exc_info=e)
+    return APIError(500, f"the model backend failed ({type(e).__name__}); request id {request_id}",
+                    code="backend_error", kind="server_error")
+
+
+def refusal(message: str) -> APIError:
+    """The model backend refused the request (a prompt over the context length, ...): a 400."""
+    code = "context_length_exceeded" if "context length" in message else "invalid_request"
+    return APIError(400, message, param="messages", code=code)
+
+
+def timed_out(after_s: float) -> APIError:
+    return APIError(504, f"the model did not answer within serve.request_timeout_s ({after_s:g} s); its generation "
+                         "was stopped", code="timeout", kind="server_error")
+
+
+def event(obj: dict) -> str:
+    """One server-sent event."""
+    return f"data: {json.dumps(obj)}\n\n"
