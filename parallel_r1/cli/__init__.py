@@ -178,21 +178,25 @@ def show_config(
 @app.command()
 @user_errors
 def submit(
-    spec: Annotated[Path, typer.Argument(help="Job spec, e.g. jobs/discover.yaml.")],
-    extra: Annotated[list[str] | None, typer.Argument(help="Extra arguments appended to the entrypoint.")] = None,
+    stage: Annotated[str, typer.Argument(help="The stage to run as a Ray job: discover, import, grade, batch, "
+                                              "init-model, finetune, compare, gate, tune, parallel-sft, rl, monitor "
+                                              "or run (its runtime env: jobs/<stage>.yaml).")],
+    extra: Annotated[list[str] | None, typer.Argument(help="More arguments of the stage command (after --).")] = None,
+    workdir: Annotated[str, typer.Option(help="The run directory: an absolute path on storage every node sees.")] = "",
+    config: Annotated[str | None, typer.Option(help="Config file inside the repository (shipped with it).")] = None,
     address: Annotated[str, typer.Option(envvar="RAY_JOB_ADDRESS", help="Job server URL.")] = "http://127.0.0.1:8265",
     env: Annotated[list[str] | None, typer.Option(help="KEY=VALUE for runtime_env.env_vars (repeatable).")] = None,
-    follow: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait for the job and print its logs.")] = True,
+    follow: Annotated[bool, typer.Option("--wait/--no-wait", help="Stream the job's logs until it ends.")] = True,
 ) -> None:
-    """Submit a stage as a Ray job (`ray job submit` with the spec's entrypoint and runtime_env)."""
+    """Run a stage as a Ray job on a cluster (`ray job submit --runtime-env jobs/<stage>.yaml`), its logs streamed
+    live; exits with 1 unless the job succeeded."""
     from parallel_r1 import jobs
 
-    env_vars = dict(e.split("=", 1) for e in env or [])
-    client, job_id = jobs.submit(jobs.JobSpec.load(spec).with_overrides(env_vars, extra), address)
-    console.print(f"submitted {job_id} to {address}")
+    spec = jobs.stage_job(stage, workdir, config, extra, jobs.env_vars(env or []))
+    client, job_id = jobs.submit(spec, address)
+    console.print(f"submitted {job_id} to {address}: {spec.entrypoint}", markup=False)
     if follow:
-        status = jobs.wait(client, job_id, timeout_s=24 * 3600)
-        console.print(client.get_job_logs(job_id), markup=False)
+        status = jobs.follow(client, job_id, lambda text: console.out(text, end="", highlight=False))
         console.print(f"job {job_id}: {status}")
         if status != "SUCCEEDED":
             raise typer.Exit(1)

@@ -1,7 +1,7 @@
 """The discover stage: plan N dialogues, skip those already on disk, run the rest on the actor pool.
 
 Run it with `parallel-r1 discover N [--include-special] [--backend procedural|openai]`, or as a Ray
-job (`jobs/discover.yaml`). Running it again continues to N without duplicates and retries the
+job (`parallel-r1 submit discover`). Running it again continues to N without duplicates and retries the
 dialogues recorded in `discover_failures.jsonl`.
 """
 

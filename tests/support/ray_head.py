@@ -49,8 +49,10 @@ def free_port_range(width: int, avoid: list[int]) -> int:
 
 
 class RayHead:
-    def __init__(self, num_cpus: int = 4):
-        self.num_cpus = num_cpus
+    """`ray start --head` on `node_ip` (default loopback) with `num_cpus` CPUs and any extra `ray start` args."""
+
+    def __init__(self, num_cpus: int = 4, node_ip: str = "127.0.0.1", extra: list[str] | None = None):
+        self.num_cpus, self.node_ip, self.extra = num_cpus, node_ip, extra or []
         self.temp_dir = tempfile.mkdtemp(prefix="pr1ray")  # short: Ray's unix sockets have a path limit
         self.proc: subprocess.Popen | None = None
 
@@ -58,19 +60,20 @@ class RayHead:
         ports = free_ports(9)
         gcs, dash, client, nm, om, agent, agent_grpc, rt_env, metrics = ports
         wmin = free_port_range(200, avoid=ports)
-        self.gcs_address = f"127.0.0.1:{gcs}"
-        self.dashboard_url = f"http://127.0.0.1:{dash}"
+        self.gcs_address = f"{self.node_ip}:{gcs}"
+        self.dashboard_url = f"http://{self.node_ip}:{dash}"
         bin_dir = str(Path(sys.executable).parent)
         env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "RAY_AUTH_MODE": "disabled"}
         env.pop("RAY_ADDRESS", None)
         cmd = [
             f"{bin_dir}/ray", "start", "--head", "--block", f"--num-cpus={self.num_cpus}",
-            "--node-ip-address=127.0.0.1", f"--port={gcs}", "--include-dashboard=true",
-            "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", f"--ray-client-server-port={client}",
+            f"--node-ip-address={self.node_ip}", f"--port={gcs}", "--include-dashboard=true",
+            f"--dashboard-host={self.node_ip}", f"--dashboard-port={dash}", f"--ray-client-server-port={client}",
             f"--node-manager-port={nm}", f"--object-manager-port={om}",
             f"--dashboard-agent-listen-port={agent}", f"--dashboard-agent-grpc-port={agent_grpc}",
             f"--runtime-env-agent-port={rt_env}", f"--metrics-export-port={metrics}",
             f"--min-worker-port={wmin}", f"--max-worker-port={wmin + 200}", f"--temp-dir={self.temp_dir}",
+            *self.extra,
         ]
         self.log = open(Path(self.temp_dir) / "head.log", "wb")
         self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
