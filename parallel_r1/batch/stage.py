@@ -7,11 +7,13 @@ config and the dialogues' digest they were cut from, which tells `parallel-r1 ru
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from pydantic import Field
 
 from parallel_r1.batch.batches import BatchSet, BatchShortfallError, build_batches
 from parallel_r1.batch.report import summary_rows, write_batches
@@ -19,16 +21,24 @@ from parallel_r1.config import PipelineConfig
 from parallel_r1.console import console, notice, summary_table
 from parallel_r1.data import read_dialogues
 from parallel_r1.data.io import atomic_write_json, file_digest
+from parallel_r1.data.records import Record, read_record
 from parallel_r1.paths import RunPaths
 from parallel_r1.recipe import run_recipe
 
 log = logging.getLogger(__name__)
 
 
-def batch_inputs(cfg: PipelineConfig) -> dict:
+class BatchInputs(Record):
+    """`batches/inputs.json`: what the batches on disk were cut from (written only after a complete cut)."""
+
+    batch: dict[str, Any] = Field(description="The batch section they were cut with.")
+    dialogues: str = Field(description="The digest of the dialogues.parquet they were cut from.")
+
+
+def batch_inputs(cfg: PipelineConfig) -> BatchInputs:
     """What a cut of the batches depends on: the batch config and the graded dialogues."""
     paths = RunPaths(cfg.workdir)
-    return {"batch": cfg.batch.model_dump(mode="json"), "dialogues": file_digest(paths.dialogues)}
+    return BatchInputs(batch=cfg.batch.model_dump(mode="json"), dialogues=file_digest(paths.dialogues))
 
 
 def batches_up_to_date(cfg: PipelineConfig) -> bool:
@@ -36,7 +46,8 @@ def batches_up_to_date(cfg: PipelineConfig) -> bool:
     paths = RunPaths(cfg.workdir)
     if not (paths.batch_report.exists() and paths.batch_inputs.exists() and paths.dialogues.exists()):
         return False
-    return json.loads(paths.batch_inputs.read_text()) == batch_inputs(cfg)
+    recorded = read_record(paths.batch_inputs, BatchInputs, "re-run `parallel-r1 batch` to cut the batches again")
+    return recorded == batch_inputs(cfg)
 
 
 @dataclass(frozen=True)
@@ -74,7 +85,7 @@ class BatchStage:
             write_batches(e.batch_set, paths.batches)  # the partial batches and the report are still useful
             raise
         write_batches(batch_set, paths.batches)
-        atomic_write_json(paths.batch_inputs, batch_inputs(self.cfg))
+        atomic_write_json(paths.batch_inputs, batch_inputs(self.cfg).model_dump(mode="json"))
         if self.print_report:
             console.print(paths.batch_report.read_text(), markup=False)
         columns = ["batch", "size", "target", "mean score", "mean confidence", "stock-phrase density", "status"]

@@ -323,13 +323,15 @@ def rl_cmd(
                                                         help="Rollout backend: auto | vllm | hf.")] = None,
     force: Annotated[bool, typer.Option(help="Start even from a model whose parallel-SFT validation (eval.json) "
                                              "failed or is missing (with a warning).")] = False,
+    restart: Annotated[bool, typer.Option(help="Start over (discarding its checkpoints and metrics) when the start "
+                                               "model or the rl settings changed since the recorded run.")] = False,
     config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None,
 ) -> None:
     """GRPO on the parallel-SFT model (Ray Train + TRL), easy -> medium -> hard; metrics in <workdir>/parallel/rl/."""
     from parallel_r1.rl.stage import run_rl
 
     cfg = _config(config, workdir, set_, **{"rl.max_steps": max_steps, "rl.rollout_backend": rollout_backend})
-    run_rl(cfg, model, force=force)
+    run_rl(cfg, model, force=force, restart=restart)
 
 
 @app.command("serve")

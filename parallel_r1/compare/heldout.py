@@ -61,7 +61,7 @@ def training_prefixes(batch_dir: Path) -> set[str]:
     """Every conversation prefix ending with a student turn in any training batch of the run."""
     keys: set[str] = set()
     for path in sorted(Path(batch_dir).glob("*.parquet")):
-        for d in read_dialogues(path):
+        for d in read_dialogues(path, "re-run `parallel-r1 batch` to cut the batches again"):
             msgs = d.messages()
             keys.update(_prefix_key(msgs[:i + 1]) for i, m in enumerate(msgs) if m["role"] == "user")
     return keys

@@ -36,10 +36,12 @@ class ModelSpec:
 
 
 def available_models(paths: RunPaths) -> dict[str, ModelSpec]:
-    """The base, each adapter folder under `adapters/`, and each succeeded OpenAI job's model."""
+    """The base, each adapter folder under `adapters/` (not the hidden ones a killed finetune job left), and each
+    succeeded OpenAI job's model."""
     models = {BASE: ModelSpec(BASE, "base")}
     if paths.adapters.exists():
-        for folder in sorted(p for p in paths.adapters.iterdir() if (p / "adapter_config.json").exists()):
+        for folder in sorted(p for p in paths.adapters.iterdir()
+                             if not p.name.startswith(".") and (p / "adapter_config.json").exists()):
             models[folder.name] = ModelSpec(folder.name, "adapter", str(folder))
     if paths.finetune_manifest.exists():
         for job in FinetuneManifest(paths.finetune_manifest).read().values():

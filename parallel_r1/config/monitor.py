@@ -13,7 +13,7 @@ def _default_commands() -> dict[str, list[str]]:
     return {
         "parallel_sft": ["parallel-sft", "compare", "gate"],
         "rl": ["rl", "compare", "gate"],
-        "curriculum": ["run", "parallel-sft", "rl", "compare", "gate"],
+        "curriculum": ["run", "parallel-sft", "rl --restart", "compare", "gate"],
         "guardrail_sft": ["guardrail {model}", "finetune --batches {model}", "compare", "gate {model}"],
     }
 

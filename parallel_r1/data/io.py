@@ -141,12 +141,38 @@ def pid_running(pid: int) -> bool:
     return True
 
 
-def _remove_stale_partials(out_dir: Path) -> None:
-    """Partial builds left by killed processes (the pid in their name is no longer running)."""
+def remove_stale_partials(out_dir: Path) -> None:
+    """The hidden siblings of `out_dir` that killed processes left (`.<name>.partial-<pid>` and the like: the pid in
+    their name is no longer running)."""
     for path in out_dir.parent.glob(f".{out_dir.name}.*-*"):
         pid = path.name.rsplit("-", 1)[1]
         if pid.isdigit() and not pid_running(int(pid)):
             shutil.rmtree(path, ignore_errors=True)
+
+
+def _stale(name: str) -> bool:
+    """`.<name>.tmp`, or `.<name>.<what>-<pid>` (a partial or set-aside folder) of a process that is gone."""
+    if not name.startswith("."):
+        return False
+    if name.endswith(".tmp"):
+        return True
+    pid = name.rsplit("-", 1)[-1]
+    return "-" in name and pid.isdigit() and not pid_running(int(pid))
+
+
+def remove_stale_temps(folder: Path) -> list[str]:
+    """The hidden temporary entries a killed writer left in `folder`; returns their names. Only for a folder no
+    other process is writing into (one the run lock guards)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    stale = sorted(p for p in folder.iterdir() if _stale(p.name))
+    for path in stale:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    return [p.name for p in stale]
 
 
 @contextmanager
@@ -155,7 +181,7 @@ def folder_build(out_dir: Path) -> Iterator[Path]:
     only once the new one is in place); on any failure the partial folder is removed and `out_dir` is untouched."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_partials(out_dir)
+    remove_stale_partials(out_dir)
     tmp = out_dir.with_name(f".{out_dir.name}.partial-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()

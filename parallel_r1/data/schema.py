@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from parallel_r1.data.io import atomic_write_table
+from parallel_r1.data.records import unreadable
 
 LENGTH_BUCKETS = ("short", "medium", "long")
 ROLES = ("student", "teacher")
@@ -120,11 +121,20 @@ def table_to_dialogues(table: pa.Table) -> list[Dialogue]:
     return [Dialogue.from_row(r) for r in table.to_pylist()]
 
 
-def read_dialogues(path: Path) -> list[Dialogue]:
+DIALOGUES_REMEDY = "re-run `parallel-r1 discover` (or `import`), then `grade`, to write it again"
+
+
+def read_dialogues(path: Path, remedy: str = DIALOGUES_REMEDY) -> list[Dialogue]:
+    """The dialogues of a Parquet artifact; a truncated or corrupt file is a one-line error naming it and `remedy`
+    (what writes it again)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: run `parallel-r1 discover` first")
-    return table_to_dialogues(pq.read_table(path, schema=DIALOGUE_SCHEMA))
+    try:
+        return table_to_dialogues(pq.read_table(path, schema=DIALOGUE_SCHEMA))
+    except (pa.ArrowException, OSError, ValueError, KeyError, TypeError) as e:
+        lines = str(e).strip().splitlines() or [type(e).__name__]
+        raise unreadable(path, lines[0], remedy) from None
 
 
 def write_dialogues(path: Path, dialogues: list[Dialogue]) -> Path:

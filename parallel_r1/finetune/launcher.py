@@ -21,6 +21,7 @@ from pathlib import Path
 from parallel_r1.base_model.torch_trainer import torch_trainer
 from parallel_r1.config import FinetuneConfig
 from parallel_r1.config.workers import JOB_KEY, SFTJob
+from parallel_r1.data.io import folder_build
 from parallel_r1.finetune.manifest import FinetuneManifest
 from parallel_r1.finetune.sft import ADAPTER_SUBDIR, sft_train_loop
 
@@ -48,14 +49,9 @@ def fit_job(job: SFTJob, ft: FinetuneConfig, run_name: str, storage_path: str, a
     started = time.perf_counter()
     result = trainer.fit()
     out = Path(adapter_dir)
-    tmp = out.with_name(f".{out.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    with result.checkpoint.as_directory() as ckpt:
-        shutil.copytree(Path(ckpt) / ADAPTER_SUBDIR, tmp)
+    with result.checkpoint.as_directory() as ckpt, folder_build(out) as tmp:
+        shutil.copytree(Path(ckpt) / ADAPTER_SUBDIR, tmp, dirs_exist_ok=True)
         metrics = json.loads((Path(ckpt) / "metrics.json").read_text())
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
     metrics["fit_wall_time_s"] = time.perf_counter() - started
     return {"metrics": metrics, "adapter": str(out), "checkpoint": result.checkpoint.path}
 

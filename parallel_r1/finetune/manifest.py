@@ -7,51 +7,56 @@ Every update is a locked read-modify-write followed by an atomic rename, so read
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
+
+from pydantic import ConfigDict, Field, ValidationError
 
 from parallel_r1.data.io import atomic_write_json
-from parallel_r1.errors import UserFacingError
+from parallel_r1.data.records import Record, problem, read_record
 
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 TERMINAL = {"succeeded", "failed", "cancelled"}
+REMEDY = ("move it aside and re-run `parallel-r1 finetune` (jobs retrain; their checkpoints under ray_results/ "
+          "are kept)")
 
 
 def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-@dataclass
-class FinetuneJob:
-    name: str  # the batch name, or "monolithic"
-    backend: str  # "ray" | "openai"
-    batches: list[str]
-    status: str = "queued"
-    training_file: str = ""  # local JSONL path (ray) or uploaded file id (openai)
-    training_file_path: str = ""
-    training_digest: str | None = None  # the training file's content hash when the job was created (None: unknown)
-    job_id: str | None = None
-    result: str | None = None  # adapter folder (ray) or fine-tuned model id (openai)
-    metrics: dict = field(default_factory=dict)
-    error: str | None = None
-    attempts: int = 0
-    checkpoint: str | None = None  # last checkpoint to resume from
-    init_adapter: str | None = None  # the adapter a specialist continued from (finetune.specialise_from), or None
-    owner: str | None = None  # "host:pid" of the process running a Ray job, to notice when it is gone
-    created_at: str = field(default_factory=now)
-    started_at: str | None = None
-    finished_at: str | None = None
-    updated_at: str = field(default_factory=now)
+class FinetuneJob(Record):
+    """One fine-tuning job of the manifest; every change is validated (a bad status is an error where it is set)."""
 
-    def __post_init__(self) -> None:
-        if self.status not in STATUSES:
-            raise ValueError(f"job {self.name}: unknown status {self.status!r}; expected one of {STATUSES}")
+    model_config = ConfigDict(extra="ignore", validate_assignment=True)
+
+    name: str = Field(description='The batch name, or "monolithic".')
+    backend: Literal["ray", "openai"] = Field(description="Where the job runs.")
+    batches: list[str] = Field(description="The batches whose dialogues it trains on.")
+    status: Literal[STATUSES] = Field("queued", description="queued, running, succeeded, failed or cancelled.")
+    training_file: str = Field("", description="Local JSONL path (ray) or uploaded file id (openai).")
+    training_file_path: str = Field("", description="The local training file.")
+    training_digest: str | None = Field(None, description="The training file's content hash when the job was "
+                                                          "created (None: unknown).")
+    job_id: str | None = Field(None, description="The Ray Train run name or the OpenAI job id.")
+    result: str | None = Field(None, description="Adapter folder (ray) or fine-tuned model id (openai).")
+    metrics: dict = Field(default_factory=dict, description="Training metrics of the finished job.")
+    error: str | None = Field(None, description="Why it failed, in one line.")
+    attempts: int = Field(0, ge=0, description="How many times it was launched.")
+    checkpoint: str | None = Field(None, description="Last checkpoint to resume from.")
+    init_adapter: str | None = Field(None, description="The adapter a specialist continued from "
+                                                       "(finetune.specialise_from), or None.")
+    owner: str | None = Field(None, description='"host:pid" of the process running a Ray job, to notice when it '
+                                                "is gone.")
+    created_at: str = Field(default_factory=now, description="When the entry was made (UTC, ISO 8601).")
+    started_at: str | None = Field(None, description="When it last started running.")
+    finished_at: str | None = Field(None, description="When it last reached a terminal status.")
+    updated_at: str = Field(default_factory=now, description="When the entry last changed.")
 
     @property
     def done(self) -> bool:
@@ -73,20 +78,21 @@ class FinetuneJob:
         return False
 
 
+class ManifestFile(Record):
+    """The shape of `finetune_manifest.json`."""
+
+    jobs: dict[str, FinetuneJob] = Field(description="Every job, by name.")
+
+
 class FinetuneManifest:
     def __init__(self, path: Path):
         self.path = Path(path)
 
     def read(self) -> dict[str, FinetuneJob]:
+        """Every job by name; a truncated or malformed manifest is a one-line error naming the file and field."""
         if not self.path.exists():
             return {}
-        try:
-            data = json.loads(self.path.read_text())
-            known = {f.name for f in fields(FinetuneJob)}
-            return {name: FinetuneJob(**{k: v for k, v in job.items() if k in known})
-                    for name, job in data["jobs"].items()}
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
-            raise UserFacingError(f"{self.path} is not a valid fine-tune manifest: {e}") from None
+        return read_record(self.path, ManifestFile, REMEDY).jobs
 
     def require(self) -> dict[str, FinetuneJob]:
         jobs = self.read()
@@ -101,7 +107,7 @@ class FinetuneManifest:
             fcntl.flock(lock, fcntl.LOCK_EX)
             jobs = self.read()
             yield jobs
-            atomic_write_json(self.path, {"jobs": {n: asdict(j) for n, j in sorted(jobs.items())}})
+            atomic_write_json(self.path, ManifestFile(jobs=dict(sorted(jobs.items()))).model_dump(mode="json"))
 
     def put(self, job: FinetuneJob) -> FinetuneJob:
         with self._locked() as jobs:
@@ -124,13 +130,15 @@ class FinetuneManifest:
                 raise KeyError(f"no job {name!r} in {self.path}")
             job = jobs[name]
             for key, value in changes.items():
-                if not hasattr(job, key):
+                if key not in FinetuneJob.model_fields:
                     raise AttributeError(f"FinetuneJob has no field {key!r}")
-                setattr(job, key, value)
+                try:
+                    setattr(job, key, value)  # validated: nothing is written when a value is wrong
+                except ValidationError as e:
+                    raise ValueError(f"job {name}: {problem(e)}") from None
             if changes.get("status") == "running" and not job.started_at:
                 job.started_at = now()
             if changes.get("status") in TERMINAL:
                 job.finished_at = now()
-            job.__post_init__()
             job.updated_at = now()
         return job

@@ -8,6 +8,7 @@ starting adapter are not re-run; killed or failed ones resume; a changed trainin
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ from pathlib import Path
 from parallel_r1.config import PipelineConfig
 from parallel_r1.config.workers import SFTJob
 from parallel_r1.console import console, summary_table
-from parallel_r1.data.io import atomic_write_jsonl, file_digest, read_jsonl
+from parallel_r1.data.io import atomic_write_jsonl, file_digest, read_jsonl, remove_stale_temps
 from parallel_r1.data.prompts import TUTOR_SYSTEM_PROMPT
 from parallel_r1.data.run_lock import run_lock
 from parallel_r1.errors import UserFacingError
@@ -25,6 +26,7 @@ from parallel_r1.paths import RunPaths, resolve_base_model
 from parallel_r1.recipe import run_recipe
 
 MONOLITHIC = "monolithic"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,9 @@ class FinetuneStage:
         return atomic_write_jsonl(self.paths.workdir / "finetune" / f"{name}.jsonl", read_jsonl(batch) + rows)
 
     def setup(self) -> None:
+        stale = remove_stale_temps(self.paths.adapters)
+        if stale:
+            log.info("finetune: removed what killed jobs left in %s: %s", self.paths.adapters, ", ".join(stale))
         files = {name: self._with_guardrail(name, path) for name, path in self._batch_files().items()}
         self.files, self.batches_of = ({}, {}) if self.monolithic else (dict(files), {b: [b] for b in files})
         if self.monolithic or self.with_baseline or self.specialised:

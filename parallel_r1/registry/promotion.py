@@ -5,12 +5,14 @@ the promoted versions (and the base model)."""
 from __future__ import annotations
 
 import getpass
-import json
 import socket
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
+
+from pydantic import ConfigDict, Field, ValidationError
 
 from parallel_r1.data.io import atomic_write_json
+from parallel_r1.data.records import Record, problem
 from parallel_r1.paths import RunPaths
 from parallel_r1.registry.versions import ModelRegistry, ModelVersion, RegistryError, now
 
@@ -24,18 +26,27 @@ def actor() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-@dataclass(frozen=True)
-class Promotion:
-    """The promoted version of one model name; `previous`: the refs it replaced, latest last (what rollback
-    returns to)."""
+class Promotion(Record):
+    """The promoted version of one model name."""
 
-    ref: str
-    digest: str
-    score: float
-    at: str = field(default_factory=now)
-    by: str = field(default_factory=actor)
-    reason: str = ""
-    previous: tuple[str, ...] = ()
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    ref: str = Field(description="The promoted registry version, name@vN.")
+    digest: str = Field(description="The digest of its weights.")
+    score: float = Field(description="The score it was promoted on (the bar a rollback keeps).")
+    at: str = Field(default_factory=now, description="When (UTC, ISO 8601).")
+    by: str = Field(default_factory=actor, description="Who: user@host.")
+    reason: str = Field("", description="Why: the gate's reasons, or the rollback's.")
+    previous: tuple[str, ...] = Field((), description="The refs it replaced, latest last (what rollback returns "
+                                                      "to).")
+
+
+class PromotionFile(Record):
+    """The shape of promotion.json."""
+
+    promoted: dict[str, Promotion] | None = Field(description="Per model name, the version that may be served.")
+    decisions: list[dict[str, Any]] = Field(default_factory=list, description="Every gate decision, in order.")
+    events: list[dict[str, Any]] = Field(default_factory=list, description="Every promotion and rollback.")
 
 
 class PromotionRecord:
@@ -46,22 +57,20 @@ class PromotionRecord:
         self.file = RunPaths(Path(workdir)).promotion
 
     def read(self) -> dict:
+        """The record as plain JSON data (what the methods below change and write back), validated by
+        `PromotionFile`: a torn or malformed file is a one-line error naming the file and the field."""
         if not self.file.exists():
             return {"promoted": {}, "decisions": [], "events": []}
         try:
-            record = json.loads(self.file.read_text())
-            promoted = record["promoted"]
-            if promoted is not None and not all(isinstance(p, dict) and "ref" in p for p in promoted.values()):
-                raise ValueError("'promoted' is not a map of model name to promoted version")
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
-            raise RegistryError(f"{self.file} is not a promotion record ({type(e).__name__}: {e}); restore it from a "
-                                "backup or move it aside to start over (nothing was changed)") from None
-        return {"promoted": promoted or {}, "decisions": record.get("decisions", []),
-                "events": record.get("events", [])}
+            record = PromotionFile.model_validate_json(self.file.read_bytes())
+        except ValidationError as e:
+            raise RegistryError(f"{self.file} is not a promotion record ({problem(e)}); restore it from a backup or "
+                                "move it aside to start over (nothing was changed)") from None
+        data = record.model_dump(mode="json")
+        return {**data, "promoted": data["promoted"] or {}}
 
     def promoted(self) -> dict[str, Promotion]:
-        return {name: Promotion(**{**p, "previous": tuple(p.get("previous", ()))})
-                for name, p in self.read()["promoted"].items()}
+        return {name: Promotion.model_validate(p) for name, p in self.read()["promoted"].items()}
 
     def served(self) -> dict[str, ModelVersion]:
         """The promoted version of every model name, checked against the registry."""
@@ -74,9 +83,9 @@ class PromotionRecord:
         if version is not None:
             current = record["promoted"].get(version.name)
             previous = [*current.get("previous", []), current["ref"]] if current else []
-            promotion = Promotion(version.ref, version.digest, score, reason="; ".join(decision.get("reasons", [])),
-                                  previous=tuple(previous))
-            record["promoted"][version.name] = asdict(promotion)
+            promotion = Promotion(ref=version.ref, digest=version.digest, score=score,
+                                  reason="; ".join(decision.get("reasons", [])), previous=tuple(previous))
+            record["promoted"][version.name] = promotion.model_dump(mode="json")
             record["events"].append({"event": "promote", "name": version.name, "ref": version.ref, "score": score,
                                      "from": current["ref"] if current else None, "at": promotion.at,
                                      "by": promotion.by, "reason": promotion.reason})
@@ -113,10 +122,11 @@ class PromotionRecord:
             previous = [r for r in previous if r != target]
         version = self.registry.get(target)
         score = next((e["score"] for e in reversed(record["events"]) if e["ref"] == target and "score" in e), None)
-        rolled = Promotion(version.ref, version.digest, score if score is not None else current["score"],
+        rolled = Promotion(ref=version.ref, digest=version.digest,
+                           score=score if score is not None else current["score"],
                            reason=f"rollback from {current['ref']}" + (f": {reason}" if reason else ""),
                            previous=tuple(previous))
-        promoted[name] = asdict(rolled)
+        promoted[name] = rolled.model_dump(mode="json")
         record["events"].append({"event": "rollback", "name": name, "ref": target, "from": current["ref"],
                                  "at": rolled.at, "by": rolled.by, "reason": reason})
         atomic_write_json(self.file, record)

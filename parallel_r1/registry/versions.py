@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import json
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +16,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pydantic import Field, ValidationError
+
 from parallel_r1.data.io import atomic_write_json, file_digest, folder_build
+from parallel_r1.data.records import Record, problem
 from parallel_r1.errors import UserFacingError
 from parallel_r1.paths import RunPaths
 
@@ -49,6 +51,12 @@ class ModelVersion:
     @property
     def ref(self) -> str:
         return f"{self.name}@v{self.version}"
+
+
+class RegistryFile(Record):
+    """The shape of registry/versions.json."""
+
+    versions: list[ModelVersion] = Field(description="Every version, oldest first.")
 
 
 def weights_digest(kind: str, source: str | Path) -> str:
@@ -93,11 +101,10 @@ class ModelRegistry:
         if not self.file.exists():
             return []
         try:
-            rows = json.loads(self.file.read_text())["versions"]
-            found = [ModelVersion(**r) for r in rows]
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
-            raise RegistryError(f"{self.file} is not a model registry ({type(e).__name__}: {e}); restore it from a "
-                                "backup (the stored weights under registry/store are untouched)") from None
+            found = RegistryFile.model_validate_json(self.file.read_bytes()).versions
+        except ValidationError as e:
+            raise RegistryError(f"{self.file} is not a model registry ({problem(e)}); restore it from a backup (the "
+                                "stored weights under registry/store are untouched)") from None
         return [v for v in found if name is None or v.name == name]
 
     def get(self, ref: str) -> ModelVersion:

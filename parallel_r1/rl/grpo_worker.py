@@ -22,11 +22,10 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback
 
 from parallel_r1.config.workers import GRPOJob, worker_job
+from parallel_r1.rl.state import MODEL_FILES, RLState, StopRecord
 
 HF_CHECKPOINT = "checkpoint"
 CURRICULUM_FILE = "curriculum.json"
-MODEL_FILES = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
-               "chat_template.jinja", "special_tokens_map.json", "added_tokens.json")
 
 
 class CurriculumCallback(TrainerCallback):
@@ -81,11 +80,11 @@ class CurriculumCallback(TrainerCallback):
 
         cur = self.trainer.curriculum
         stopped = cur.stopped
-        atomic_write_json(self.state_file, {
-            "step": step, "max_steps": max_steps, "tier": cur.tier, "phase": cur.state.phase,
-            "promotions": cur.state.promotions,
-            "stopped": {"code": stopped.code, "message": stopped.message, "step": stopped.step} if stopped else None,
-            "curriculum": json.loads(cur.state.to_json())})
+        state = RLState(step=step, max_steps=max_steps, tier=cur.tier, phase=cur.state.phase,
+                        promotions=cur.state.promotions, curriculum=json.loads(cur.state.to_json()),
+                        stopped=StopRecord(code=stopped.code, message=stopped.message, step=stopped.step)
+                        if stopped else None)
+        atomic_write_json(self.state_file, state.model_dump(mode="json"))
 
 
 class CheckpointReporter(TrainerCallback):
@@ -232,16 +231,13 @@ def grpo_train_loop(config: dict) -> None:
 
 def export_model(checkpoint_dir: Path, out: Path) -> Path:
     """The policy's files of an HF checkpoint (no optimizer / RNG state), copied atomically to `out`."""
+    from parallel_r1.data.io import folder_build
+
     src = Path(checkpoint_dir)
-    tmp = out.with_name(f".{out.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for name in MODEL_FILES:
-        if (src / name).exists():
-            shutil.copy2(src / name, tmp / name)
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
+    with folder_build(out) as tmp:
+        for name in MODEL_FILES:
+            if (src / name).exists():
+                shutil.copy2(src / name, tmp / name)
     return out
 
 

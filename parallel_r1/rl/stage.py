@@ -3,9 +3,10 @@ scaling config on clusters), with rollouts through vLLM or HF generate as `rl.ro
 
 Artifacts under `<workdir>/parallel/rl/`: `metrics.jsonl` (one line per step: every reward component, format
 adherence, curriculum tier and phase, the step-time breakdown), `metrics.png`, `state.json` (step, tier, phase,
-promotions, stop reason), `checkpoints/` (Ray Train storage) and `model/` (the final policy). A killed or
-shorter run resumes from its last checkpoint under the same Ray Train run name; a run that met a stop criterion is
-not restarted.
+promotions, stop reason), `fingerprint.json` (the start model's digest and the settings that shape training),
+`checkpoints/` (Ray Train storage) and `model/` (the final policy). A killed or shorter run resumes from its last
+checkpoint under the same Ray Train run name; a run that met a stop criterion is not restarted. A run whose start
+model or training settings changed is refused; `--restart` discards it and starts over.
 
 The policy must have passed its parallel-SFT validation: the `eval.json` beside it (`parallel/sft/eval.json` for the
 default policy) must have evaluated its weights and passed; otherwise the stage refuses to start, unless forced.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -24,6 +26,8 @@ from parallel_r1.compare.models import PARALLEL_RL, PARALLEL_SFT
 from parallel_r1.config import PipelineConfig
 from parallel_r1.config.workers import JOB_KEY, GRPOJob
 from parallel_r1.console import console, progress_bar, summary_table
+from parallel_r1.data.io import atomic_write_json, remove_stale_temps
+from parallel_r1.data.records import ArtifactError
 from parallel_r1.data.run_lock import run_lock
 from parallel_r1.errors import UserFacingError
 from parallel_r1.grade import resolved_grade
@@ -32,8 +36,19 @@ from parallel_r1.recipe import run_recipe
 from parallel_r1.registry.versions import ModelRegistry, weights_digest
 from parallel_r1.rl.critic import build_critic, critic_grade_config
 from parallel_r1.rl.metrics import ADHERENCE, REWARD_NAMES, TIMINGS, MetricsLog, plot_metrics, trend
+from parallel_r1.rl.state import (
+    RLFingerprint,
+    RLState,
+    discard_run,
+    fingerprint,
+    read_fingerprint,
+    read_state,
+    remove_discarded,
+)
 
 RUN_NAME = "grpo"
+FINGERPRINT_FILE = "fingerprint.json"
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -64,26 +79,42 @@ class NotValidatedError(UserFacingError):
     """The policy has no passed parallel-SFT validation behind it (`parallel-r1 rl --force` starts anyway)."""
 
 
+class RunChangedError(UserFacingError):
+    """The recorded run started from another model or other training settings (`parallel-r1 rl --restart` starts
+    over)."""
+
+
 class RLStage:
     """setup() -> run() -> cleanup() over one PipelineConfig."""
 
-    def __init__(self, cfg: PipelineConfig, model: Path | None = None, *, force: bool = False):
+    def __init__(self, cfg: PipelineConfig, model: Path | None = None, *, force: bool = False,
+                 restart: bool = False):
         """model: the policy to start from (overrides rl.model and the parallel-SFT output); force: start even when
-        its parallel-SFT validation failed or is missing."""
+        its parallel-SFT validation failed or is missing; restart: start over when the recorded run's start model or
+        training settings differ (or its records cannot be read)."""
         self.cfg, self.rl = cfg, cfg.rl
         self.paths = RunPaths(cfg.workdir)
         self.model_arg = model
-        self.force = force
+        self.force, self.restart = force, restart
         self.critic = critic_grade_config(cfg)
         self.metrics = MetricsLog(self.paths.rl_metrics)
         self.model: Path | None = None
         self.backend = ""
         self.start_step = 0
         self.done: str | None = None
+        self.fingerprint: RLFingerprint | None = None
 
-    def _state(self) -> dict:
-        path = self.paths.rl_state
-        return json.loads(path.read_text()) if path.exists() else {}
+    def _state(self) -> RLState:
+        return read_state(self.paths.rl_state)
+
+    @property
+    def fingerprint_file(self) -> Path:
+        return self.paths.rl / FINGERPRINT_FILE
+
+    def _storage(self) -> str:
+        """Ray Train's storage: an absolute path or a URI."""
+        storage = self.rl.storage_path or str(self.paths.rl_checkpoints)
+        return storage if "://" in storage else str(Path(storage).resolve())
 
     def setup(self) -> None:
         from transformers import AutoTokenizer
@@ -105,13 +136,47 @@ class RLStage:
         if self.critic is not None:
             build_critic(self.critic)  # a missing fitted grader fails here, not in a worker
         self.backend = resolve_backend(self.rl.rollout_backend)
+        remove_stale_temps(self.paths.rl)
+        self._check_fingerprint()
         state = self._state()
-        self.start_step = int(state.get("step", 0))
-        if state.get("stopped"):
-            s = state["stopped"]
-            self.done = f"stopped at step {s['step']} ({s['code']}): {s['message']}"
+        self.start_step = state.step
+        if state.stopped:
+            s = state.stopped
+            self.done = f"stopped at step {s.step} ({s.code}): {s.message}"
         elif self.start_step >= self.rl.max_steps and self.paths.rl_model.exists():
             self.done = f"already at step {self.start_step} of rl.max_steps={self.rl.max_steps}"
+
+    def _check_fingerprint(self) -> None:
+        """Resume only a run of the same start model and training settings whose records can be read; another is
+        refused, or with --restart discarded. A run from before fingerprints is resumed with a warning."""
+        checkpoints = f"{self._storage()}/{RUN_NAME}"
+        remove_discarded(self.paths.rl, checkpoints)
+        self.fingerprint = fingerprint(self.cfg, self.model)
+        try:
+            why = self._why_not_resumable()
+        except ArtifactError as e:
+            if not self.restart:
+                raise
+            why = str(e)
+        if why is None:
+            return
+        if not self.restart:
+            raise RunChangedError(f"rl: the run in {self.paths.rl} {why}: `parallel-r1 rl --restart` discards it "
+                                  "(checkpoints, metrics, model) and starts over")
+        log.warning("rl --restart: discarding the run in %s (%s) and starting over", self.paths.rl, why)
+        discard_run(self.paths.rl, checkpoints)
+
+    def _why_not_resumable(self) -> str | None:
+        """What stops the recorded run from being resumed (None: nothing, or no run); an unreadable record raises."""
+        recorded = read_fingerprint(self.fingerprint_file)
+        read_state(self.paths.rl_state)
+        if recorded is None:
+            if self.paths.rl_state.exists():
+                log.warning("rl: %s has no %s (a run from an older version): resuming it as a run from %s",
+                            self.paths.rl, FINGERPRINT_FILE, self.model)
+            return None
+        changes = recorded.changes(self.fingerprint)
+        return f"was trained with other settings ({'; '.join(changes)})" if changes else None
 
     def _check_validation(self) -> None:
         """Refuse a policy whose `eval.json` (beside it) is missing, stale or failed; with --force, warn instead."""
@@ -154,8 +219,8 @@ class RLStage:
         finally:
             plot = plot_metrics(self.metrics.read(), self.paths.rl_plot)
         state = self._state()
-        result = RLResult(self.backend, str(self.model), self.start_step, int(state.get("step", 0)),
-                          self.rl.max_steps, state.get("stopped"),
+        result = RLResult(self.backend, str(self.model), self.start_step, state.step,
+                          self.rl.max_steps, state.stopped.model_dump() if state.stopped else None,
                           self.paths.rl_model if self.paths.rl_model.exists() else None, self.metrics.read())
         console.print(summary(result))
         console.print(f"rl: {time.perf_counter() - started:.0f} s; metrics {self.paths.rl_metrics}"
@@ -170,9 +235,7 @@ class RLStage:
 
         rl = self.rl
         resources = {"CPU": rl.cpus_per_worker, **({"GPU": rl.gpus_per_worker} if rl.use_gpu else {})}
-        storage = rl.storage_path or str(self.paths.rl_checkpoints)
-        if "://" not in storage:
-            storage = str(Path(storage).resolve())
+        storage = self._storage()
         return torch_trainer(
             grpo_train_loop, train_loop_config={JOB_KEY: self.job()},
             scaling_config=ScalingConfig(num_workers=rl.num_workers, use_gpu=rl.use_gpu,
@@ -186,7 +249,7 @@ class RLStage:
         from parallel_r1.rl.grpo_worker import HF_CHECKPOINT, export_model
 
         console.print(ensure_ray(self.cfg.ray))
-        self.paths.rl.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.fingerprint_file, self.fingerprint.model_dump(mode="json"))
         where = f"resuming after step {self.start_step}" if self.start_step else "from step 0"
         console.print(f"rl: GRPO on {self.model} with {self.backend} rollouts, {where}, up to rl.max_steps="
                       f"{self.rl.max_steps} ({self.rl.num_workers} Ray Train worker(s))")
@@ -208,7 +271,7 @@ class RLStage:
         registry = ModelRegistry(self.paths.workdir)
         start = registry.find(PARALLEL_SFT, weights_digest("model", self.model)) if self.model.exists() else None
         version = registry.register(PARALLEL_RL, "model", self.paths.rl_model, training=self.rl.model_dump(mode="json"),
-                                    parent=start.ref if start else None, metrics=self._state())
+                                    parent=start.ref if start else None, metrics=self._state().model_dump())
         console.print(f"rl: registered as {version.ref}")
 
     def _follow(self, thread: threading.Thread) -> None:
@@ -257,6 +320,6 @@ def summary(result: RLResult):
                          lines)
 
 
-def run_rl(cfg: PipelineConfig, model: Path | None = None, *, force: bool = False) -> RLResult:
+def run_rl(cfg: PipelineConfig, model: Path | None = None, *, force: bool = False, restart: bool = False) -> RLResult:
     with run_lock(cfg.workdir, "rl"):
-        return run_recipe(RLStage(cfg, model, force=force))
+        return run_recipe(RLStage(cfg, model, force=force, restart=restart))

@@ -34,6 +34,26 @@ def test_batches_are_out_of_date_when_their_config_or_dialogues_change(make, tmp
     assert not batches_up_to_date(cfg) and not batches_up_to_date(short)
 
 
+def test_a_torn_or_malformed_inputs_record_is_one_line_naming_file_field_and_the_fix(make, tmp_path):
+    from parallel_r1.errors import UserFacingError
+
+    write_dialogues(tmp_path / "dialogues.parquet", [make(i, score=0.9) for i in range(4)])
+    config = tmp_path / "one.yaml"
+    config.write_text("batch:\n  batches:\n    - {name: one, size: 2}\n")
+    cfg = load_config(config, overrides={"workdir": str(tmp_path)})
+    run_batch(cfg, print_report=False)
+    inputs = tmp_path / "batches" / "inputs.json"
+    text = inputs.read_text()
+    inputs.write_text(text[:len(text) // 2])
+    with pytest.raises(UserFacingError, match=r"inputs.json is unreadable \(truncated or not JSON.*parallel-r1 batch"):
+        batches_up_to_date(cfg)
+    inputs.write_text(text.replace('"dialogues": "', '"dialogues": ["').replace('"\n}', '"]\n}'))
+    with pytest.raises(UserFacingError, match=r"inputs.json is unreadable \(dialogues: Input should be a valid str"):
+        batches_up_to_date(cfg)
+    run_batch(cfg, print_report=False)  # what the message says to do
+    assert batches_up_to_date(cfg)
+
+
 def test_grades_from_more_than_one_grader_are_a_warning(make):
     from parallel_r1.batch.stage import mixed_graders
 

@@ -111,6 +111,17 @@ def test_named_model_and_slice_like_the_seed(run_dir):
     assert all(r["slices"] == ["abstract_scenarios"] for r in rows)
 
 
+def test_a_killed_finetune_jobs_hidden_folders_are_not_models(tmp_path):
+    from parallel_r1.compare.models import available_models
+    from parallel_r1.paths import RunPaths
+
+    paths = RunPaths(tmp_path)
+    for name in ("spec", ".spec.tmp", ".other.partial-4242"):  # a copy of an adapter cut short by a kill
+        (paths.adapters / name).mkdir(parents=True)
+        (paths.adapters / name / "adapter_config.json").write_text("{}")
+    assert list(available_models(paths)) == ["base", "spec"]
+
+
 def test_unknown_model_or_slice_is_a_clear_error(run_dir):
     with pytest.raises(UserFacingError, match="unknown model.*available: base"):
         run_compare(cfg_for(run_dir), ["batch_9"])

@@ -116,3 +116,18 @@ def test_atomic_write_leaves_old_file_when_write_fails(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert [d.dialogue_id for d in read_dialogues(path)] == ["x0"]
     assert [p.name for p in tmp_path.iterdir()] == ["d.parquet"]
+
+
+def test_a_truncated_dialogues_file_is_a_one_line_error_naming_it_and_the_stage_to_rerun(tmp_path):
+    from parallel_r1.data.records import ArtifactError
+
+    path = tmp_path / "dialogues.parquet"
+    write_dialogues(path, [_dialogue(i, 4) for i in range(20)])
+    data = path.read_bytes()
+    for cut in (data[:len(data) // 2], data[:-20], b""):  # killed copy, lost footer, empty file
+        path.write_bytes(cut)
+        with pytest.raises(ArtifactError) as error:
+            read_dialogues(path)
+        message = str(error.value)
+        assert message.startswith(f"{path} is unreadable") and "parallel-r1 discover" in message
+        assert "\n" not in message

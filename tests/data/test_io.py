@@ -1,6 +1,9 @@
-"""Atomic artifact writes leave files other users can read, as the umask says (not mkstemp's 0600)."""
+"""Artifact IO: atomic writes get the umask's permissions (not mkstemp's 0600), torn JSONL tails, records read
+through pydantic models as one-line errors, and the removal of what killed writers left."""
 
 from __future__ import annotations
+
+import os
 
 from parallel_r1.data.io import UMASK, atomic_write_text
 
@@ -22,3 +25,35 @@ def test_a_torn_last_line_is_dropped_and_a_corrupt_middle_line_is_a_one_line_err
     path.write_text('{"step": 1}\n{"ste\n{"step": 3}\n')
     with pytest.raises(UserFacingError, match=r"metrics.jsonl:2: not JSON"):
         read_jsonl(path)
+
+
+def test_a_record_that_is_torn_or_of_the_wrong_shape_is_one_line_naming_file_and_field(tmp_path):
+    import pytest
+    from pydantic import Field
+
+    from parallel_r1.data.records import ArtifactError, Record, read_record
+
+    class Inputs(Record):
+        digest: str = Field(description="A digest.")
+        sizes: dict[str, int] = Field(description="Sizes by name.")
+
+    path = tmp_path / "inputs.json"
+    path.write_text('{"digest": "abc", "sizes": {"a": 1}, "written_by": "a newer version"}')
+    assert read_record(path, Inputs, "re-run it") == Inputs(digest="abc", sizes={"a": 1})
+    path.write_text('{"digest": "abc", "si')
+    with pytest.raises(ArtifactError, match=r"inputs.json is unreadable \(truncated or not JSON .*\): re-run it$"):
+        read_record(path, Inputs, "re-run it")
+    path.write_text('{"digest": "abc", "sizes": {"a": "many"}}')
+    with pytest.raises(ArtifactError, match=r"inputs.json is unreadable \(sizes.a: Input should be a valid integer"):
+        read_record(path, Inputs, "re-run it")
+
+
+def test_a_killed_writers_temporary_entries_are_removed_and_nothing_else(tmp_path):
+    from parallel_r1.data.io import remove_stale_temps
+
+    live = f".spec.partial-{os.getpid()}"
+    for name in ("spec", ".spec.tmp", ".other.partial-999999999", live, ".keep"):
+        (tmp_path / name).mkdir()
+    (tmp_path / ".spec.json.a1b2.tmp").write_text("{")
+    assert remove_stale_temps(tmp_path) == [".other.partial-999999999", ".spec.json.a1b2.tmp", ".spec.tmp"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([".keep", live, "spec"])

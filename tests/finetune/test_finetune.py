@@ -257,3 +257,16 @@ def test_an_empty_batch_is_skipped_unless_asked_for(tmp_path, tiny_base_model):
         atomic_write_jsonl(tmp_path / "batches" / f"{name}.jsonl", [])
     with pytest.raises(UserFacingError, match="hold no dialogues"):
         _stage_todo(tmp_path, tiny_base_model)
+
+
+def test_what_a_killed_job_left_in_adapters_is_removed_by_the_next_run(tmp_path, tiny_base_model):
+    """Without training: a job killed while copying its adapter leaves `adapters/.<name>.tmp/` (or a partial build
+    of a process that is gone); the next finetune run removes it and keeps the adapters."""
+    names = BATCHES[:1]
+    write_batches(tmp_path, names=names, per_batch=2)
+    adapters = tmp_path / "adapters"
+    for folder in (names[0], f".{names[0]}.tmp", f".{names[0]}.partial-999999999"):
+        (adapters / folder).mkdir(parents=True)
+        (adapters / folder / "adapter_config.json").write_text("{}")
+    assert _stage_todo(tmp_path, tiny_base_model) == names
+    assert [p.name for p in adapters.iterdir()] == names

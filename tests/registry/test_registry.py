@@ -80,6 +80,23 @@ def test_bad_registry_input_is_one_line_and_loses_nothing(tmp_path):
         record.registry.versions()
 
 
+def test_a_malformed_promotion_or_registry_record_names_the_field(tmp_path):
+    record = PromotionRecord(tmp_path)
+    _promote(record, record.registry.register("spec", "adapter", _adapter(tmp_path / "a", b"1")), 0.5)
+    promotion = json.loads(record.file.read_text())
+    promotion["promoted"]["spec"]["score"] = "high"
+    record.file.write_text(json.dumps(promotion))
+    with pytest.raises(RegistryError, match=r"promotion.json is not a promotion record \(promoted.spec.score: Input "
+                                            "should be a valid number"):
+        record.served()
+    versions = json.loads(record.registry.file.read_text())
+    del versions["versions"][0]["digest"]
+    record.registry.file.write_text(json.dumps(versions))
+    with pytest.raises(RegistryError, match=r"versions.json is not a model registry \(versions.0.digest: Field "
+                                            "required"):
+        record.registry.versions()
+
+
 def test_the_rollback_and_models_commands(tmp_path):
     record = PromotionRecord(tmp_path)
     for i in range(2):

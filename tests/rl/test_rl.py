@@ -81,6 +81,15 @@ def test_hf_rollouts_on_ray_train_write_every_component_and_resume_without_repla
     state = json.loads((rl / "state.json").read_text())
     assert state["step"] == 4 and state["curriculum"]["last_step"] == 4 and state["curriculum"]["steps_on_tier"] == 4
 
+    # The run recorded what it trained from: the same model elsewhere, validated, with a changed learning rate is
+    # not resumed.
+    import shutil
+
+    moved = shutil.copytree(tagged_model, tmp_path / "moved" / "model")
+    _write_eval(moved, RISES)
+    with pytest.raises(UserFacingError, match=r"other settings \(rl.learning_rate 0.0001 -> 0.001\)"):
+        run_rl(_cfg(tmp_path, **{"rl.max_steps": 6, "rl.learning_rate": 1e-3}), moved)
+
 
 def test_a_resumed_run_drops_the_metrics_of_steps_after_its_checkpoint(tmp_path):
     log = MetricsLog(tmp_path / "m.jsonl")
@@ -279,6 +288,80 @@ def test_rl_starts_from_a_validated_policy_only_with_the_weights_that_were_valid
     (model.parent / "eval.json").write_text(json.dumps({"passed": True, "message": "an eval.json of an older version"}))
     with pytest.raises(NotValidatedError, match="before the rubric check"):
         RLStage(cfg).setup()
+
+
+def _other_model(tmp_path: Path, tagged_model: Path) -> Path:
+    """The tagged model with other weights, validated like a parallel-SFT output."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = tmp_path / "other" / "model"
+    model = AutoModelForCausalLM.from_pretrained(tagged_model)
+    with torch.no_grad():
+        next(model.parameters()).add_(0.01)
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(tagged_model).save_pretrained(out)
+    _write_eval(out, RISES)
+    return out
+
+
+def test_a_changed_start_model_or_rl_config_is_refused_and_restart_starts_over(tmp_path, tagged_model):
+    from typer.testing import CliRunner
+
+    from parallel_r1.cli import app
+    from parallel_r1.data.io import atomic_write_json
+    from parallel_r1.rl.stage import RLStage
+    from parallel_r1.rl.state import fingerprint
+
+    model = _sft_output(tmp_path, tagged_model)
+    _write_eval(model, RISES)
+    other = _other_model(tmp_path, tagged_model)
+    paths = RunPaths(tmp_path)
+    # what a run of the default config from `model` leaves when a stop criterion ends it at step 3
+    atomic_write_json(paths.rl / "fingerprint.json",
+                      fingerprint(load_config(overrides={"workdir": str(tmp_path)}), model).model_dump(mode="json"))
+    paths.rl_state.write_text(json.dumps({"step": 3, "stopped": {"step": 3, "code": "plateau", "message": "flat"}}))
+    MetricsLog(paths.rl_metrics).append({"step": 3, "tier": "easy", "phase": "verify"})
+    (paths.rl_checkpoints / "grpo" / "checkpoint_000003").mkdir(parents=True)
+    command = ["rl", "-w", str(tmp_path), "--rollouts", "hf"]
+
+    for extra, changed in ((["--model", str(other)], f"the start model ({model.resolve()} -> {other.resolve()}"),
+                           (["--set", "rl.learning_rate=0.001"], "rl.learning_rate 1e-05 -> 0.001"),
+                           (["--set", "parallel.max_blocks=5"], "parallel.max_blocks 3 -> 5")):
+        refused = CliRunner().invoke(app, [*command, *extra])
+        output = " ".join(refused.output.split())
+        assert refused.exit_code == 2 and output.count("error:") == 1 and changed in output, refused.output
+        assert "`parallel-r1 rl --restart` discards it" in output
+    assert (paths.rl_checkpoints / "grpo" / "checkpoint_000003").is_dir() and paths.rl_state.exists()
+    same = CliRunner().invoke(app, [*command, "--steps", "80"])  # how far to train is no change of the run
+    assert same.exit_code == 0 and "stopped at step 3" in same.output, same.output
+
+    stage = RLStage(load_config(overrides={"workdir": str(tmp_path), "rl.rollout_backend": "hf"}), other,
+                    restart=True, force=True)
+    stage.setup()
+    assert not paths.rl.exists() and not list(paths.parallel.glob(".rl*"))  # checkpoints, state, metrics: gone
+    assert (stage.start_step, stage.done) == (0, None)
+
+
+def test_a_torn_state_file_is_one_line_naming_it_and_restart_starts_over(tmp_path, tagged_model):
+    from typer.testing import CliRunner
+
+    from parallel_r1.cli import app
+    from parallel_r1.rl.stage import RLStage
+
+    _write_eval(_sft_output(tmp_path, tagged_model), RISES)
+    paths = RunPaths(tmp_path)
+    paths.rl.mkdir(parents=True)
+    paths.rl_state.write_text('{"step": 3, "stopped": {"st')
+    torn = CliRunner().invoke(app, ["rl", "-w", str(tmp_path), "--rollouts", "hf"])
+    output = " ".join(torn.output.split())
+    assert torn.exit_code == 2 and output.count("error:") == 1, torn.output
+    assert f"{paths.rl_state} is unreadable (truncated or not JSON" in output and "--restart" in output
+
+    stage = RLStage(load_config(overrides={"workdir": str(tmp_path), "rl.rollout_backend": "hf"}), restart=True,
+                    force=True)
+    stage.setup()  # what the message says: --restart starts over
+    assert not paths.rl.exists() and (stage.start_step, stage.done) == (0, None)
 
 
 def test_the_worker_config_carries_the_critic_into_the_consistency_reward(tmp_path, tagged_model, monkeypatch):
