@@ -13,7 +13,7 @@ MAX_LINES = 400
 LAYERS = {
     **dict.fromkeys(["errors", "console", "config", "recipe", "paths", "data", "ray_runtime", "jobs"], 0),
     **dict.fromkeys(["llm_client", "llm_server", "grade", "profiles", "inference", "registry"], 1),
-    **dict.fromkeys(["discover", "transcripts", "batch", "base_model"], 2),
+    **dict.fromkeys(["discover", "transcripts", "batch", "base_model", "kb"], 2),
     "finetune": 3,
     **dict.fromkeys(["compare", "gate"], 4),
     **dict.fromkeys(["tune", "parallel_sft", "monitor"], 5),

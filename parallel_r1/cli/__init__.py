@@ -363,4 +363,4 @@ def llm_server_cmd(
     serve_until_interrupted(_config(config, workdir, set_, **{"llm_server.model": model, "llm_server.port": port}))
 
 
-from parallel_r1.cli import monitor, registry  # noqa: E402, F401 - registers gate, rollback, models, monitor last
+from parallel_r1.cli import kb, monitor, registry  # noqa: E402, F401 - registers kb, gate, rollback, models, monitor last

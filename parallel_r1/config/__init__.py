@@ -20,6 +20,7 @@ from parallel_r1.config.gate import GateConfig
 from parallel_r1.config.grade import GradeConfig
 from parallel_r1.config.groups import OpenAIEndpointConfig
 from parallel_r1.config.inference import InferenceConfig
+from parallel_r1.config.kb import KBConfig
 from parallel_r1.config.llm_server import LLMServerConfig
 from parallel_r1.config.monitor import MonitorConfig
 from parallel_r1.config.parallel import (
@@ -43,7 +44,7 @@ from parallel_r1.config.transcripts import TranscriptsConfig
 from parallel_r1.config.tune import TuneConfig
 
 __all__ = ["BaseModelConfig", "BatchConfig", "BatchSpec", "ConfigError", "CurriculumConfig", "DiscoverConfig",
-           "EvalConfig", "EvalSliceSpec", "FinetuneConfig", "GateConfig", "GradeConfig", "InferenceConfig",
+           "EvalConfig", "EvalSliceSpec", "FinetuneConfig", "GateConfig", "GradeConfig", "InferenceConfig", "KBConfig",
            "LLMServerConfig", "LoraSection", "MonitorConfig", "OpenAIEndpointConfig", "OpenAIFinetuneConfig",
            "ParallelConfig", "ParallelInferenceConfig", "ParallelSFTConfig", "PathGenerationConfig", "PipelineConfig",
            "RLConfig", "RLExploreConfig", "RolePlayConfig",
@@ -79,6 +80,8 @@ class PipelineConfig(_Section):
     rl: RLConfig = Field(default_factory=RLConfig, description="GRPO on the parallel-thinking model.")
     llm_server: LLMServerConfig = Field(default_factory=LLMServerConfig,
                                         description="vLLM's OpenAI-compatible server on a model of the run directory.")
+    kb: KBConfig = Field(default_factory=KBConfig, description="The knowledge base (vector store, embeddings, cache) "
+                                                               "and the stages grounded in it.")
 
 
 def _format_validation_error(err: ValidationError, source: str) -> str:

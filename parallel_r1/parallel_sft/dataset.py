@@ -41,6 +41,7 @@ from parallel_r1.parallel_sft.path_generators import Generated, PathGenerator, p
 
 if TYPE_CHECKING:
     from parallel_r1.config import InferenceConfig, ParallelConfig, RayConfig
+    from parallel_r1.parallel_sft.grounding import Grounder
 
 ORIGINAL = "original"  # the move label of the teacher reply the dialogue actually has
 SAMPLED = "sampled"  # the move label of a model-written alternative (its moves are not known)
@@ -84,7 +85,7 @@ class ParallelRecord:
     paths: list[str]
     path_moves: list[list[str]]
     path_grades: list[float]
-    path_context: list[list[str]]  # retrieved context per path: empty until retrieval exists
+    path_context: list[list[str]]  # knowledge-base passages per path (parallel_sft/grounding.py); empty ungrounded
     summary: str
     summary_mode: str  # "choose" | "merge"
     chosen_path: int  # the path the summary is (or starts from)
@@ -93,6 +94,7 @@ class ParallelRecord:
     path_source: str  # who wrote the alternatives: "replay" | "policy" | "endpoint"
     path_model: str  # the model behind them ("procedural" for a replay)
     messages: list[dict] = field(default_factory=list)  # system, the dialogue so far, the assistant target
+    grounding: list[dict] = field(default_factory=list)  # the passages used: {"digest", "source", "title", "score"}
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -137,9 +139,9 @@ class ParallelDatasetBuilder:
                  max_path_overlap: float = 0.5, summary_mode: str = "choose", moves: Sequence[str] = GOOD_BEHAVIOURS,
                  seed: int = 0, backend_seed: int = 0, grader: HeuristicRubricGrader | None = None,
                  path_source: str = "auto", generator: PathGenerator | None = None, min_path_words: int = 3,
-                 batch_turns: int = 16, progress: bool = False):
+                 batch_turns: int = 16, progress: bool = False, grounder: Grounder | None = None):
         """`generator` writes the paths of the turns `path_source` does not replay ("auto": every non-procedural
-        dialogue's); it is closed at the end of each build."""
+        dialogue's); it is closed at the end of each build. `grounder` adds knowledge-base passages to the records."""
         if path_source not in PATH_SOURCES:
             raise ValueError(f"path_source must be one of {PATH_SOURCES}, got {path_source!r}")
         if path_source in ("policy", "endpoint") and getattr(generator, "source", None) != path_source:
@@ -159,6 +161,7 @@ class ParallelDatasetBuilder:
         self.grader = grader or HeuristicRubricGrader()
         self.path_source, self.generator = path_source, generator
         self.min_path_words, self.batch_turns, self.progress = min_path_words, batch_turns, progress
+        self.grounder = grounder
 
     @classmethod
     def from_config(cls, parallel: ParallelConfig, backend_seed: int = 0, *, inference: InferenceConfig | None = None,
@@ -214,6 +217,8 @@ class ParallelDatasetBuilder:
             first = f"; first failed request: {failures[0]['error']}" if failures else ""
             raise UserFacingError(f"no parallel record could be built from {len(kept)} dialogues: "
                                   f"{sorted({s['reason'] for s in skipped})}{first}")
+        if self.grounder is not None:
+            self.grounder.ground(records)
         return ParallelDataset(records, skipped, len(kept), failures)
 
     def source_for(self, dialogue: Dialogue) -> str:

@@ -15,6 +15,7 @@ training job resumes from its checkpoint; `--force` redoes everything.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -90,8 +91,11 @@ class ParallelSFTStage:
         model = {} if writer == "replay" else {"path_generation": p.path_generation.model_dump(mode="json")}
         if writer == "policy":
             model.update(policy=p.path_generation.model or self.base, engine=self.cfg.inference.model_dump(mode="json"))
+        grounding = {}
+        if "parallel_sft" in self.cfg.kb.ground:  # the store's contents are read at build time, not keyed here
+            grounding = {"kb": self.cfg.kb.model_dump(mode="json", include={"table", "top_k", "min_score"})}
         return {"dialogues": file_digest(self.paths.dialogues), "discover_seed": self.cfg.discover.seed,
-                **p.model_dump(mode="json", include=fields), **model}
+                **p.model_dump(mode="json", include=fields), **model, **grounding}
 
     def _path_writer(self) -> str:
         """Who writes any of the dataset's paths: "replay" when only the simulator does (`auto` with procedural
@@ -151,13 +155,21 @@ class ParallelSFTStage:
         builder = ParallelDatasetBuilder.from_config(self.cfg.parallel, backend_seed=self.cfg.discover.seed,
                                                      inference=self.cfg.inference, base_model=self.base,
                                                      ray=self.cfg.ray, progress=True)
-        dataset = builder.build(read_dialogues(self.paths.dialogues))
+        with contextlib.ExitStack() as stack:
+            if "parallel_sft" in self.cfg.kb.ground:
+                from parallel_r1.kb import open_kb
+                from parallel_r1.parallel_sft.grounding import Grounder
+
+                kb = stack.enter_context(open_kb(self.cfg.kb, self.cfg.workdir))
+                builder.grounder = Grounder(kb, self.cfg.kb.top_k, self.cfg.kb.min_score)
+            dataset = builder.build(read_dialogues(self.paths.dialogues))
         dataset.write_jsonl(self.paths.parallel_sft_data)
         self.records = [r.to_dict() for r in dataset.records]
         self.dataset_info = {"records": len(dataset.records), "eligible_dialogues": dataset.eligible_dialogues,
                              "skipped": len(dataset.skipped), "threshold": self.cfg.parallel.dataset_threshold,
                              "branches": self.cfg.parallel.branches, "failed_requests": len(dataset.failures),
-                             "path_sources": dict(Counter(f"{r.path_source}: {r.path_model}" for r in dataset.records))}
+                             "path_sources": dict(Counter(f"{r.path_source}: {r.path_model}" for r in dataset.records)),
+                             "grounded_records": sum(bool(r.grounding) for r in dataset.records)}
         atomic_write_json(meta_path, {"key": self.key["dataset"], "info": self.dataset_info,
                                       "skipped": dataset.skipped, "failures": dataset.failures})
         notice(f"parallel-sft: {len(dataset.records)} parallel targets from {dataset.eligible_dialogues} "
