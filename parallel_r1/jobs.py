@@ -20,7 +20,7 @@ TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 REPO = Path(__file__).resolve().parents[1]
 JOBS_DIR = REPO / "jobs"
 STAGES = ("discover", "import", "grade", "batch", "init-model", "finetune", "compare", "gate", "tune", "parallel-sft",
-          "rl", "monitor", "run")
+          "rl", "monitor", "run", "serve")
 
 
 @dataclass

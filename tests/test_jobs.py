@@ -25,7 +25,8 @@ def test_every_stage_has_a_runtime_env_ray_accepts(stage):
     data = yaml.safe_load((ROOT / "jobs" / f"{stage}.yaml").read_text())
     assert set(data) <= RuntimeEnv.known_fields  # Ray ignores (and so would silently drop) any other key
     RuntimeEnv(**data)  # Ray's own validation of the fields' values
-    assert data["working_dir"] == "." and ".venv" in data["excludes"] and "data" in data["excludes"]
+    assert data["working_dir"] == "." and "/.venv" in data["excludes"] and "/data" in data["excludes"]
+    assert not {"data", "*/data", "**/data"} & set(data["excludes"])  # would drop package data (profiles/data)
     assert stage in get_command(app).commands
     assert f"--runtime-env jobs/{stage}.yaml" in (ROOT / "jobs" / f"{stage}.yaml").read_text()
 
@@ -52,7 +53,7 @@ def test_a_stage_job_runs_the_stage_on_the_shared_workdir(tmp_path, monkeypatch)
     (("finetune", "data/run"), "--workdir must be an absolute path"),
     (("finetune", "/shared/run", "/etc/hostname"), "not a file inside the repository"),
     (("finetune", "/shared/run", "configs/nope.yaml"), "not a file inside the repository"),
-    (("serve", "/shared/run"), "no job spec for 'serve'"),
+    (("watch", "/shared/run"), "no job spec for 'watch'"),
 ])
 def test_bad_submissions_are_clear_errors(args, message):
     with pytest.raises(UserFacingError, match=message):

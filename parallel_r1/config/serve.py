@@ -41,6 +41,10 @@ class ServeConfig(_Section):
     router_num_cpus: float = Field(0.1, ge=0, description="CPUs reserved per router replica (fractions allowed).")
     model_num_cpus: float = Field(0.5, ge=0, description="CPUs reserved per hf model replica (fractions allowed).")
     model_num_gpus: float = Field(0.0, ge=0, description="GPUs per hf model replica (vllm: see use_gpu).")
+    model_resources: dict[str, float] = Field(default_factory=dict, description="Custom Ray resources each hf model "
+                                                                                "replica needs (e.g. {specialist: 1}), "
+                                                                                "placing it on the nodes that have "
+                                                                                "them.")
     use_gpu: bool = Field(False, description="vllm backend: run the engine on a GPU instead of the CPU build.")
     grpc_handles: bool = Field(True, description="The router calls the model deployment over Ray Serve's "
                                                  "inter-deployment gRPC (by value) instead of through Ray object "

@@ -64,7 +64,7 @@ def build_app(cfg: PipelineConfig, serve_plan: ServePlan | None = None):
         from parallel_r1.serve.hf_backend import HFSpecialists
 
         model = HFSpecialists.options(**deployment_options(sc, sc.model_replicas, sc.model_num_cpus,
-                                                           sc.model_num_gpus)).bind(
+                                                           sc.model_num_gpus, resources=sc.model_resources)).bind(
             cfg.inference.model_dump(), serve_plan.base_model, adapters, sc.max_loaded_adapters,
             sc.max_loaded_models)
     names = ["", MONOLITHIC, *(b.name for b in cfg.batch.batches), *serve_plan.served.models]

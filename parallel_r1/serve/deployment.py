@@ -11,11 +11,12 @@ REPLICA_ENV = {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0", "RAY_SERVE_RUN
 
 
 def deployment_options(cfg: ServeConfig, replicas: int, num_cpus: float, num_gpus: float = 0.0,
-                       router: bool = False) -> dict:
+                       router: bool = False, resources: dict[str, float] | None = None) -> dict:
     """Serve options of one deployment (`router`: the router's, else a model deployment's): CPUs / GPUs per replica,
     replicas or autoscaling, ongoing and queued requests (the router's queue is the proxy's, unbounded). Nothing
     secret goes in here: `serve status` and the dashboard show these options, runtime_env included."""
-    actor = {"num_cpus": num_cpus, "num_gpus": num_gpus, "runtime_env": {"env_vars": dict(REPLICA_ENV)}}
+    actor = {"num_cpus": num_cpus, "num_gpus": num_gpus, "runtime_env": {"env_vars": dict(REPLICA_ENV)},
+             **({"resources": dict(resources)} if resources else {})}
     scaling = ({"autoscaling_config": {"min_replicas": cfg.min_replicas, "max_replicas": cfg.max_replicas,
                                        "target_ongoing_requests": cfg.target_ongoing_requests}}
                if cfg.autoscaling else {"num_replicas": replicas})
