@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 EXTRA := $(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 PYTEST_ARGS ?=
 
-.PHONY: install browser demo test test-fast lint bench clean
+.PHONY: install browser demo test test-fast reliability lint bench clean
 
 install: $(STAMP) browser
 
@@ -23,12 +23,23 @@ $(STAMP): pyproject.toml Makefile scripts/install.sh
 demo: install
 	$(VENV)/bin/parallel-r1 run --config configs/demo.yaml
 
+# The heavy fault tests (marker `reliability`: ~5 minutes on 2 cores) run in `make reliability`, not here.
 test: install
-	$(VENV)/bin/pytest -m "not gpu" $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -m "not gpu and not reliability" $(PYTEST_ARGS)
 
 # The tests that start neither Ray nor an inference engine (markers set in tests/conftest.py).
 test-fast: install
 	$(VENV)/bin/pytest -m "not gpu and not slow and not engine" $(PYTEST_ARGS)
+
+# The fault and load suite (tests/reliability): each test records what it measured; the table is printed after (and
+# written as Markdown beside the rows), also when a test failed, and the target fails with the tests.
+RELIABILITY_DIR ?= test-artifacts/reliability
+reliability: install
+	@mkdir -p $(RELIABILITY_DIR) && rm -f $(RELIABILITY_DIR)/results.jsonl
+	PARALLEL_R1_RELIABILITY_RESULTS=$(abspath $(RELIABILITY_DIR))/results.jsonl \
+	  $(VENV)/bin/pytest tests/reliability $(PYTEST_ARGS); status=$$?; \
+	  $(PY) tests/reliability/report.py $(RELIABILITY_DIR)/results.jsonl --markdown $(RELIABILITY_DIR)/table.md; \
+	  exit $$status
 
 lint: install
 	$(VENV)/bin/ruff check parallel_r1 tests benchmarks

@@ -57,6 +57,24 @@ def real_base_model(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def tagged_model(tmp_path_factory, tiny_base_model) -> Path:
+    """The tiny base with the Parallel tags; a 512-token context so the tutor system prompt fits (RoPE: no new
+    weights)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from parallel_r1.finetune.parallel_tokens import add_parallel_tokens
+
+    out = tmp_path_factory.mktemp("tagged") / "model"
+    tokenizer = AutoTokenizer.from_pretrained(tiny_base_model)
+    model = AutoModelForCausalLM.from_pretrained(tiny_base_model)
+    add_parallel_tokens(tokenizer, model)
+    model.config.max_position_embeddings = 512
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
 ENGINE_FIXTURES = {"ray_session", "tiny_base_model", "real_base_model"}
 
 

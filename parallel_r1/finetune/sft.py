@@ -169,12 +169,19 @@ def sft_train_loop(config: dict) -> None:
     started = time.perf_counter()
     job = worker_job(config, SFTJob)
     ctx = ray.train.get_context()
-    output_dir = tempfile.mkdtemp(prefix=f"sft-{job.name}-r{ctx.get_world_rank()}-")
-    trainer = build_trainer(job, output_dir, callbacks=[RayTrainReportCallback()])
     resume_dir, resumed_from_step = None, 0
     checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:
-        local = checkpoint.to_directory(tempfile.mkdtemp(prefix="resume-"))
+    local = checkpoint.to_directory(tempfile.mkdtemp(prefix="resume-")) if checkpoint is not None else None
+    if local is not None and os.path.exists(os.path.join(local, "metrics.json")):
+        # killed after its final report, before the launcher recorded it: the adapter is done, report it again
+        with open(os.path.join(local, "metrics.json")) as f:
+            metrics = json.load(f)
+        done = ray.train.Checkpoint.from_directory(local) if ctx.get_world_rank() == 0 else None
+        ray.train.report({**metrics, "final": True}, checkpoint=done)
+        return
+    output_dir = tempfile.mkdtemp(prefix=f"sft-{job.name}-r{ctx.get_world_rank()}-")
+    trainer = build_trainer(job, output_dir, callbacks=[RayTrainReportCallback()])
+    if local is not None:
         resume_dir = get_last_checkpoint(local) or os.path.join(local, RayTrainReportCallback.CHECKPOINT_NAME)
         with open(os.path.join(resume_dir, "trainer_state.json")) as f:
             resumed_from_step = json.load(f)["global_step"]

@@ -36,12 +36,21 @@ class MetricsLog:
         return read_jsonl(self.path)
 
     def keep_until(self, step: int) -> int:
-        """Drop records after `step` (atomically); returns how many were dropped."""
+        """Drop records after `step`, and a torn last line, so appends start on a line of their own (atomically);
+        returns how many whole records were dropped."""
         rows = self.read()
         kept = [r for r in rows if r["step"] <= step]
-        if len(kept) != len(rows):
+        if len(kept) != len(rows) or self._torn():
             atomic_write_jsonl(self.path, kept)
         return len(rows) - len(kept)
+
+    def _torn(self) -> bool:
+        """Whether the file ends inside a line (a run killed while appending)."""
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return False
+        with open(self.path, "rb") as f:
+            f.seek(-1, os.SEEK_END)
+            return f.read(1) != b"\n"
 
     def append(self, record: dict) -> None:
         """One line per call, flushed and synced: a killed run loses at most the line being written."""

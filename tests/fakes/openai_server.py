@@ -13,6 +13,7 @@ import json
 import random
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 
 from fastapi import FastAPI, Request
@@ -96,9 +97,9 @@ class FakeOpenAIServer(ThreadedServer):
     separate probability of a hang, and `failure_rate` then covers status errors only. A hang lasts
     until the client gives up (disconnects), the server stops, or `hang_s` passes (then it answers 504).
     `latency_s` is slept before every answer. Counters: `n_requests` (chat calls received), `n_ok`,
-    `n_failures` (error statuses answered), `n_timeouts` (hangs); `requests` holds every chat request
-    body in arrival order (with its `response_format`, when the client sent one), `authorizations` the
-    Authorization header of each.
+    `n_failures` (error statuses answered), `n_timeouts` (hangs), `injected` (the drawn faults by kind: "500",
+    "429", "hang"...); `requests` holds every chat request body in arrival order (with its `response_format`, when
+    the client sent one), `authorizations` the Authorization header of each.
 
     Like a vLLM server: `max_model_len` is listed on each `/v1/models` entry, and with `context_tokens` a
     request whose prompt (counted by `count_tokens`, default: whitespace words) plus `max_tokens` does not fit
@@ -134,6 +135,7 @@ class FakeOpenAIServer(ThreadedServer):
         self.requests: list[dict] = []
         self.authorizations: list[str | None] = []
         self.n_requests = self.n_ok = self.n_failures = self.n_timeouts = 0
+        self.injected: Counter[str] = Counter()
 
     def _draw_fault(self) -> int | str | None:
         """None (answer), an HTTP status, or "hang"."""
@@ -210,6 +212,8 @@ class FakeOpenAIServer(ThreadedServer):
                 self.n_rejected += 1
                 return _error(400, refusal)
             fault = self._draw_fault()
+            if fault is not None:
+                self.injected[str(fault)] += 1
             if self.latency_s:
                 await asyncio.sleep(self.latency_s)
             try:

@@ -21,24 +21,6 @@ SMALL = {"rl.prompts_per_step": 2, "rl.num_generations": 4, "rl.explore.max_toke
          "rl.prompt_pool": 6, "rl.learning_rate": 1e-4, "rl.cpus_per_worker": 1, "rl.save_steps": 1}
 
 
-@pytest.fixture(scope="session")
-def tagged_model(tmp_path_factory, tiny_base_model) -> Path:
-    """The tiny base with the Parallel tags; a 512-token context so the tutor system prompt fits (RoPE: no new
-    weights)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from parallel_r1.finetune.parallel_tokens import add_parallel_tokens
-
-    out = tmp_path_factory.mktemp("tagged") / "model"
-    tokenizer = AutoTokenizer.from_pretrained(tiny_base_model)
-    model = AutoModelForCausalLM.from_pretrained(tiny_base_model)
-    add_parallel_tokens(tokenizer, model)
-    model.config.max_position_embeddings = 512
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
-
-
 def _cfg(workdir: Path, **overrides):
     return load_config(overrides={"workdir": str(workdir), **SMALL, **overrides})
 
@@ -96,6 +78,18 @@ def test_a_resumed_run_drops_the_metrics_of_steps_after_its_checkpoint(tmp_path)
     for step in (1, 2, 3):
         log.append({"step": step})
     assert log.keep_until(2) == 1
+    log.append({"step": 3, "again": True})
+    assert log.read() == [{"step": 1}, {"step": 2}, {"step": 3, "again": True}]
+
+
+def test_a_torn_last_metrics_line_is_dropped_before_the_resumed_run_appends(tmp_path):
+    """A run killed while appending leaves half a line: the resume must not append onto it."""
+    log = MetricsLog(tmp_path / "m.jsonl")
+    for step in (1, 2):
+        log.append({"step": step})
+    with open(log.path, "a") as f:
+        f.write('{"step": 3, "rew')
+    assert log.keep_until(2) == 0
     log.append({"step": 3, "again": True})
     assert log.read() == [{"step": 1}, {"step": 2}, {"step": 3, "again": True}]
 

@@ -17,7 +17,7 @@ import pytest
 from parallel_r1.config import load_config
 from parallel_r1.config.workers import GRPOJob
 from parallel_r1.rl.metrics import MetricsLog
-from tests.rl.test_rl import SMALL, tagged_model  # noqa: F401 - the fixture, shared with the CPU tests
+from tests.rl.test_rl import SMALL
 from tests.support.ray_head import free_ports
 
 pytestmark = [pytest.mark.gpu, pytest.mark.slow]
@@ -44,7 +44,7 @@ def _assert_steps(workdir: Path, n: int) -> list[dict]:
     return rows
 
 
-def test_grpo_trains_in_bf16_on_the_gpu(tmp_path, tagged_model):  # noqa: F811
+def test_grpo_trains_in_bf16_on_the_gpu(tmp_path, tagged_model):
     import torch
 
     from parallel_r1.rl.grpo_worker import build_trainer
@@ -59,7 +59,7 @@ def test_grpo_trains_in_bf16_on_the_gpu(tmp_path, tagged_model):  # noqa: F811
     assert moved, "no weight changed in two GRPO steps"
 
 
-def test_colocated_vllm_on_cuda_gets_the_trained_weights(tmp_path, tagged_model):  # noqa: F811
+def test_colocated_vllm_on_cuda_gets_the_trained_weights(tmp_path, tagged_model):
     import torch
     from vllm import SamplingParams
 
@@ -92,7 +92,7 @@ def test_colocated_vllm_on_cuda_gets_the_trained_weights(tmp_path, tagged_model)
 
 
 @pytest.fixture
-def vllm_server(tmp_path, tagged_model):  # noqa: F811
+def vllm_server(tmp_path, tagged_model):
     """`trl vllm-serve` on the second GPU (the trainer keeps the first: their weight-sync group needs two devices)."""
     (port,) = free_ports(1)
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "1"}
@@ -121,7 +121,7 @@ def vllm_server(tmp_path, tagged_model):  # noqa: F811
 
 
 @pytest.mark.skipif("_gpus() < 2", reason="needs two CUDA devices")
-def test_server_mode_rollouts_come_from_trl_vllm_serve(tmp_path, tagged_model, vllm_server):  # noqa: F811
+def test_server_mode_rollouts_come_from_trl_vllm_serve(tmp_path, tagged_model, vllm_server):
     from parallel_r1.rl.grpo_worker import build_trainer
 
     job = _job(tmp_path, tagged_model, "vllm", **{"rl.vllm_mode": "server", "rl.vllm_server_url": vllm_server})
