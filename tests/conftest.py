@@ -10,6 +10,7 @@ import pytest
 
 from parallel_r1.config import BaseModelConfig
 from parallel_r1.ray_runtime import LOCAL_RAY_ENV_DEFAULTS
+from tests.support.serving import client, serve_port, serve_workdir, served  # noqa: F401 - one Serve per session
 
 for _k, _v in LOCAL_RAY_ENV_DEFAULTS.items():
     os.environ.setdefault(_k, _v)

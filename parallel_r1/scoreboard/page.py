@@ -44,8 +44,9 @@ def chart(board: Board, model: str) -> str:
     """The model's online scores over time, one point per evaluation (versions coloured apart), with the trigger
     thresholds drawn in: the low-score floor, the failure line and the drift limit under the baseline."""
     evals = board.evaluations[model]
-    t0, t1 = evals[0].ts, max(evals[-1].ts, evals[0].ts + 1e-9)
-    x = lambda ts: PAD + (WIDTH - 2 * PAD) * (ts - t0) / (t1 - t0)  # noqa: E731
+    t0 = evals[0].ts
+    span = max(evals[-1].ts - t0, 1.0)  # one evaluation (or all at one time): a one-second axis, not a zero division
+    x = lambda ts: PAD + (WIDTH - 2 * PAD) * (ts - t0) / span  # noqa: E731
     y = lambda v: HEIGHT - PAD - (HEIGHT - 2 * PAD) * v  # noqa: E731
     th = board.thresholds
     lines = [("floor", th.score_floor, "#d97706"), ("failure", th.failure_below, "#dc2626")]

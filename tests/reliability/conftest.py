@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from tests.reliability.recording import Recorder, append_row, results_path
-from tests.serve.conftest import serve_port, serve_workdir, served  # noqa: F401 - the router tests' app
 
 
 @pytest.hookimpl(hookwrapper=True)

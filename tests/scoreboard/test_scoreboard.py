@@ -89,6 +89,15 @@ def test_an_empty_run_directory_gives_a_page_that_says_so(tmp_path):
     assert "Nothing is promoted" in text and "No online evaluations yet" in text and "No trigger has fired" in text
 
 
+def test_one_evaluation_at_a_real_timestamp_is_drawn(tmp_path):
+    """A single online score (the first after a promotion) used to divide by zero: found by the router's fuzzing."""
+    promote(tmp_path, "neuro", "ft:a", kind="openai")
+    write_scores(tmp_path / "serve" / "scores.jsonl", "neuro", "neuro@v1", [0.7], start=time.time())
+    out = CliRunner().invoke(app, ["scoreboard", "--workdir", str(tmp_path), "--out", str(tmp_path / "b.html")])
+    assert out.exit_code == 0, out.output
+    assert "<circle" in (tmp_path / "b.html").read_text()
+
+
 def test_a_corrupt_promotion_record_is_a_one_line_error(tmp_path):
     (tmp_path / "promotion.json").write_text("{not json")
     out = CliRunner().invoke(app, ["scoreboard", "--workdir", str(tmp_path)])

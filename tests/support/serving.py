@@ -1,5 +1,6 @@
-"""Serving fixtures: a run directory with three random-init specialists of the shared tiny base model, Ray Serve
-on a free local port, and the `hf`-backend app deployed there once per session (with bearer-token auth)."""
+"""Serving fixtures (registered once, by tests/conftest.py, for tests/serve and the router tests of
+tests/reliability): a run directory with three random-init specialists of the shared tiny base model, Ray Serve on a
+free local port, and the `hf`-backend app deployed there once per session (with bearer-token auth)."""
 
 from __future__ import annotations
 
