@@ -49,7 +49,7 @@ def test_flags_are_named_after_the_fields_they_set_and_keep_their_old_names(tmp_
         raise FileNotFoundError("stopped")
 
     monkeypatch.setattr(discover, "run_discover", lambda cfg: stop(cfg.discover))
-    monkeypatch.setattr(rl, "run_rl", lambda cfg, model, force: stop(cfg.rl))
+    monkeypatch.setattr(rl, "run_rl", lambda cfg, model, force, restart: stop(cfg.rl))
     monkeypatch.setattr(base_model, "init_base_model", lambda cfg, out, force: stop(cfg))
     for new, old in ((["--num-actors", "3", "--max-in-flight", "5"], ["--actors", "3", "--in-flight", "5"]),
                      (["--max-steps", "7", "--rollout-backend", "hf"], ["--steps", "7", "--rollouts", "hf"]),

@@ -37,7 +37,8 @@ def _referenced_configs() -> list[str]:
     """Pipeline configs named by `--config` in the Ray job specs and cluster files (themselves not pipeline
     configs: their top-level keys are Ray's)."""
     texts = [p.read_text() for folder in ("jobs", "clusters") for p in sorted((ROOT / folder).glob("*.yaml"))]
-    return sorted({m for text in texts for m in re.findall(r"--config (\S+\.yaml)", text)})
+    found = {m for text in texts for m in re.findall(r"--config (\S+\.yaml)", text)}
+    return sorted(m.removeprefix("~/parallel-r1/") for m in found)  # ray up's copy of the repository
 
 
 @pytest.mark.parametrize("name", _referenced_configs())
