@@ -12,8 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
+from parallel_r1.config import read_yaml_mapping
 from parallel_r1.errors import UserFacingError
 
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
@@ -38,12 +37,7 @@ def runtime_env(stage: str, jobs_dir: Path = JOBS_DIR) -> dict:
     path = jobs_dir / f"{stage}.yaml"
     if stage not in STAGES or not path.is_file():
         raise UserFacingError(f"no job spec for {stage!r} ({path}); stages: {', '.join(STAGES)}")
-    try:
-        env = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise UserFacingError(f"job spec {path} is not valid YAML: {e}") from None
-    if not isinstance(env, dict):
-        raise UserFacingError(f"job spec {path} must be a mapping of runtime_env fields")
+    env = read_yaml_mapping(path, "job spec", UserFacingError)
     wd = env.get("working_dir")
     if wd and "://" not in wd:
         env["working_dir"] = str((jobs_dir.parent / wd).resolve())

@@ -111,6 +111,17 @@ def parse_override(text: str) -> tuple[str, object]:
     return key.strip(), yaml.safe_load(raw)
 
 
+def read_yaml_mapping(path: Path, what: str, error: type[Exception] = ConfigError) -> dict:
+    """The mapping at the top of the YAML file `path` ("{what} {path}" names it in a one-line `error`)."""
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise error(f"{what} {path} is not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise error(f"{what} {path} must hold a mapping at the top level")
+    return data
+
+
 def load_config(path: Path | str | None = None, overrides: dict | list[str] | None = None,
                 flags: dict | None = None) -> PipelineConfig:
     """Load YAML (or the embedded defaults when path is None), apply dotted overrides (`section.field=value` strings
@@ -122,12 +133,7 @@ def load_config(path: Path | str | None = None, overrides: dict | list[str] | No
         path = Path(path)
         if not path.exists():
             raise ConfigError(f"config file {path} not found")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"config file {path} must hold a mapping at the top level")
+        data = read_yaml_mapping(path, "config file")
         source = str(path)
     items = overrides.items() if isinstance(overrides, dict) else (parse_override(o) for o in overrides or [])
     for key, value in items:

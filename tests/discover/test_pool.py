@@ -6,8 +6,9 @@ import ray
 from parallel_r1.config import ConfigError, load_config
 from parallel_r1.data import discovery_plan, read_dialogues
 from parallel_r1.data.io import read_jsonl
-from parallel_r1.discover.stage import DiscoverStage, run_discover
+from parallel_r1.discover.stage import run_discover
 from tests.fakes.openai_server import FakeOpenAIServer
+from tests.support.discovery import discover_with_hook
 
 pytestmark = pytest.mark.slow
 
@@ -17,17 +18,6 @@ def _cfg(workdir, **discover):
                  "discover.flush_every": 5, "discover.include_special": True}
     overrides.update({f"discover.{k}": v for k, v in discover.items()})
     return load_config(overrides=overrides)
-
-
-def _run(cfg, hook=None):
-    stage = DiscoverStage(cfg, show_progress=False)
-    try:
-        stage.setup()
-        if hook is not None:
-            stage.pool.progress_hook = hook
-        return stage.run()
-    finally:
-        stage.cleanup()
 
 
 def _turns(workdir):
@@ -46,7 +36,7 @@ def test_killed_actor_is_replaced_and_nothing_is_lost_or_duplicated(ray_session,
             ray.kill(pool.actors[0], no_restart=True)
 
     stage_dir = tmp_path / "killed"
-    result = _run(_cfg(stage_dir, n=40), hook=kill_one_actor)
+    result = discover_with_hook(_cfg(stage_dir, n=40), hook=kill_one_actor)
     assert killed and result.actor_restarts == 1
     on_disk = read_dialogues(stage_dir / "dialogues.parquet")
     assert len(on_disk) == 40 and len({d.dialogue_id for d in on_disk}) == 40
@@ -63,22 +53,22 @@ def test_driver_killed_mid_run_resumes_to_n_without_duplicates(ray_session, tmp_
             raise DriverKilled
 
     with pytest.raises(DriverKilled):
-        _run(_cfg(tmp_path, n=30), hook=crash)
+        discover_with_hook(_cfg(tmp_path, n=30), hook=crash)
     partial = read_dialogues(tmp_path / "dialogues.parquet")
     assert 10 <= len(partial) < 30  # flushed on the way out, in atomic chunks
-    result = _run(_cfg(tmp_path, n=30))
+    result = discover_with_hook(_cfg(tmp_path, n=30))
     assert result.already_done == len(partial) and result.completed == 30 - len(partial)
     ids = [d.dialogue_id for d in read_dialogues(tmp_path / "dialogues.parquet")]
     assert sorted(ids) == sorted(t.dialogue_id for t in discovery_plan(30, include_special=True))
     # Growing N continues the same plan; a finished run is a no-op.
-    assert _run(_cfg(tmp_path, n=36)).completed == 6
-    assert _run(_cfg(tmp_path, n=36)).completed == 0
+    assert discover_with_hook(_cfg(tmp_path, n=36)).completed == 6
+    assert discover_with_hook(_cfg(tmp_path, n=36)).completed == 0
 
 
 def test_changing_the_plan_of_an_existing_run_is_refused(ray_session, tmp_path):
-    _run(_cfg(tmp_path, n=4))
+    discover_with_hook(_cfg(tmp_path, n=4))
     with pytest.raises(ConfigError, match="discover.include_special"):
-        _run(_cfg(tmp_path, n=8, include_special=False))
+        discover_with_hook(_cfg(tmp_path, n=8, include_special=False))
 
 
 def test_flaky_openai_endpoint_every_dialogue_done_or_recorded(ray_session, tmp_path):
@@ -87,7 +77,7 @@ def test_flaky_openai_endpoint_every_dialogue_done_or_recorded(ray_session, tmp_
         cfg = _cfg(tmp_path, n=n, backend="openai", dialogue_attempts=1, **{
             "openai.base_url": server.base_url, "openai.timeout_s": 0.5, "openai.max_retries": 1,
             "openai.backoff_s": 0.01, "openai.max_backoff_s": 0.05})
-        result = _run(cfg)
+        result = discover_with_hook(cfg)
     done = {d.dialogue_id for d in read_dialogues(tmp_path / "dialogues.parquet")}
     failed = {f["dialogue_id"] for f in read_jsonl(tmp_path / "discover_failures.jsonl")}
     planned = {t.dialogue_id for t in discovery_plan(n, include_special=True)}
@@ -99,7 +89,7 @@ def test_flaky_openai_endpoint_every_dialogue_done_or_recorded(ray_session, tmp_
     # A second run against a healthy endpoint retries exactly the failures and clears the file.
     with FakeOpenAIServer(seed=2) as server:
         cfg = _cfg(tmp_path, n=n, backend="openai", **{"openai.base_url": server.base_url})
-        again = _run(cfg)
+        again = discover_with_hook(cfg)
     assert again.completed == len(failed) and again.failed == 0
     assert {d.dialogue_id for d in read_dialogues(tmp_path / "dialogues.parquet")} == planned
     assert read_jsonl(tmp_path / "discover_failures.jsonl") == []

@@ -13,8 +13,8 @@ import ray
 from parallel_r1.config import load_config
 from parallel_r1.data import discovery_plan, read_dialogues
 from parallel_r1.data.io import read_jsonl
-from parallel_r1.discover.stage import DiscoverStage
 from tests.fakes.openai_server import FakeOpenAIServer
+from tests.support.discovery import discover_with_hook
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 
@@ -40,17 +40,6 @@ def _cfg(workdir, base_url):
         "discover.openai.max_backoff_s": 0.05})
 
 
-def _run(cfg, hook=None):
-    stage = DiscoverStage(cfg, show_progress=False)
-    try:
-        stage.setup()
-        if hook is not None:
-            stage.pool.progress_hook = hook
-        return stage.run()
-    finally:
-        stage.cleanup()
-
-
 def _turns(workdir) -> dict[str, list[tuple[str, str]]]:
     dialogues = read_dialogues(workdir / "dialogues.parquet")
     return {d.dialogue_id: [(t.role, t.content) for t in d.turns] for d in dialogues}
@@ -62,7 +51,7 @@ def test_discovery_reaches_n_through_actor_kills_a_driver_interrupt_and_a_faulty
     with FakeOpenAIServer(seed=3) as healthy:
         reference = tmp_path / "reference"
         started = time.perf_counter()
-        _run(_cfg(reference, healthy.base_url))
+        discover_with_hook(_cfg(reference, healthy.base_url))
         reference_s = time.perf_counter() - started
     assert set(_turns(reference)) == planned
 
@@ -87,7 +76,7 @@ def test_discovery_reaches_n_through_actor_kills_a_driver_interrupt_and_a_faulty
 
             runs += 1
             try:
-                result = _run(_cfg(workdir, server.base_url), hook=faults)
+                result = discover_with_hook(_cfg(workdir, server.base_url), hook=faults)
             except DriverInterrupted:
                 interrupts += 1
                 continue

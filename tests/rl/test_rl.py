@@ -171,8 +171,6 @@ def test_bad_config_and_missing_model_are_clear_errors(tmp_path, tiny_base_model
 
 @pytest.mark.slow
 def test_vllm_colocated_rollouts_train_and_the_engine_gets_the_updated_weights(tmp_path, tagged_model):
-    import torch
-    from vllm import SamplingParams
 
     from parallel_r1.rl.grpo_worker import build_trainer
 
@@ -186,6 +184,14 @@ def test_vllm_colocated_rollouts_train_and_the_engine_gets_the_updated_weights(t
         assert r["weight_sync_s"] > 0  # the engine was refreshed before each step's rollouts
 
     # A sync hands the engine whatever the trainer's model now is: its greedy continuation follows, token for token.
+    assert_engine_follows_a_sync(trainer)
+
+
+def assert_engine_follows_a_sync(trainer) -> None:
+    """Perturb the trainer's model, sync: the colocated vLLM engine's greedy continuation is the trainer's own."""
+    import torch
+    from vllm import SamplingParams
+
     prompt = trainer.processing_class.apply_chat_template(
         trainer.prompts.row(0, "easy", 4)["prompt"], add_generation_prompt=True, tokenize=True, return_dict=True,
     )["input_ids"]
@@ -201,7 +207,8 @@ def test_vllm_colocated_rollouts_train_and_the_engine_gets_the_updated_weights(t
         for name, param in trainer.model.named_parameters():
             if "layers.1." in name:
                 param.mul_(3.0)
-        hf = trainer.model.generate(torch.tensor([prompt]), max_new_tokens=12, min_new_tokens=12, do_sample=False,
+        ids = torch.tensor([prompt], device=trainer.model.device)
+        hf = trainer.model.generate(ids, max_new_tokens=12, min_new_tokens=12, do_sample=False,
                                     use_cache=True)[0, len(prompt):].tolist()
     assert hf != before  # the perturbation changes the continuation, so the check below can fail
     trainer.vllm_generation.sync_weights()

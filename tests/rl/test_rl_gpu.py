@@ -17,7 +17,7 @@ import pytest
 from parallel_r1.config import load_config
 from parallel_r1.config.workers import GRPOJob
 from parallel_r1.rl.metrics import MetricsLog
-from tests.rl.test_rl import SMALL
+from tests.rl.test_rl import SMALL, assert_engine_follows_a_sync
 from tests.support.ray_head import free_ports
 
 pytestmark = [pytest.mark.gpu, pytest.mark.slow]
@@ -60,8 +60,6 @@ def test_grpo_trains_in_bf16_on_the_gpu(tmp_path, tagged_model):
 
 
 def test_colocated_vllm_on_cuda_gets_the_trained_weights(tmp_path, tagged_model):
-    import torch
-    from vllm import SamplingParams
 
     from parallel_r1.rl.grpo_worker import build_trainer
 
@@ -69,26 +67,7 @@ def test_colocated_vllm_on_cuda_gets_the_trained_weights(tmp_path, tagged_model)
     trainer.train()
     for r in _assert_steps(tmp_path, 2):
         assert r["weight_sync_s"] > 0
-    prompt = trainer.processing_class.apply_chat_template(
-        trainer.prompts.row(0, "easy", 4)["prompt"], add_generation_prompt=True, tokenize=True, return_dict=True,
-    )["input_ids"]
-    greedy = SamplingParams(temperature=0, max_tokens=12, ignore_eos=True)
-
-    def engine() -> list[int]:
-        out = trainer.vllm_generation.llm.generate([{"prompt_token_ids": prompt}], greedy, use_tqdm=False)
-        return list(out[0].outputs[0].token_ids)
-
-    before = engine()
-    trainer.model.eval()
-    with torch.no_grad():
-        for name, param in trainer.model.named_parameters():
-            if "layers.1." in name:
-                param.mul_(3.0)
-        ids = torch.tensor([prompt], device=trainer.model.device)
-        hf = trainer.model.generate(ids, max_new_tokens=12, min_new_tokens=12, do_sample=False)[0, len(prompt):]
-    assert hf.tolist() != before  # the perturbation changes the continuation, so the check below can fail
-    trainer.vllm_generation.sync_weights()
-    assert engine() == hf.tolist()  # both fp32 (rl.vllm_dtype): the engine follows the trainer token for token
+    assert_engine_follows_a_sync(trainer)  # both fp32 (rl.vllm_dtype): the engine follows token for token
 
 
 @pytest.fixture

@@ -48,6 +48,23 @@ def free_port_range(width: int, avoid: list[int]) -> int:
     raise RuntimeError(f"no {width} consecutive free ports found")
 
 
+def ray_env() -> tuple[str, dict]:
+    """The folder of this venv's `ray` and the environment a private `ray start` runs with."""
+    bin_dir = str(Path(sys.executable).parent)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "RAY_AUTH_MODE": "disabled"}
+    env.pop("RAY_ADDRESS", None)
+    return bin_dir, env
+
+
+def stop_group(proc: subprocess.Popen) -> None:
+    """SIGTERM the process group `proc` leads (a `ray start --block` and its children), SIGKILL after 30 s."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
 class RayHead:
     """`ray start --head` on `node_ip` (default loopback) with `num_cpus` CPUs and any extra `ray start` args."""
 
@@ -62,9 +79,7 @@ class RayHead:
         wmin = free_port_range(200, avoid=ports)
         self.gcs_address = f"{self.node_ip}:{gcs}"
         self.dashboard_url = f"http://{self.node_ip}:{dash}"
-        bin_dir = str(Path(sys.executable).parent)
-        env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "RAY_AUTH_MODE": "disabled"}
-        env.pop("RAY_ADDRESS", None)
+        bin_dir, env = ray_env()
         cmd = [
             f"{bin_dir}/ray", "start", "--head", "--block", f"--num-cpus={self.num_cpus}",
             f"--node-ip-address={self.node_ip}", f"--port={gcs}", "--include-dashboard=true",
@@ -96,10 +111,6 @@ class RayHead:
 
     def __exit__(self, *exc) -> None:
         if self.proc is not None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-                self.proc.wait(timeout=30)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                os.killpg(self.proc.pid, signal.SIGKILL)
+            stop_group(self.proc)
         self.log.close()
         shutil.rmtree(self.temp_dir, ignore_errors=True)

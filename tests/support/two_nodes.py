@@ -8,14 +8,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from tests.support.ray_head import RayHead
+from tests.support.ray_head import RayHead, ray_env, stop_group
 
 
 def _ip(*args: str) -> None:
@@ -59,9 +57,7 @@ class TwoNodes:
         if not self._make_network():
             self.mode, self.head_ip, self.worker_ip = "loopback", "127.0.0.1", "127.0.0.1"
         self.head = RayHead(self.head_cpus, self.head_ip).__enter__()
-        bin_dir = str(Path(sys.executable).parent)
-        env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "RAY_AUTH_MODE": "disabled"}
-        env.pop("RAY_ADDRESS", None)
+        bin_dir, env = ray_env()
         prefix = ["ip", "netns", "exec", self.ns] if self.mode == "netns" else []
         cmd = [*prefix, f"{bin_dir}/ray", "start", "--block", f"--address={self.head.gcs_address}",
                f"--node-ip-address={self.worker_ip}", f"--num-cpus={self.worker_cpus}",
@@ -95,11 +91,7 @@ class TwoNodes:
 
     def __exit__(self, *exc) -> None:
         if self.worker is not None:
-            try:
-                os.killpg(self.worker.pid, signal.SIGTERM)
-                self.worker.wait(timeout=30)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                os.killpg(self.worker.pid, signal.SIGKILL)
+            stop_group(self.worker)
             self.log.close()
         if self.head is not None:
             self.head.__exit__(*exc)
