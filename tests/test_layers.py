@@ -16,7 +16,7 @@ LAYERS = {
     **dict.fromkeys(["discover", "transcripts", "batch", "base_model", "kb"], 2),
     "finetune": 3,
     **dict.fromkeys(["compare", "gate"], 4),
-    **dict.fromkeys(["tune", "parallel_sft", "monitor"], 5),
+    **dict.fromkeys(["tune", "parallel_sft", "monitor", "rounds"], 5),
     **dict.fromkeys(["rl", "scoreboard"], 6),
     "serve": 7,
     **dict.fromkeys(["pipeline", "cli", "__init__"], 8),

@@ -13,7 +13,16 @@ from typing import Annotated
 
 import typer
 
-from parallel_r1.cli.common import ConfigOpt, SetOpt, WorkdirOpt, _config, app, user_errors
+from parallel_r1.cli.common import (
+    ConfigOpt,
+    ProfileMixOpt,
+    SetOpt,
+    WorkdirOpt,
+    _config,
+    app,
+    profile_mix_flag,
+    user_errors,
+)
 from parallel_r1.config import ConfigError, dump_config
 from parallel_r1.console import console
 
@@ -33,6 +42,7 @@ def discover(
     max_in_flight: Annotated[int | None, typer.Option("--max-in-flight", "--in-flight",
                                                       help="Dialogues in flight per actor.")] = None,
     grade: Annotated[bool | None, typer.Option("--grade/--no-grade", help="Grade while discovering.")] = None,
+    profile_mix: ProfileMixOpt = None,
     config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None,
 ) -> None:
     """Simulate teacher–student dialogues on a pool of Ray actors and append them to dialogues.parquet."""
@@ -40,7 +50,8 @@ def discover(
 
     cfg = _config(config, workdir, set_, **{
         "discover.n": n, "discover.include_special": include_special, "discover.backend": backend,
-        "discover.num_actors": num_actors, "discover.max_in_flight": max_in_flight, "discover.grade": grade})
+        "discover.num_actors": num_actors, "discover.max_in_flight": max_in_flight, "discover.grade": grade,
+        "discover.profile_mix": profile_mix_flag(profile_mix)})
     result = run_discover(cfg)
     print_discover_summary(result)
     if result.failed:
@@ -147,12 +158,17 @@ def batch(
 @user_errors
 def run(
     force: Annotated[bool, typer.Option(help="Re-run stages whose artifacts exist.")] = False,
+    profile_mix: ProfileMixOpt = None,
+    overlay: Annotated[Path | None, typer.Option(help="A config overlay written by `parallel-r1 next`, applied on "
+                                                      "the config before --set.")] = None,
     config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None,
 ) -> None:
     """The whole pipeline (discover → grade → batch → init-model → finetune → compare → gate), skipping what is done."""
     from parallel_r1.pipeline import run_pipeline
+    from parallel_r1.rounds.stage import overlay_sets
 
-    run_pipeline(_config(config, workdir, set_), force=force)
+    sets = [*(overlay_sets(overlay) if overlay else []), *(set_ or [])]
+    run_pipeline(_config(config, workdir, sets, **{"discover.profile_mix": profile_mix_flag(profile_mix)}), force=force)
 
 
 @app.command("config")
@@ -232,6 +248,8 @@ def finetune(
     force: Annotated[bool, typer.Option(help="Re-run jobs that already succeeded.")] = False,
     parallel_format: Annotated[bool, typer.Option(help="The Parallel-R1 cold-start SFT instead (= parallel-sft).")
                                ] = False,
+    cancel: Annotated[str | None, typer.Option(help="Cancel this job's OpenAI fine-tuning job instead (a name in "
+                                                    "finetune_manifest.json); the manifest records it.")] = None,
     config: ConfigOpt = None, workdir: WorkdirOpt = None, set_: SetOpt = None,
 ) -> None:
     """Fine-tune one LoRA specialist per batch, all at once (Ray Train), or via the OpenAI API."""
@@ -242,6 +260,12 @@ def finetune(
         return parallel_sft(force=force, config=config, workdir=workdir, set_=set_)
     names = [b.strip() for b in batches.split(",")] if batches else None
     cfg = _config(config, workdir, set_, **{"finetune.backend": backend, "finetune.batches": names})
+    if cancel is not None:
+        from parallel_r1.finetune.openai_ft import cancel_job
+
+        job = cancel_job(cfg, cancel)
+        console.print(f"finetune: {job.name} ({job.job_id}) is {job.status}", markup=False)
+        return
     jobs = run_finetune(cfg, monolithic=monolithic, with_baseline=with_baseline, force=force)
     if cfg.finetune.backend == "ray" and exit_code(jobs) == 1:
         raise typer.Exit(1)
@@ -363,4 +387,10 @@ def llm_server_cmd(
     serve_until_interrupted(_config(config, workdir, set_, **{"llm_server.model": model, "llm_server.port": port}))
 
 
-from parallel_r1.cli import kb, monitor, registry  # noqa: E402, F401 - registers kb, gate, rollback, models, monitor last
+from parallel_r1.cli import (  # noqa: E402, F401 - registers cards, kb, gate, rollback, models, monitor, next last
+    cards,
+    kb,
+    monitor,
+    registry,
+    rounds,
+)

@@ -21,6 +21,16 @@ log = logging.getLogger(__name__)
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config (default: embedded).")]
 WorkdirOpt = Annotated[Path | None, typer.Option("--workdir", "-w", help="Run directory (default: data/).")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override: section.field=value (repeatable).")]
+ProfileMixOpt = Annotated[str | None, typer.Option("--profile-mix", help="Discovery weight per student profile kind, "
+                                                                        "e.g. standard=1,hyperfocus=3 "
+                                                                        "(discover.profile_mix).")]
+
+
+def profile_mix_flag(text: str | None) -> dict[str, float] | None:
+    """The `--profile-mix` flag as `discover.profile_mix` (None when not given)."""
+    from parallel_r1.data.plan import parse_profile_mix
+
+    return None if text is None else parse_profile_mix(text)
 
 
 def user_errors(fn):
@@ -49,9 +59,13 @@ def user_errors(fn):
 def _config(config: Path | None, workdir: Path | None, sets: list[str] | None, *, log_file: bool = True,
             **flags) -> PipelineConfig:
     """YAML (or embedded defaults), then --set overrides, then the command's own flags; with `log_file`, the
-    command logs to <workdir>/logs/<command>.log from here on."""
+    command logs to <workdir>/logs/<command>.log from here on. The cards of `discover.card_dir` become known to
+    every stage that looks a card up by id."""
+    from parallel_r1.data.card_files import use_card_dir
+
     flags["workdir"] = str(workdir) if workdir else None
     cfg = load_config(config, list(sets or []), flags)
     if log_file:
         logs.to_run_directory(cfg.workdir)
+    use_card_dir(cfg.discover.card_dir)
     return cfg

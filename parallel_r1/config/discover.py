@@ -26,6 +26,15 @@ class RolePlayConfig(_Section):
 class DiscoverConfig(_Section):
     n: int = Field(2000, ge=0, description="Discovery iterations (dialogues) to reach in total.")
     include_special: bool = Field(True, description="Add the four special cards and trait-heavy profiles.")
+    profile_mix: dict[str, float] | None = Field(
+        None, description="Weight per student profile kind in the plan (e.g. {standard: 1, hyperfocus: 3}; a kind "
+                          "left out or of weight 0 is not drawn, but a special card keeps the kind it was written "
+                          "for); None: the standard mix, or the trait-heavy one with include_special. The flag: "
+                          "--profile-mix kind=weight,...")
+    card_dir: str | None = Field(
+        None, description="Folder of scenario card files (*.yaml, schema in docs/stages.md) added to the built-in "
+                          "cards, e.g. `scenarios` (the repository's own); a relative path is read from the current "
+                          "directory. Every stage that looks a card up by id reads it. None: the built-in cards only.")
     backend: Literal["procedural", "openai"] = Field("procedural", description="Chat backend.")
     seed: int = Field(0, description="Seed of the discovery plan and the procedural backend.")
     num_actors: int = Field(2, ge=1, description="Ray actors in the discovery pool.")

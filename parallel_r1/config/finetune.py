@@ -24,6 +24,9 @@ class OpenAIFinetuneConfig(OpenAIAPIConfig):
     n_epochs: int | None = Field(None, ge=1, description="None: the API's default.")
     suffix: str = Field("parallel-r1", max_length=40, description="Suffix of the fine-tuned model names.")
     poll_interval_s: float = Field(10.0, gt=0, description="How often `watch` polls job status, in seconds.")
+    max_concurrent_submissions: int = Field(4, ge=1, description="Jobs whose training file is uploaded and whose "
+                                                                 "job is created at once (the API's rate limits "
+                                                                 "bound how many help).")
     timeout_s: TimeoutS = 60.0
 
 

@@ -7,10 +7,12 @@ skip those already done.
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
+from parallel_r1.config.base import ConfigError
 from parallel_r1.data.profiles import PROFILE_KINDS
-from parallel_r1.data.scenarios import cards
+from parallel_r1.data.scenarios import ScenarioCard, cards
 
 # Target turns (messages) per length bucket: short 2–4, medium 5–8, long 9–14.
 TURN_RANGES = {"short": (2, 4), "medium": (5, 8), "long": (9, 14)}
@@ -58,20 +60,50 @@ def _blocked(weights: dict[str, float], i: int, block: int, seed: str) -> str:
     return _weighted_cycle(weights, block, random.Random(f"{seed}:{b}"))[k]
 
 
+def parse_profile_mix(text: str) -> dict[str, float]:
+    """`standard=1,hyperfocus=3` (the `--profile-mix` flag) as a mapping, checked like `discover.profile_mix`."""
+    mix: dict[str, float] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        kind, _, weight = item.partition("=")
+        try:
+            mix[kind.strip()] = float(weight)
+        except ValueError:
+            raise ConfigError(f"--profile-mix: {item!r} must look like kind=weight (e.g. standard=1,hyperfocus=3)"
+                              ) from None
+    return check_profile_mix(mix)
+
+
+def check_profile_mix(mix: Mapping[str, float]) -> dict[str, float]:
+    """The mix without its zero weights; unknown kinds, negative weights or no positive weight are a ConfigError."""
+    unknown = sorted(set(mix) - set(PROFILE_KINDS))
+    if unknown:
+        raise ConfigError(f"discover.profile_mix: unknown profile kind(s) {', '.join(map(repr, unknown))}; "
+                          f"expected some of {', '.join(PROFILE_KINDS)}")
+    negative = sorted(k for k, w in mix.items() if not w >= 0)
+    if negative:
+        raise ConfigError(f"discover.profile_mix: the weight of {', '.join(negative)} must be a number >= 0")
+    kept = {k: float(w) for k, w in mix.items() if w > 0}
+    if not kept:
+        raise ConfigError("discover.profile_mix: at least one weight must be above 0")
+    return kept
+
+
 def discovery_plan(n: int, include_special: bool = False, seed: int = 0,
-                   profile_mix: dict[str, float] | None = None) -> list[DialogueTask]:
+                   profile_mix: Mapping[str, float] | None = None,
+                   extra_cards: Sequence[ScenarioCard] = ()) -> list[DialogueTask]:
     """N tasks spread so that every card and every profile kind appears once N covers them.
 
-    Task i depends only on (i, seed, include_special, mix): growing N never changes earlier tasks,
-    which is what lets `discover` resume to a larger N.
+    Task i depends only on (i, seed, include_special, mix, cards): growing N never changes earlier tasks,
+    which is what lets `discover` resume to a larger N. A kind of weight 0 is never drawn, but a special card
+    (built in or from a card file) always gets the kind it was written for. `extra_cards` (from card files) join
+    the deck after the built-in ones; their special cards only with `include_special`.
     """
     if n < 0:
         raise ValueError("the number of dialogues must be >= 0")
-    mix = profile_mix or (TRAIT_HEAVY_MIX if include_special else STANDARD_MIX)
-    unknown = set(mix) - set(PROFILE_KINDS)
-    if unknown:
-        raise ValueError(f"unknown profile kinds in profile_mix: {sorted(unknown)}")
-    deck = list(cards(include_special))
+    mix = TRAIT_HEAVY_MIX if include_special else STANDARD_MIX
+    if profile_mix is not None:
+        mix = check_profile_mix(profile_mix)
+    deck = list(cards(include_special)) + [c for c in extra_cards if include_special or c.special is None]
     tasks = []
     for i in range(n):
         rnd, k = divmod(i, len(deck))

@@ -6,10 +6,17 @@ steps a good one would walk through, a metaphor, a check question) so simulators
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
+
+from parallel_r1.errors import UserFacingError
 
 QUESTION_TYPES = ("original", "koan")
 DIFFICULTIES = ("easy", "medium", "hard")
+
+
+class DuplicateCardError(UserFacingError):
+    """Two cards share an id."""
 
 
 @dataclass(frozen=True)
@@ -303,14 +310,39 @@ SPECIAL_CARDS: tuple[ScenarioCard, ...] = (
 
 ALL_CARDS = ORDINARY_CARDS + SPECIAL_CARDS
 _BY_ID = {c.id: c for c in ALL_CARDS}
+_FROM_FILES: dict[str, tuple[ScenarioCard, str]] = {}  # cards registered from card files, with their file
+
+
+def register_cards(extra: Iterable[ScenarioCard], source: str) -> None:
+    """Make cards read from a card file known to `get_card` in this process; an id that a built-in card or another
+    card file already holds is a DuplicateCardError (registering the same card again is not)."""
+    for card in extra:
+        if card.id in _BY_ID:
+            raise DuplicateCardError(f"{source}: card id {card.id!r} is a built-in card's; choose another id")
+        held = _FROM_FILES.get(card.id)
+        if held is not None and held[0] != card:
+            raise DuplicateCardError(f"{source}: card id {card.id!r} is already defined in {held[1]}")
+        _FROM_FILES[card.id] = (card, source)
+
+
+def file_cards() -> tuple[ScenarioCard, ...]:
+    """The cards registered from card files, in the order they were registered."""
+    return tuple(card for card, _ in _FROM_FILES.values())
+
+
+def card_source(card_id: str) -> str:
+    """Where a card comes from: "built-in" or the file that defines it."""
+    return "built-in" if card_id in _BY_ID else _FROM_FILES[card_id][1]
 
 
 def get_card(card_id: str) -> ScenarioCard:
-    try:
+    if card_id in _BY_ID:
         return _BY_ID[card_id]
-    except KeyError:
-        raise KeyError(f"unknown scenario card {card_id!r}") from None
+    if card_id in _FROM_FILES:
+        return _FROM_FILES[card_id][0]
+    raise KeyError(f"unknown scenario card {card_id!r}")
 
 
 def cards(include_special: bool = False) -> tuple[ScenarioCard, ...]:
+    """The built-in cards (card files' cards: `file_cards`)."""
     return ALL_CARDS if include_special else ORDINARY_CARDS

@@ -21,6 +21,7 @@ from ray.exceptions import RayActorError
 
 from parallel_r1.config import DiscoverConfig, GradeConfig
 from parallel_r1.data import Dialogue, DialogueTask
+from parallel_r1.data.card_files import use_card_dir
 from parallel_r1.discover.backend import ChatBackend
 from parallel_r1.discover.openai_backend import OpenAIBackend
 from parallel_r1.discover.procedural import ProceduralBackend
@@ -42,6 +43,7 @@ class DiscoveryWorker:
     """Simulates (and grades) dialogues; async methods let one actor hold many in flight."""
 
     def __init__(self, discover_cfg: DiscoverConfig, grade_cfg: GradeConfig | None):
+        use_card_dir(discover_cfg.card_dir)  # the driver passes it as an absolute path
         self.backend = build_backend(discover_cfg)
         self.attempts = discover_cfg.dialogue_attempts
         self.grader = build_grader(grade_cfg) if grade_cfg is not None else None

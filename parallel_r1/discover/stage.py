@@ -13,10 +13,12 @@ from collections import Counter
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
-from parallel_r1.config import ConfigError, PipelineConfig, dump_config
+from parallel_r1.config import ConfigError, DiscoverConfig, PipelineConfig, dump_config
 from parallel_r1.console import notice, progress_bar, summary_table
 from parallel_r1.data import Dialogue, DialogueTask, discovery_plan, read_dialogues, write_dialogues
+from parallel_r1.data.card_files import use_card_dir
 from parallel_r1.data.io import atomic_write_json, atomic_write_jsonl, atomic_write_text, read_jsonl
 from parallel_r1.grade import resolved_grade
 from parallel_r1.llm_server import managed_endpoints
@@ -46,6 +48,12 @@ class DiscoverResult:
         return self.completed / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
 
+def plan_for(d: DiscoverConfig) -> list[DialogueTask]:
+    """The discovery plan of a config: its mix, and the cards of its card folder (made known to `get_card`)."""
+    return discovery_plan(d.n, include_special=d.include_special, seed=d.seed, profile_mix=d.profile_mix,
+                          extra_cards=use_card_dir(d.card_dir))
+
+
 class DiscoverStage:
     """setup() → run() → cleanup() over one PipelineConfig."""
 
@@ -68,8 +76,8 @@ class DiscoverStage:
         d = self.cfg.discover
         self.paths.workdir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.paths.config_resolved, dump_config(self.cfg))
+        self.plan = plan_for(d)
         self._check_same_plan()
-        self.plan = discovery_plan(d.n, include_special=d.include_special, seed=d.seed)
         self.dialogues = read_dialogues(self.paths.dialogues) if self.paths.dialogues.exists() else []
         done = {x.dialogue_id for x in self.dialogues}
         self.pending = [t for t in self.plan if t.dialogue_id not in done]
@@ -79,12 +87,14 @@ class DiscoverStage:
             needs = ("discover", "judge") if d.grade else ("discover",)
             self.cfg = self._llm_server.enter_context(managed_endpoints(self.cfg, needs))
             notice(ensure_ray(self.cfg.ray), log)
-            self.pool = DiscoveryPool(self.cfg.discover, resolved_grade(self.cfg) if d.grade else None)
+            actors_cfg = d.model_copy(update={"card_dir": str(Path(d.card_dir).resolve())}) if d.card_dir else d
+            self.pool = DiscoveryPool(actors_cfg, resolved_grade(self.cfg) if d.grade else None)
 
     def _check_same_plan(self) -> None:
         """Resuming is only meaningful with the plan the existing dialogues came from."""
         d = self.cfg.discover
-        signature = {"seed": d.seed, "include_special": d.include_special, "backend": d.backend}
+        signature = {"seed": d.seed, "include_special": d.include_special, "backend": d.backend,
+                     "profile_mix": d.profile_mix, "card_files": [c.id for c in use_card_dir(d.card_dir)] or None}
         path = self.paths.workdir / "discover_plan.json"
         if path.exists() and self.paths.dialogues.exists():
             previous = json.loads(path.read_text())

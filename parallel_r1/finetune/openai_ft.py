@@ -13,15 +13,18 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import openai
 
-from parallel_r1.config import OpenAIFinetuneConfig
+from parallel_r1.config import OpenAIFinetuneConfig, PipelineConfig
 from parallel_r1.data.io import file_digest
 from parallel_r1.errors import UserFacingError
 from parallel_r1.finetune.manifest import FinetuneJob, FinetuneManifest
 from parallel_r1.llm_client import RETRYABLE_STATUS
+from parallel_r1.paths import RunPaths
 
 MIN_EXAMPLES = 10  # the API refuses training files with fewer examples
 SUFFIX_MAX_CHARS = 64  # the API's limit on `suffix`
@@ -114,20 +117,32 @@ class OpenAIFinetuneBackend:
     def submit(self, jobs: dict[str, Path], batches_of: dict[str, list[str]] | None = None) -> list[FinetuneJob]:
         """Upload each job's JSONL and create its fine-tuning job; returns the entries of `jobs`.
 
+        Up to `max_concurrent_submissions` jobs are uploaded and created at once (one thread each).
         A rejected file or job (a 4xx, a local validation error, or retries exhausted) marks only that
         entry `failed` with the reason; the others still go ahead. Raises `OpenAIFinetuneError` on an
         authentication or permission error, which no entry can get past.
         """
         batches_of = batches_of or {}
-        out = []
-        for name, path in jobs.items():
-            existing = self.manifest.read().get(name)
-            live = existing if existing and existing.backend == "openai" and existing.status != "failed" else None
-            if live and live.job_id:
-                out.append(live)
-                continue
-            out.append(self._submit_one(name, Path(path), batches_of.get(name, [name]), live, existing))
-        return out
+        known = self.manifest.read()
+        fatal = threading.Event()  # set by the first fatal error: the jobs not started yet are left alone
+
+        def one(name: str, path: Path, live: FinetuneJob | None, existing: FinetuneJob | None) -> FinetuneJob | None:
+            if fatal.is_set():
+                return None
+            try:
+                return self._submit_one(name, path, batches_of.get(name, [name]), live, existing)
+            except OpenAIFinetuneError:
+                fatal.set()
+                raise
+
+        out: list[FinetuneJob | Future] = []
+        with ThreadPoolExecutor(max_workers=self.cfg.max_concurrent_submissions,
+                                thread_name_prefix="openai-ft-submit") as pool:
+            for name, path in jobs.items():
+                existing = known.get(name)
+                live = existing if existing and existing.backend == "openai" and existing.status != "failed" else None
+                out.append(live if live and live.job_id else pool.submit(one, name, Path(path), live, existing))
+            return [job.result() if isinstance(job, Future) else job for job in out]
 
     def _submit_one(self, name: str, path: Path, batches: list[str], live: FinetuneJob | None,
                     existing: FinetuneJob | None) -> FinetuneJob:
@@ -205,7 +220,9 @@ class OpenAIFinetuneBackend:
         """Cancel one entry's OpenAI job; a job that has already ended is recorded as it ended."""
         job = self.manifest.read().get(name)
         if job is None or job.backend != "openai" or not job.job_id:
-            raise OpenAIFinetuneError(f"no submitted OpenAI job {name!r} in {self.manifest.path}")
+            names = sorted(n for n, j in self.manifest.read().items() if j.backend == "openai" and j.job_id)
+            raise OpenAIFinetuneError(f"no submitted OpenAI job {name!r} in {self.manifest.path}; "
+                                      f"submitted: {', '.join(names) or 'none'}")
         if job.done:
             return job
         try:
@@ -259,3 +276,9 @@ class OpenAIFinetuneBackend:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def cancel_job(cfg: PipelineConfig, name: str) -> FinetuneJob:
+    """`parallel-r1 finetune --cancel NAME`: cancel that entry's OpenAI job; its manifest entry records the outcome."""
+    with OpenAIFinetuneBackend(cfg.finetune.openai, FinetuneManifest(RunPaths(cfg.workdir).finetune_manifest)) as b:
+        return b.cancel(name)

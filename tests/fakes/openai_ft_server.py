@@ -7,6 +7,7 @@ tests are deterministic without sleeping. FastAPI + uvicorn run in a daemon thre
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import time
@@ -76,14 +77,16 @@ class FakeFineTuningServer(ThreadedServer):
     on files named in `reject_jobs` answer 400. With probability `error_rate` (drawn from a `seed`ed RNG,
     before any state changes) a request answers 429/500/502/503 with `retry-after-ms: retry_after_ms`
     (None: no header). `api_key`, when set, is required (401 otherwise). A job spends `running_polls`
-    GETs running, one metrics event each. State for assertions: `files`, `jobs`, `events`, `n_requests`,
-    `injected` (the injected statuses, in order); the knobs are plain attributes that tests may change while it runs.
+    GETs running, one metrics event each. Each upload takes at least `upload_delay_s` (without blocking other
+    requests), so that concurrent uploads show as overlapping `spans`. State for assertions: `files`, `jobs`,
+    `events`, `n_requests`, `injected` (the injected statuses, in order), `spans` ((method, path, start, end) of each
+    answered request, monotonic seconds); the knobs are plain attributes that tests may change while it runs.
     """
 
     def __init__(self, *, fail_marker: str = FAIL_MARKER, fail_files: Collection[str] = (),
                  reject_uploads: Collection[str] = (), reject_jobs: Collection[str] = (), min_examples: int = 10,
                  error_rate: float = 0.0, retry_after_ms: int | None = 1, seed: int = 0, running_polls: int = 1,
-                 api_key: str | None = None, port: int = 0):
+                 api_key: str | None = None, upload_delay_s: float = 0.0, port: int = 0):
         if not 0 <= error_rate <= 1:
             raise ValueError("error_rate must be in [0, 1]")
         self.fail_marker = fail_marker
@@ -95,6 +98,7 @@ class FakeFineTuningServer(ThreadedServer):
         self.retry_after_ms = retry_after_ms
         self.running_polls = running_polls
         self.api_key = api_key
+        self.upload_delay_s = upload_delay_s
         self.port = port
         self._rng = random.Random(seed)
         self.files: dict[str, dict] = {}
@@ -104,6 +108,7 @@ class FakeFineTuningServer(ThreadedServer):
         self._runs: dict[str, int] = {}  # GETs spent running, per job
         self.n_requests = 0
         self.injected: list[int] = []
+        self.spans: list[tuple[str, str, float, float]] = []
 
     # -- the job state machine ----------------------------------------------------------------------------
 
@@ -206,7 +211,10 @@ class FakeFineTuningServer(ThreadedServer):
                 headers = {} if self.retry_after_ms is None else {"retry-after-ms": str(self.retry_after_ms)}
                 message = "Rate limit reached" if status == 429 else "The server had an error"
                 return _error(status, f"{message} (injected)", None, None, headers)
-            return await call_next(request)
+            start = time.monotonic()
+            response = await call_next(request)
+            self.spans.append((request.method, request.url.path, start, time.monotonic()))
+            return response
 
         @app.exception_handler(_Rejected)
         async def rejected(request: Request, exc: _Rejected) -> JSONResponse:
@@ -235,6 +243,7 @@ class FakeFineTuningServer(ThreadedServer):
             if purpose not in FILE_PURPOSES:
                 raise _Rejected(400, f"Invalid purpose: {purpose!r}", "invalid_value", "purpose")
             raw = await file.read()
+            await asyncio.sleep(self.upload_delay_s)
             if file.filename in self.reject_uploads:
                 raise _Rejected(400, f"File {file.filename} was rejected: it violates the usage policies.",
                                 "invalid_file", "file")

@@ -182,7 +182,9 @@ def test_submit_adopts_a_job_created_before_a_crash(batches, manifest):
 
 
 def test_injected_429_and_5xx_are_retried_and_the_run_completes(batches, manifest):
-    with FakeFineTuningServer(error_rate=0.3, seed=7) as server, _backend(server, manifest) as backend:
+    # one submission at a time, so that the seeded failures fall on the same requests in every run
+    with FakeFineTuningServer(error_rate=0.3, seed=7) as server, \
+            _backend(server, manifest, max_concurrent_submissions=1) as backend:
         backend.submit(batches)
         _poll_until_done(backend)
         assert 429 in server.injected and {500, 502, 503} & set(server.injected)
@@ -223,10 +225,18 @@ def test_cancel(batches, manifest):
 
 def test_wrong_key_raises_naming_the_env_var(batches, manifest, monkeypatch):
     monkeypatch.setenv(KEY_ENV, "sk-wrong")
-    with FakeFineTuningServer(api_key="sk-right") as server, _backend(server, manifest) as backend:
+    with FakeFineTuningServer(api_key="sk-right") as server, \
+            _backend(server, manifest, max_concurrent_submissions=1) as backend:
         with pytest.raises(OpenAIFinetuneError, match=f"HTTP 401.*\\${KEY_ENV}"):
             backend.submit(batches)
         assert manifest.read()[NAMES[0]].status == "failed" and len(manifest.read()) == 1
+    manifest.path.unlink()
+    with FakeFineTuningServer(api_key="sk-right") as server, \
+            _backend(server, manifest, max_concurrent_submissions=3) as backend:
+        with pytest.raises(OpenAIFinetuneError, match="HTTP 401"):
+            backend.submit(batches)
+        tried = manifest.read()  # those in flight when the first 401 came; none started after it
+        assert 1 <= len(tried) <= 3 and {j.status for j in tried.values()} == {"failed"}
         monkeypatch.setenv(KEY_ENV, "sk-right")
     with FakeFineTuningServer(api_key="sk-right") as server, _backend(server, manifest) as backend:
         assert all(j.status == "queued" for j in backend.submit(batches))
@@ -257,3 +267,48 @@ def test_model_suffix_is_cut_to_the_api_limit():
     assert model_suffix("parallel-r1", "neurodivergent") == "parallel-r1-neurodivergent"
     assert len(model_suffix("p" * 40, "x" * 60)) == SUFFIX_MAX_CHARS
     assert model_suffix("", "solo") == "solo"
+
+
+def _peak_overlap(spans: list[tuple[str, str, float, float]]) -> int:
+    """The most requests of `spans` in progress at one moment."""
+    edges = sorted([(start, 1) for _, _, start, _ in spans] + [(end, -1) for _, _, _, end in spans])
+    peak = now = 0
+    for _, step in edges:
+        now += step
+        peak = max(peak, now)
+    return peak
+
+
+@pytest.mark.parametrize("bound", [1, 3])
+def test_uploads_overlap_up_to_the_bound(batches, manifest, bound):
+    with FakeFineTuningServer(upload_delay_s=0.3) as server, \
+            _backend(server, manifest, max_concurrent_submissions=bound) as backend:
+        submitted = backend.submit(batches)
+        uploads = [s for s in server.spans if s[:2] == ("POST", "/v1/files")]
+    assert [j.name for j in submitted] == NAMES and len(uploads) == 6
+    assert _peak_overlap(uploads) == bound
+    entries = manifest.read()  # concurrent manifest updates lost nothing
+    assert all(entries[n].job_id in server.jobs and entries[n].training_file in server.files for n in NAMES)
+    assert len({e.job_id for e in entries.values()}) == 6
+
+
+def test_cancel_from_the_command_line_and_a_bad_name(batches, manifest):
+    from typer.testing import CliRunner
+
+    from parallel_r1.cli import app
+
+    with FakeFineTuningServer() as server, _backend(server, manifest) as backend:
+        backend.submit(batches)
+        common = ["finetune", "--workdir", str(manifest.path.parent), "--set",
+                  f"finetune.openai.base_url={server.base_url}", "--set", f"finetune.openai.api_key_env={KEY_ENV}"]
+        result = CliRunner().invoke(app, [*common, "--cancel", "neurodivergent"])
+        assert result.exit_code == 0, result.output
+        job = manifest.read()["neurodivergent"]
+        assert job.status == "cancelled" and job.finished_at and server.jobs[job.job_id]["status"] == "cancelled"
+        assert f"neurodivergent ({job.job_id}) is cancelled" in result.output
+        assert {j.status for n, j in manifest.read().items() if n != "neurodivergent"} == {"queued"}
+        result = CliRunner().invoke(app, [*common, "--cancel", "neurodivergnet"])
+        assert result.exit_code == 2 and "Traceback" not in result.output
+        assert "no submitted OpenAI job 'neurodivergnet'" in result.output and "submitted: long_mixed_medium" in \
+            result.output.replace("\n", " ")
+        assert len(result.output.strip().splitlines()) <= 2, result.output  # one line, wrapped at 120 characters
