@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -10,6 +11,19 @@ if TYPE_CHECKING:
     from parallel_r1.config import BaseModelConfig
 
 BASE_MODEL_INFO = "base_model.json"  # in a base model folder built or converted by `init-model`
+ROUND_SUFFIX = re.compile(r"-round(\d+)$")  # `parallel-r1 next` runs round k in `<first run directory>-round<k>`
+
+
+def round_of(workdir: str | Path) -> int:
+    """The round a run directory holds: k for `<dir>-round<k>`, else 0 (the first run)."""
+    found = ROUND_SUFFIX.search(str(workdir))
+    return int(found.group(1)) if found else 0
+
+
+def round_dir(workdir: str | Path, round_no: int) -> str:
+    """The run directory of round `round_no` of the rounds `workdir` belongs to (round 0: the first run's)."""
+    first = ROUND_SUFFIX.sub("", str(workdir))
+    return f"{first}-round{round_no}" if round_no else first
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,8 @@ LAYERS = {
 
 # The only imports allowed between two packages of one layer (importer, imported).
 SAME_LAYER = {
-    # the foundation: the config reports errors; data, paths and the Ray connection read config types; job specs are YAML read by config's reader
+    # the foundation: the config reports errors; data, paths and the Ray connection read config types; jobs reads
+    # its YAML specs through config's reader
     ("config", "errors"), ("data", "errors"), ("data", "config"), ("paths", "config"), ("ray_runtime", "config"),
     ("jobs", "errors"), ("jobs", "config"),
     # the grader's LLM judge and the profile reader's LLM reader ask through the one OpenAI-compatible client

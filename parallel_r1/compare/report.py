@@ -10,12 +10,15 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from parallel_r1.compare.criteria import Criterion
 from parallel_r1.compare.models import BASE
+from parallel_r1.compare.questions import Answer, render_answers
 from parallel_r1.compare.scoring import ScoredReply
 from parallel_r1.compare.stats import Cell, ModelSummary, cell_map
 from parallel_r1.data.io import atomic_write_bytes, atomic_write_table, atomic_write_text
+from parallel_r1.data.records import unreadable
 from parallel_r1.errors import UserFacingError
 from parallel_r1.paths import RunPaths
 
@@ -31,6 +34,16 @@ RESULTS_SCHEMA = pa.schema([
 def write_results(path: Path, rows: list[ScoredReply]) -> Path:
     records = [{**asdict(r), "criteria": list(r.criteria.items())} for r in rows]
     return atomic_write_table(path, pa.Table.from_pylist(records, schema=RESULTS_SCHEMA))
+
+
+def read_results(path: Path) -> list[ScoredReply]:
+    """compare's graded replies; a truncated or corrupt file is a one-line error naming it."""
+    try:
+        rows = pq.read_table(path, schema=RESULTS_SCHEMA).to_pylist()
+        return [ScoredReply(**{**r, "criteria": dict(r["criteria"] or [])}) for r in rows]
+    except (pa.ArrowException, OSError, ValueError, KeyError, TypeError) as e:
+        lines = str(e).strip().splitlines() or [type(e).__name__]
+        raise unreadable(path, lines[0], "re-run `parallel-r1 compare` to write it again") from None
 
 
 def _png(fig) -> bytes:
@@ -87,7 +100,8 @@ def plot_deltas(cells: list[Cell], models: list[str], slices: list[str], path: P
 
 
 def render_report(cells: list[Cell], models: list[str], slices: list[str], summaries: dict[str, ModelSummary],
-                  criteria: list[Criterion], verdict: tuple[str, str], meta: dict) -> str:
+                  criteria: list[Criterion], verdict: tuple[str, str], meta: dict, answers: list[Answer],
+                  level: float) -> str:
     cm = cell_map(cells)
     lines = ["# Compare: specialists against the base model", "",
              f"{meta['items']} held-out prefixes ({meta['dropped']} candidates dropped because a training batch "
@@ -117,7 +131,8 @@ def render_report(cells: list[Cell], models: list[str], slices: list[str], summa
               "| model | parallel ratio | path diversity | consensus rate |", "|---|---|---|---|"]
     lines += [f"| {s.model} | {s.parallel.parallel_ratio:.1%} | {s.parallel.mean_path_diversity:.3f} | "
               f"{s.parallel.consensus_rate:.1%} |" for s in summaries.values()]
-    lines += ["", "![scores](heatmap.png)", "", "![deltas](deltas.png)", ""]
+    lines += ["", *render_answers(answers, level)]
+    lines += ["![scores](heatmap.png)", "", "![deltas](deltas.png)", ""]
     return "\n".join(lines)
 
 

@@ -8,6 +8,8 @@ only generates for models whose weights, the held-out set or the sampling settin
 
 from __future__ import annotations
 
+import json
+import logging
 import shutil
 import time
 from dataclasses import dataclass
@@ -17,6 +19,7 @@ from parallel_r1.compare.criteria import Criterion, decision, routing_table, suc
 from parallel_r1.compare.heldout import EvalItem, build_heldout, fingerprint, training_prefixes, write_heldout
 from parallel_r1.compare.models import ModelSpec, select_models, write_model_index
 from parallel_r1.compare.parallel_replies import ParallelEvaluation
+from parallel_r1.compare.questions import Answer, PreviousRound, open_questions
 from parallel_r1.compare.replies import (
     Reply,
     ReplyCache,
@@ -26,16 +29,25 @@ from parallel_r1.compare.replies import (
     prompts_for,
     sampling_of,
 )
-from parallel_r1.compare.report import plot_deltas, plot_heatmap, render_report, write_report, write_results
+from parallel_r1.compare.report import (
+    plot_deltas,
+    plot_heatmap,
+    read_results,
+    render_report,
+    write_report,
+    write_results,
+)
 from parallel_r1.compare.scoring import ScoredReply, score_replies
 from parallel_r1.compare.stats import Cell, ModelSummary, cell_map, compare_cells, summarise
-from parallel_r1.config import OpenAIEndpointConfig, PipelineConfig
-from parallel_r1.console import console, progress_bar, summary_table
+from parallel_r1.config import ConfigError, OpenAIEndpointConfig, PipelineConfig, load_config
+from parallel_r1.console import console, notice, progress_bar, summary_table
 from parallel_r1.errors import UserFacingError
 from parallel_r1.grade import build_grader
 from parallel_r1.inference.factory import resolve_engine_name
-from parallel_r1.paths import RunPaths, resolve_base_model
+from parallel_r1.paths import RunPaths, resolve_base_model, round_dir, round_of
 from parallel_r1.recipe import run_recipe
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -185,10 +197,28 @@ class CompareStage:
         meta = {"items": len(self.items), "dropped": self.dropped, "samples": ecfg.samples_per_prompt,
                 "temperature": ecfg.temperature, "engine": self.engine.name if self.engine else "cached",
                 "grader": grader.name}
-        text = render_report(cells, names, self.slices, summaries, criteria, verdict, meta)
+        text = render_report(cells, names, self.slices, summaries, criteria, verdict, meta,
+                             self._questions(rows, cells, names), ecfg.ci_level)
         report, routing_path = write_report(self.paths, text, routing)
         self._print(cells, names, summaries, criteria, verdict, report, routing_path)
         return CompareResult(cells, summaries, criteria, verdict, routing, report)
+
+    def _questions(self, rows: list[ScoredReply], cells: list[Cell], names: list[str]) -> list[Answer]:
+        """The open questions, from these results, `tune`'s sweep and the round this run directory came from,
+        where they exist (an unreadable one is left out with a notice, never fatal)."""
+        tune, previous = None, None
+        try:
+            if (self.paths.tune / "results.json").exists():
+                tune = json.loads((self.paths.tune / "results.json").read_text())
+            k = round_of(self.paths.workdir)
+            if k:
+                before = RunPaths(round_dir(self.paths.workdir, k - 1))
+                if (before.eval / "results.parquet").exists() and before.config_resolved.exists():
+                    previous = PreviousRound(str(before.workdir), read_results(before.eval / "results.parquet"),
+                                             load_config(before.config_resolved).batch.batches)
+        except (OSError, ValueError, UserFacingError, ConfigError) as e:
+            notice(f"compare: the open questions leave out an unreadable earlier result ({e})", log)
+        return open_questions(rows, cells, names, self.cfg.eval, self.cfg.batch.batches, tune, previous)
 
     def _print(self, cells, names, summaries, criteria, verdict, report, routing_path) -> None:
         cm = cell_map(cells)

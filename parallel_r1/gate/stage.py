@@ -13,9 +13,8 @@ import json
 import logging
 from dataclasses import asdict, dataclass, field
 
-import pyarrow.parquet as pq
-
 from parallel_r1.compare.models import BASE, REGISTRY_KIND, compared_models
+from parallel_r1.compare.report import read_results
 from parallel_r1.compare.scoring import ScoredReply
 from parallel_r1.compare.stats import ModelSummary, summarise
 from parallel_r1.config import PipelineConfig
@@ -63,11 +62,6 @@ def results_fingerprint(rows: list[ScoredReply]) -> str:
     """Changes whenever any graded reply does."""
     keys = sorted((r.model, r.item_id, r.sample, round(r.score, 6)) for r in rows)
     return hashlib.sha1(json.dumps(keys).encode()).hexdigest()[:16]
-
-
-def read_results(path) -> list[ScoredReply]:
-    rows = pq.read_table(path).to_pylist()
-    return [ScoredReply(**{**r, "criteria": dict(r["criteria"] or [])}) for r in rows]
 
 
 def evaluate_gate(s: ModelSummary, candidate: str, incumbent: str, bar: float, cfg: PipelineConfig,

@@ -8,17 +8,16 @@ stratification columns. Pure: it reads a config and the evidence, never files.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 from parallel_r1.config import BatchSpec, PipelineConfig
 from parallel_r1.data.plan import STANDARD_MIX, TRAIT_HEAVY_MIX
+from parallel_r1.paths import round_dir
 
 TARGET_SIZE = 200  # the plan's "scale to 200+ samples"
 GROWTH = 2.0  # a kept batch's size is multiplied by this each round, up to TARGET_SIZE
 WINNER_BOOST = 3.0  # discovery weight multiplier of a profile a winning specialist serves
 CASES = ("best case", "medium case", "worst case")
-ROUND_SUFFIX = re.compile(r"-round(\d+)$")
 
 
 @dataclass(frozen=True)
@@ -190,12 +189,7 @@ def next_round(cfg: PipelineConfig, evidence: RoundEvidence, round_no: int) -> l
     if evidence.case not in CASES:
         raise ValueError(f"unknown case {evidence.case!r}; expected one of {', '.join(CASES)}")
     act = {"best case": _best, "medium case": _medium, "worst case": _worst}[evidence.case]
-    workdir = f"{ROUND_SUFFIX.sub('', str(cfg.workdir))}-round{round_no}"
+    workdir = round_dir(cfg.workdir, round_no)
     return [Change("workdir", workdir, f"round {round_no} runs in its own run directory, beside {cfg.workdir}"),
             *act(cfg, evidence)]
 
-
-def round_of(workdir: str) -> int:
-    """The round a run directory holds: k for `<dir>-round<k>`, else 0 (the first run)."""
-    found = ROUND_SUFFIX.search(str(workdir))
-    return int(found.group(1)) if found else 0

@@ -13,13 +13,12 @@ from pathlib import Path
 import yaml
 
 from parallel_r1.compare.criteria import decision, routing_table, success_criteria
-from parallel_r1.compare.report import read_routing_table
+from parallel_r1.compare.report import read_results, read_routing_table
 from parallel_r1.compare.stats import cell_map, compare_cells, niche_delta
 from parallel_r1.config import ConfigError, PipelineConfig
 from parallel_r1.data.io import atomic_write_text
-from parallel_r1.gate.stage import read_results
-from parallel_r1.paths import RunPaths
-from parallel_r1.rounds.plan import Change, RoundEvidence, SpecialistEvidence, next_round, round_of
+from parallel_r1.paths import RunPaths, round_of
+from parallel_r1.rounds.plan import Change, RoundEvidence, SpecialistEvidence, next_round
 
 log = logging.getLogger(__name__)
 

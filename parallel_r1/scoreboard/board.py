@@ -8,10 +8,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from parallel_r1.compare.report import read_routing_table
+from parallel_r1.compare.report import read_results, read_routing_table
 from parallel_r1.compare.stats import ModelSummary, summarise
 from parallel_r1.config import PipelineConfig
-from parallel_r1.gate.stage import read_results
 from parallel_r1.monitor.log import Evaluation, read_score_log, score_log_path
 from parallel_r1.monitor.queue import Entry, TriggerLog, latest_jobs
 from parallel_r1.monitor.signals import Signals, compute_signals

@@ -59,7 +59,8 @@ def test_compare_writes_results_report_plots_and_routing(run_dir):
     replies = {m: [r["reply"] for r in table if r["model"] == m] for m in models}
     assert replies["neurodivergent"] != replies["base"]  # the adapter really answered
     report = (run_dir / "eval" / "report.md").read_text()
-    for text in ["abstract_scenarios", "validation_heavy", "Success criteria", "Decision:", "stock phrases / reply"]:
+    for text in ["abstract_scenarios", "validation_heavy", "Success criteria", "Decision:", "stock phrases / reply",
+                 "## Open questions", "| Do the profile specialists transfer to standard students? | on `general`"]:
         assert text in report
     for png in ["heatmap.png", "deltas.png"]:
         assert (run_dir / "eval" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -26,7 +26,7 @@ def test_a_parallel_reply_is_graded_as_its_summary_and_counted_in_the_kpis():
     assert summaries["parallel"].parallel.mean_path_diversity > 0
     assert summaries["plain"].parallel.parallel_ratio == 0.0
     report = render_report([], ["parallel", "plain"], [], summaries, [], ("worst case", "…"), {
-        "items": 1, "dropped": 0, "samples": 1, "temperature": 0.8, "engine": "hf"})
+        "items": 1, "dropped": 0, "samples": 1, "temperature": 0.8, "engine": "hf"}, [], 0.95)
     assert "## Parallel thinking" in report and "| parallel | 100.0% |" in report and "| plain | 0.0% |" in report
 
 

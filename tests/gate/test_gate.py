@@ -8,9 +8,9 @@ import json
 import pytest
 
 from parallel_r1.compare.models import ModelSpec, write_model_index
-from parallel_r1.compare.report import write_results
+from parallel_r1.compare.report import read_results, write_results
 from parallel_r1.config import load_config
-from parallel_r1.gate.stage import read_results, run_gate
+from parallel_r1.gate.stage import run_gate
 from parallel_r1.paths import RunPaths
 from parallel_r1.registry.promotion import PromotionRecord
 from tests.compare.test_stats_and_criteria import SLICES, rows_for
@@ -119,3 +119,15 @@ def test_a_parallel_model_needs_paths_that_are_neither_copies_nor_noise(tmp_path
 def test_gate_without_compare_results_says_which_stage_to_run(tmp_path):
     with pytest.raises(FileNotFoundError, match="compare"):
         run_gate(load_config(overrides={"workdir": str(tmp_path)}))
+
+
+def test_a_truncated_results_file_is_a_one_line_error_naming_it(tmp_path):
+    from parallel_r1.errors import UserFacingError
+
+    cfg, _ = _setup(tmp_path, {"base": dict.fromkeys(SLICES, 0.5), "spec": dict.fromkeys(SLICES, 0.6)})
+    results = tmp_path / "eval" / "results.parquet"
+    results.write_bytes(results.read_bytes()[:-200])
+    with pytest.raises(UserFacingError) as e:
+        run_gate(cfg)
+    assert str(results) in str(e.value) and "re-run `parallel-r1 compare`" in str(e.value)
+    assert "\n" not in str(e.value)
