@@ -21,8 +21,8 @@ os.environ.pop("RAY_ADDRESS", None)
 def ray_session():
     import ray
 
-    if not ray.is_initialized():
-        ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False,
+    if not ray.is_initialized():  # "local": a Ray of its own, even while a `ray start` cluster runs on this machine
+        ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False,
                  runtime_env={"env_vars": dict(LOCAL_RAY_ENV_DEFAULTS)})
     yield ray
     ray.shutdown()

@@ -1,4 +1,5 @@
-"""What the model backends give the router: whole replies (`Generation`), or replies streamed as generated.
+"""What the model backends give the router: whole replies (`Generation`), or replies streamed as generated; and
+the router's client of each backend kind.
 
 A backend's `generate(...)` returns one `Generation`; its `stream(...)` yields `Delta`s (new text of choice
 `index`) and ends with one `Generation` (the whole replies, finish reasons and token counts; or, before any
@@ -90,3 +91,18 @@ class StreamedChoices:
         rest = [Delta(i, text) for i, t in enumerate(texts) if (text := self.deltas[i].finish(t))]
         return rest, Generation(texts=texts, finish_reasons=self.reasons, prompt_tokens=self.usage["prompt_tokens"],
                                 completion_tokens=[self.usage["completion_tokens"]])
+
+
+def backend_client(kind: str, handle, grpc: bool, specials: list[str]):
+    """The router's client for the model deployment of backend `kind` ("hf" or "vllm"); `grpc`: its calls go over
+    the replicas' inter-deployment gRPC servers, by value, instead of through Ray object references; `specials`:
+    the base model's special-token strings (vllm: defused in message contents before the engine tokenises them)."""
+    if grpc:
+        handle = handle.options(_by_reference=False)
+    if kind == "vllm":
+        from parallel_r1.serve.vllm_backend import LLMClient
+
+        return LLMClient(handle, specials)
+    from parallel_r1.serve.hf_backend import HFClient
+
+    return HFClient(handle)

@@ -36,8 +36,17 @@ from parallel_r1.profiles import aread_profile
 from parallel_r1.profiles.reader import embedding_reader
 from parallel_r1.scoreboard.board import collect
 from parallel_r1.scoreboard.page import render
-from parallel_r1.serve.api import api, backend_failure, error_response, event, refusal, request_id, timed_out
-from parallel_r1.serve.generation import Delta, Generation
+from parallel_r1.serve.api import (
+    api,
+    backend_failure,
+    error_response,
+    event,
+    refusal,
+    request_id,
+    timed_out,
+    unavailable,
+)
+from parallel_r1.serve.generation import Delta, Generation, backend_client
 from parallel_r1.serve.metrics import RouterMetrics
 from parallel_r1.serve.online_grading import OnlineGrader
 from parallel_r1.serve.openai_backend import OpenAIRemote
@@ -61,21 +70,7 @@ from parallel_r1.serve.schema import (
 from parallel_r1.serve.served import ServedSet, Target, files_stamp, read_served
 
 log = logging.getLogger(__name__)
-
-
-def backend_client(kind: str, handle, grpc: bool, specials: list[str]):
-    """The router's client for the model deployment of backend `kind` ("hf" or "vllm"); `grpc`: its calls go over
-    the replicas' inter-deployment gRPC servers, by value, instead of through Ray object references; `specials`:
-    the base model's special-token strings (vllm: defused in message contents before the engine tokenises them)."""
-    if grpc:
-        handle = handle.options(_by_reference=False)
-    if kind == "vllm":
-        from parallel_r1.serve.vllm_backend import LLMClient
-
-        return LLMClient(handle, specials)
-    from parallel_r1.serve.hf_backend import HFClient
-
-    return HFClient(handle)
+STARTING_PROBE_S = 2.0  # until the model deployment first answers, how long a request waits to see it up
 
 
 @serve.deployment(name="Router")
@@ -110,6 +105,7 @@ class ChatRouter:
         self.grader = OnlineGrader(self.cfg.grading_fraction, score_log, log_conversations=self.cfg.log_conversations,
                                    grader=build_grader(grade_cfg) if grade_cfg is not None else None)
         self.token = self._read_token()
+        self._backend_up = False
 
     def _profile_reader(self, judge: dict | None):
         """Load the profile reader once per replica: the embedding model and classifier now (not on the first
@@ -252,9 +248,10 @@ class ChatRouter:
             if profile is None:
                 profile, profile_source = await self._infer_profile(chat), "inferred"
             route = self._pick(chat, profile)
+            target = self._served.target(route.specialist)
+            await self._wait_backend(target)
         except APIError as e:
             return error_response(e)
-        target = self._served.target(route.specialist)
         parallel = target.parallel or self.cfg.parallel_format
         conversation = self._conversation(chat, route.specialist, parallel)
         extra = {"specialist": route.specialist, "version": target.ref, "route_source": route.source,
@@ -299,6 +296,18 @@ class ChatRouter:
     def _grade(self, **fields) -> None:
         graded = self.grader.grade(**fields)
         self.metrics.graded(graded["specialist"], graded.get("version") or "", graded["score"])
+
+    async def _wait_backend(self, target: Target) -> None:
+        """Until the model deployment has answered once, a request it cannot take yet (still starting) is a 503 to
+        retry, not a request that waits out its timeout behind a replica that is loading its model."""
+        if self._backend_up or self._client(target) is not self.backend:
+            return
+        try:
+            await asyncio.wait_for(self.backend.models(), STARTING_PROBE_S)
+        except Exception as e:  # not up yet, whatever the handle raises
+            log.warning("the model deployment is not up yet (%s)", type(e).__name__)
+            raise unavailable("the model deployment is starting") from None
+        self._backend_up = True
 
     def _client(self, target: Target):
         """What answers for `target`: the OpenAI-compatible endpoint for an OpenAI fine-tuned id (served only when

@@ -126,7 +126,7 @@ def test_serve_config_section():
 def test_the_router_calls_the_model_by_value_over_grpc_unless_configured_off():
     """`serve.grpc_handles` (on by default, so every served test goes that way) sets the router's handle to the
     model deployment to `_by_reference=False`: Ray Serve's inter-deployment gRPC."""
-    from parallel_r1.serve.router import backend_client
+    from parallel_r1.serve.generation import backend_client
 
     class Handle:
         def __init__(self, options=None):
