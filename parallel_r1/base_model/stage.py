@@ -8,7 +8,6 @@ a model built with the same configuration is kept as it is.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import time
@@ -25,7 +24,7 @@ from parallel_r1.base_model.tokenizer import train_tokenizer
 from parallel_r1.config import BaseModelConfig, ConfigError
 from parallel_r1.console import console, notice, summary_table
 from parallel_r1.data import Dialogue, discovery_plan
-from parallel_r1.data.io import atomic_write_json, folder_build
+from parallel_r1.data.io import atomic_write_json, cached_json, folder_build
 from parallel_r1.discover.procedural import ProceduralBackend
 from parallel_r1.discover.simulator import simulate_dialogue
 from parallel_r1.errors import UserFacingError
@@ -69,11 +68,8 @@ def _build_key(cfg: BaseModelConfig) -> dict:
 
 def _existing(out_dir: Path, cfg: BaseModelConfig) -> BaseModelResult | None:
     """The recorded result when out_dir holds a complete build of this configuration."""
-    info_path = out_dir / BASE_MODEL_INFO
-    if not info_path.exists():
-        return None
-    info = json.loads(info_path.read_text())
-    if info.get("config") != _build_key(cfg):
+    info = cached_json(out_dir / BASE_MODEL_INFO)
+    if info is None or info.get("config") != _build_key(cfg):
         return None
     names = {f.name for f in fields(BaseModelResult)}
     return BaseModelResult(path=out_dir, skipped=True, **{k: v for k, v in info["metrics"].items() if k in names})

@@ -5,7 +5,6 @@ so a rerun (or a resumed, killed one) generates only what is missing or stale.""
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from parallel_r1.compare.heldout import EvalItem
 from parallel_r1.compare.models import ModelSpec
 from parallel_r1.config import BatchSpec, EvalConfig, OpenAIEndpointConfig
 from parallel_r1.data.context import fit_prompt, token_counter
-from parallel_r1.data.io import atomic_write_json
+from parallel_r1.data.io import atomic_write_json, cached_json
 from parallel_r1.data.prompts import TUTOR_SYSTEM_PROMPT, served_system_prompt
 from parallel_r1.inference.engine import Completion, InferenceEngine, SamplingParams
 
@@ -91,10 +90,7 @@ class ReplyCache:
         return self.folder / f"{model.replace(':', '__').replace('/', '_')}.json"
 
     def get(self, model: str, key: dict) -> list[Reply] | None:
-        path = self._path(model)
-        if not path.exists():
-            return None
-        data = json.loads(path.read_text())
+        data = cached_json(self._path(model)) or {}
         return [Reply(**r) for r in data["replies"]] if data.get("key") == key else None
 
     def put(self, model: str, key: dict, replies: list[Reply]) -> Path:

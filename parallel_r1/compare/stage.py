@@ -8,7 +8,6 @@ only generates for models whose weights, the held-out set or the sampling settin
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import time
@@ -41,6 +40,7 @@ from parallel_r1.compare.scoring import ScoredReply, score_replies
 from parallel_r1.compare.stats import Cell, ModelSummary, cell_map, compare_cells, summarise
 from parallel_r1.config import ConfigError, OpenAIEndpointConfig, PipelineConfig, load_config
 from parallel_r1.console import console, notice, progress_bar, summary_table
+from parallel_r1.data.io import cached_json
 from parallel_r1.errors import UserFacingError
 from parallel_r1.grade import build_grader
 from parallel_r1.inference.factory import resolve_engine_name
@@ -208,8 +208,7 @@ class CompareStage:
         where they exist (an unreadable one is left out with a notice, never fatal)."""
         tune, previous = None, None
         try:
-            if (self.paths.tune / "results.json").exists():
-                tune = json.loads((self.paths.tune / "results.json").read_text())
+            tune = cached_json(self.paths.tune / "results.json")
             k = round_of(self.paths.workdir)
             if k:
                 before = RunPaths(round_dir(self.paths.workdir, k - 1))

@@ -87,6 +87,20 @@ def append_line(path: Path, record: dict) -> None:
         os.close(fd)  # closing releases the lock
 
 
+def cached_json(path: Path) -> dict | None:
+    """A JSON record a stage only compares with what it would build (a key, a done marker): None when it is missing,
+    and when it cannot be read (with a warning), so the stage rebuilds instead of failing."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        log.warning("%s is unreadable (%s): rebuilding what it records", path, e)
+        return None
+    return found if isinstance(found, dict) else None
+
+
 def read_jsonl(path: Path) -> list[dict]:
     """The rows of one of our JSONL artifacts. A last line without its newline that is not JSON (a write cut short
     by a kill) is dropped with a warning; a bad line anywhere else is a one-line error naming the file and line."""

@@ -27,7 +27,7 @@ from parallel_r1.compare.models import PARALLEL_SFT
 from parallel_r1.config import FinetuneConfig, PipelineConfig
 from parallel_r1.config.workers import SFTJob
 from parallel_r1.console import notice, progress_bar, summary_table
-from parallel_r1.data.io import atomic_write_json, file_digest
+from parallel_r1.data.io import atomic_write_json, cached_json, file_digest
 from parallel_r1.data.run_lock import run_lock
 from parallel_r1.errors import UserFacingError
 from parallel_r1.finetune.manifest import FinetuneJob, FinetuneManifest
@@ -132,8 +132,7 @@ class ParallelSFTStage:
         self.key = {"dataset": self._dataset_key()}
         self.key["train"] = self._train_key()
         self.key["eval"] = self._eval_key()
-        if not self.force and self.paths.parallel_sft_eval.exists():
-            done = json.loads(self.paths.parallel_sft_eval.read_text())
+        if not self.force and (done := cached_json(self.paths.parallel_sft_eval)) is not None:
             if done.get("passed") and done.get("key") == self.key and self.paths.parallel_sft_model.exists():
                 self.done = done
                 return
@@ -147,7 +146,7 @@ class ParallelSFTStage:
         from parallel_r1.parallel_sft.dataset import ParallelDatasetBuilder
 
         meta_path = self.paths.parallel / "sft_data.meta.json"
-        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        meta = cached_json(meta_path) or {}
         if not self.force and meta.get("key") == self.key["dataset"] and self.paths.parallel_sft_data.exists():
             self.records, self.dataset_info = read_jsonl(self.paths.parallel_sft_data), meta["info"]
             notice(f"parallel-sft: {self.paths.parallel_sft_data} is up to date ({len(self.records)} records)", log)
@@ -261,7 +260,7 @@ class ParallelSFTStage:
         made_from = {"base": self.base, "context": context,
                      "adapter": file_digest(adapter / "adapter_model.safetensors") if adapter else None}
         info = out / EXPORT_INFO
-        if out.exists() and info.exists() and json.loads(info.read_text()) == made_from:
+        if out.exists() and cached_json(info) == made_from:
             return out
         export_parallel_model(self.base, out, context=context, adapter=adapter)
         atomic_write_json(info, made_from)

@@ -33,7 +33,13 @@ from parallel_r1.compare.niche import niche_score
 from parallel_r1.config import BatchSpec, PipelineConfig
 from parallel_r1.console import console, notice, summary_table
 from parallel_r1.data import read_dialogues
-from parallel_r1.data.io import atomic_write_bytes, atomic_write_json, atomic_write_jsonl, atomic_write_text
+from parallel_r1.data.io import (
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_jsonl,
+    atomic_write_text,
+    cached_json,
+)
 from parallel_r1.errors import UserFacingError
 from parallel_r1.paths import RunPaths, resolve_base_model
 from parallel_r1.ray_runtime import ensure_ray
@@ -201,7 +207,7 @@ class TuneStage:
         cfg, paths, slices, base, fingerprint, trials = (self.cfg, self.paths, self.slices, self.base,
                                                          self.fingerprint, self.trials)
         out, results_path = paths.tune, paths.tune / "results.json"
-        previous = json.loads(results_path.read_text()) if results_path.exists() else {}
+        previous = cached_json(results_path) or {}
         if previous and previous.get("fingerprint") != fingerprint:
             notice("tune: the settings or data changed since the last sweep: every trial runs again", log)
             previous = {}

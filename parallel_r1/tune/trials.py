@@ -4,7 +4,6 @@ finished trial, and the sweep itself."""
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass, replace
@@ -18,7 +17,7 @@ from parallel_r1.compare.replies import eval_system_prompt
 from parallel_r1.config import PipelineConfig
 from parallel_r1.config.workers import SFTJob
 from parallel_r1.console import console
-from parallel_r1.data.io import atomic_write_json
+from parallel_r1.data.io import atomic_write_json, cached_json
 
 REDUCTION_FACTOR = 2  # ASHA: at each rung, trials worse than the median so far stop
 FIT_RECORD = "fit.json"  # next to a trial's adapter once its fit is done: a rerun only scores it
@@ -91,7 +90,7 @@ def _trial(config: dict, setup: TrialSetup) -> None:
         "lora": cfg.finetune.lora.model_copy(update={"r": spec.lora_r, "alpha": spec.lora_alpha})})
     adapter = Path(setup.out_dir) / "adapters" / spec.name
     record = adapter / FIT_RECORD
-    fit = json.loads(record.read_text()) if record.exists() else {}
+    fit = cached_json(record) or {}
     if fit.get("fingerprint") != setup.fingerprint:
         per_worker = math.ceil(spec.n_examples / ft.num_workers)
         steps_per_epoch = math.ceil(per_worker / ft.per_device_batch_size) // ft.gradient_accumulation_steps

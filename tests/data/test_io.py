@@ -57,3 +57,22 @@ def test_a_killed_writers_temporary_entries_are_removed_and_nothing_else(tmp_pat
     (tmp_path / ".spec.json.a1b2.tmp").write_text("{")
     assert remove_stale_temps(tmp_path) == [".other.partial-999999999", ".spec.json.a1b2.tmp", ".spec.tmp"]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([".keep", live, "spec"])
+
+
+def test_a_cache_record_that_cannot_be_read_is_rebuilt_not_fatal(tmp_path, caplog):
+    """The keys and done markers stages compare with (base_model.json, tune's results, the reply cache, parallel-sft's
+    meta) read as absent when torn, so the stage rebuilds what they record."""
+    from parallel_r1.compare.replies import Reply, ReplyCache
+    from parallel_r1.data.io import cached_json
+
+    path = tmp_path / "key.json"
+    assert cached_json(path) is None
+    path.write_text('{"key": 1}')
+    assert cached_json(path) == {"key": 1}
+    path.write_text('{"key": ')
+    assert cached_json(path) is None and "unreadable" in caplog.text
+    cache = ReplyCache(tmp_path / "replies")
+    written = cache.put("m", {"k": 1}, [Reply("m", "i", 0, "hi", 1, "stop")])
+    assert cache.get("m", {"k": 1})[0].text == "hi"
+    written.write_bytes(written.read_bytes()[:10])
+    assert cache.get("m", {"k": 1}) is None
