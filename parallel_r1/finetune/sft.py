@@ -32,6 +32,13 @@ def _load_records(path: str) -> list[dict]:
     return [{"messages": r["messages"]} for r in rows]
 
 
+def bf16_mixed(use_gpu: bool) -> bool:
+    """Train in bf16 mixed precision (fp32 master weights) on a GPU that supports it; fp32 on CPU and older GPUs."""
+    import torch
+
+    return use_gpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
 def build_trainer(job: SFTJob, output_dir: str, callbacks: list | None = None):
     """An SFTTrainer for one job."""
     import torch
@@ -56,7 +63,7 @@ def build_trainer(job: SFTJob, output_dir: str, callbacks: list | None = None):
         output_dir=output_dir, num_train_epochs=job.epochs, learning_rate=job.learning_rate,
         per_device_train_batch_size=job.per_device_batch_size,
         gradient_accumulation_steps=job.gradient_accumulation_steps, max_length=job.max_length,
-        use_cpu=not use_gpu, bf16=False,  # the loss mask comes with the examples (`tokenize_with_turn_mask`)
+        use_cpu=not use_gpu, bf16=bf16_mixed(use_gpu),
         gradient_checkpointing=use_gpu,  # TRL defaults it on: on CPU it only recomputes the forward (~30 % slower)
         report_to="none", logging_steps=1,
         save_strategy="steps", save_steps=job.save_steps, save_total_limit=2, disable_tqdm=True,

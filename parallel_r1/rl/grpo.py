@@ -20,6 +20,7 @@ import torch
 from trl import GRPOConfig, GRPOTrainer
 
 from parallel_r1.data.parallel_format import parse_reply
+from parallel_r1.finetune.sft import bf16_mixed
 from parallel_r1.rl.curriculum import Curriculum, PhaseSettings
 from parallel_r1.rl.rewards import COMPONENTS, RewardSchedule, completion_text
 
@@ -77,7 +78,7 @@ def grpo_args(rl, output_dir: str, *, backend: str, max_model_len: int, use_gpu:
         num_generations=rl.num_generations, temperature=first_phase.temperature, top_p=rl.top_p,
         max_completion_length=max(rl.explore.max_tokens, rl.verify.max_tokens), beta=rl.beta,
         logging_steps=1, save_strategy="steps" if save else "no", save_steps=rl.save_steps, save_total_limit=2,
-        report_to="none", use_cpu=not use_gpu, bf16=use_gpu, gradient_checkpointing=use_gpu, seed=rl.seed,
+        report_to="none", use_cpu=not use_gpu, bf16=bf16_mixed(use_gpu), gradient_checkpointing=use_gpu, seed=rl.seed,
         disable_tqdm=True, dataloader_num_workers=0, log_completions=False, **vllm)
 
 

@@ -65,3 +65,12 @@ def test_one_job_data_parallel_over_two_gpus(ray_session, tmp_path, tiny_base_mo
     # Two workers share the global batch of per_device_batch_size x num_workers = 8: the optimizer steps of one.
     assert job.metrics["workers"] == 2
     assert job.metrics["global_step"] == math.ceil(job.metrics["examples"] / 8) * 2
+
+
+def test_a_gpu_trains_in_bf16_mixed_precision_where_it_can_and_the_cpu_in_fp32():
+    import torch
+
+    from parallel_r1.finetune.sft import bf16_mixed
+
+    assert bf16_mixed(True) == torch.cuda.is_bf16_supported()
+    assert bf16_mixed(False) is False
