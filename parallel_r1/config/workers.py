@@ -69,6 +69,7 @@ class GRPOJob:
     grade: GradeConfig | None = None  # the grader behind the rubric reward (None: the default rubric)
     critic: GradeConfig | None = None  # the critic of the consistency reward (None: no critic)
     torch_threads: int | None = None
+    card_dir: str | None = None  # discover.card_dir, absolute: the rewards read the scenario cards of its files too
 
 
 def worker_job(config: dict, kind: type):

@@ -22,6 +22,7 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback
 
 from parallel_r1.config.workers import GRPOJob, worker_job
+from parallel_r1.data.card_files import use_card_dir
 from parallel_r1.rl.state import MODEL_FILES, RLState, StopRecord
 
 HF_CHECKPOINT = "checkpoint"
@@ -218,6 +219,7 @@ def grpo_train_loop(config: dict) -> None:
     from parallel_r1.rl.metrics import MetricsLog
 
     job = worker_job(config, GRPOJob)
+    use_card_dir(job.card_dir)  # this process does not know the card files the driver read
     ctx = ray.train.get_context()
     rank = ctx.get_world_rank()
     output_dir = tempfile.mkdtemp(prefix=f"grpo-r{rank}-")

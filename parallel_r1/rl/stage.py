@@ -205,7 +205,8 @@ class RLStage:
         return GRPOJob(rl=self.rl, model=str(self.model), backend=self.backend, max_blocks=self.cfg.parallel.max_blocks,
                        metrics_file=str(self.paths.rl_metrics), state_file=str(self.paths.rl_state),
                        grade=resolved_grade(self.cfg), critic=self.critic,
-                       torch_threads=None if self.rl.use_gpu else max(1, int(self.rl.cpus_per_worker)))
+                       torch_threads=None if self.rl.use_gpu else max(1, int(self.rl.cpus_per_worker)),
+                       card_dir=str(Path(card_dir).resolve()) if (card_dir := self.cfg.discover.card_dir) else None)
 
     def run(self) -> RLResult:
         """Train (unless done), redraw the plot from the metrics file (also after a failed or killed run), print

@@ -390,3 +390,25 @@ def test_the_worker_config_carries_the_critic_into_the_consistency_reward(tmp_pa
     assert judge.job().critic.grader == "llm"
     assert judge.job().critic.judge.base_url == "http://judge:8000/v1"
     assert RLStage(_cfg(Path("run"))).job().critic is None
+
+
+def test_the_workers_know_the_card_files_the_driver_read(tmp_path, monkeypatch):
+    """A Ray Train worker is another process: the job carries discover.card_dir (absolute), and the worker registers
+    those cards before the rewards look a prompt's scenario up by id."""
+    import subprocess
+    import sys
+
+    from parallel_r1.rl.stage import RLStage
+
+    repo = Path(__file__).resolve().parents[2]
+    monkeypatch.chdir(repo)
+    cfg = load_config(overrides={"workdir": str(tmp_path), "discover.card_dir": "scenarios"})
+    job = RLStage(cfg).job()
+    assert job.card_dir == str(repo / "scenarios")
+    code = ("import pickle, sys; from parallel_r1.data.card_files import use_card_dir, load_card_dir; "
+            "from parallel_r1.rl.rewards import _scenario; job = pickle.loads(sys.stdin.buffer.read()); "
+            "ids = [c.id for c, _ in load_card_dir(job.card_dir)]; use_card_dir(job.card_dir); "
+            "print(len(ids) if all(_scenario(i).id == i for i in ids) else 0)")
+    out = subprocess.run([sys.executable, "-c", code], input=pickle.dumps(job), capture_output=True, cwd=tmp_path,
+                         check=True)
+    assert int(out.stdout) >= 3, out  # the repository's trauma-informed cards, found by id in another process
