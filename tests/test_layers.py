@@ -32,6 +32,8 @@ SAME_LAYER = {
     ("grade", "llm_client"), ("profiles", "llm_client"),
     # the embedded base model is pre-trained on dialogues of the procedural simulator
     ("base_model", "discover"),
+    # discovery's tutor is grounded with the knowledge base's one retrieval (kb.ground: [discover])
+    ("discover", "kb"),
     # the gate reads compare's scored replies
     ("gate", "compare"),
     # `parallel-r1 run` runs the pipeline

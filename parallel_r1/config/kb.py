@@ -35,10 +35,13 @@ class KBConfig(_Section):
     chunk_chars: int = Field(700, ge=100, description="Characters per passage at most; a longer section is split.")
     chunk_overlap: int = Field(120, ge=0, description="Characters a split passage repeats from the one before.")
     # grounding
-    ground: list[Literal["parallel_sft"]] = Field(
+    ground: list[Literal["parallel_sft", "discover", "serve"]] = Field(
         default_factory=list, description="Stages that ground their prompts in the knowledge base. parallel_sft: "
                                           "each path of the cold-start data gets the passages retrieved for its "
-                                          "dialogue prefix. []: none (the store is not opened).")
+                                          "dialogue prefix; discover: the openai backend's tutor, for the topic "
+                                          "and the student's last message (the procedural backend has no prompt); "
+                                          "serve: the router, for the student's last message. []: none (the store "
+                                          "is not opened).")
     top_k: int = Field(3, ge=1, description="Passages retrieved per grounded prompt at most.")
     min_score: float = Field(0.45, ge=-1, le=1, description="Cosine similarity a passage needs to be used: only "
                                                             "high-confidence passages ground a prompt.")

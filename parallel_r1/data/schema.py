@@ -54,6 +54,9 @@ class Dialogue:
     stock_phrase_density: float | None = None
     source: str | None = None  # the transcripts file an imported dialogue came from; None: discovered
     profile_source: str | None = None  # imported: "given" or "inferred:<reader>"; None: the simulator's
+    # knowledge-base passages the tutor's prompt got (kb.ground: [discover]): {"turn", "digest", "source", "title",
+    # "score"} per passage and tutor turn
+    grounding: list[dict] = field(default_factory=list)
 
     @property
     def n_turns(self) -> int:
@@ -88,6 +91,7 @@ class Dialogue:
         row["turns"] = [Turn(**t) for t in row["turns"]]
         row["criteria"] = dict(row.get("criteria") or [])
         row["persona"] = {**row["persona"], "traits": list(row["persona"].get("traits") or [])}
+        row["grounding"] = list(row.get("grounding") or [])  # files written before the column read as null
         return cls(**row)
 
 
@@ -97,6 +101,8 @@ PERSONA_TYPE = pa.struct([
     ("traits", pa.list_(pa.string())),
 ])
 TURN_TYPE = pa.struct([("role", pa.string()), ("content", pa.string())])
+GROUNDING_TYPE = pa.struct([("turn", pa.int32()), ("digest", pa.string()), ("source", pa.string()),
+                            ("title", pa.string()), ("score", pa.float64())])
 
 DIALOGUE_SCHEMA = pa.schema([
     pa.field("dialogue_id", pa.string(), nullable=False),
@@ -110,6 +116,7 @@ DIALOGUE_SCHEMA = pa.schema([
     ("score", pa.float64()), ("confidence", pa.float64()),
     ("criteria", pa.map_(pa.string(), pa.float64())), ("grader", pa.string()),
     ("stock_phrase_density", pa.float64()), ("source", pa.string()), ("profile_source", pa.string()),
+    ("grounding", pa.list_(GROUNDING_TYPE)),
 ])
 
 

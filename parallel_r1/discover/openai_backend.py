@@ -8,12 +8,20 @@ request is trimmed to the served model's context, and a turn that breaks the rol
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 from parallel_r1.config import OpenAIEndpointConfig, RolePlayConfig
 from parallel_r1.data import ScenarioCard, StudentPersona, Turn
 from parallel_r1.discover.backend import DialogueContext
 from parallel_r1.discover.chat_window import ContextWindow, fit_messages
 from parallel_r1.discover.turn_checks import TurnRejected, check_turn, strip_own_label
+from parallel_r1.kb.grounding import passage_ref, reference_block
 from parallel_r1.llm_client import Completion, EndpointError, OpenAIChatClient
+
+if TYPE_CHECKING:
+    from parallel_r1.kb.store import Hit
 
 TRAIT_NOTES = {
     "neurodivergent": "You are neurodivergent: you process information your own way and do best with "
@@ -85,15 +93,18 @@ CONTEXT_ATTEMPTS = 3  # requests per turn when the server refuses the prompt as 
 class OpenAISession:
     """One dialogue: both roles' system prompts, each role's view of the turns so far, and the role-play
     checks. `behaviours` records what it took: one `roleplay_retry:<role>:<code>` per turn asked for again,
-    and `context_trimmed:<n>` when n requests left older turns out to fit the model's context."""
+    and `context_trimmed:<n>` when n requests left older turns out to fit the model's context; `grounding` the
+    knowledge-base passages each tutor turn's prompt got."""
 
     def __init__(self, backend: OpenAIBackend, ctx: DialogueContext):
         self._backend = backend
         self._opening = ctx.card.opening
         self._name = ctx.persona.name
+        self._topic = ctx.card.topic
         self.system = {"student": student_prompt(ctx.persona, ctx.card), "teacher": teacher_prompt(ctx.card)}
         self.retries: list[str] = []
         self.trimmed = 0
+        self.grounding: list[dict] = []
 
     @property
     def behaviours(self) -> list[str]:
@@ -130,15 +141,27 @@ class OpenAISession:
             return done
         raise AssertionError("unreachable")
 
+    async def _reference(self, history: list[Turn]) -> str:
+        """The tutor's reference notes for its next turn: the passages retrieved (in a thread) for the topic and the
+        student's last message, recorded in `grounding`; "" when ungrounded or when none is high-confidence."""
+        retrieve = self._backend.retrieve
+        if retrieve is None:
+            return ""
+        last = next((t.content for t in reversed(history) if t.role == "student"), "")
+        hits = await asyncio.to_thread(retrieve, f"{self._topic}\n{last}")
+        self.grounding += [{"turn": len(history), **passage_ref(h)} for h in hits]
+        return reference_block([h.passage.text for h in hits]) if hits else ""
+
     async def reply(self, role: str, history: list[Turn]) -> str:
         if role not in self.system:
             raise ValueError(f"unknown role {role!r}; expected 'student' or 'teacher'")
         if role == "student" and not history:
             return self._opening
         rules = self._backend.roleplay
+        reference = await self._reference(history) if role == "teacher" else ""
         note = ""
         for attempt in range(rules.max_retries + 1):
-            done = await self._complete(role, history, note)
+            done = await self._complete(role, history, "\n\n".join(part for part in (reference, note) if part))
             text = strip_own_label(role, done.text, self._name)
             problem = check_turn(role, text, finish_reason=done.finish_reason, history=history, name=self._name,
                                  rules=rules)
@@ -152,12 +175,14 @@ class OpenAISession:
 
 class OpenAIBackend:
     """Writes dialogues with a model behind an OpenAI-compatible endpoint; one client and one context window
-    for all sessions."""
+    for all sessions. `retrieve` (kb.ground: [discover]): a query's high-confidence passages, for the tutor's prompt."""
 
     name = "openai"
 
-    def __init__(self, cfg: OpenAIEndpointConfig, seed: int = 0, roleplay: RolePlayConfig | None = None):
+    def __init__(self, cfg: OpenAIEndpointConfig, seed: int = 0, roleplay: RolePlayConfig | None = None,
+                 retrieve: Callable[[str], list[Hit]] | None = None):
         self.cfg = cfg
+        self.retrieve = retrieve
         self.model = cfg.model
         self.roleplay = roleplay or RolePlayConfig()
         self.client = OpenAIChatClient(cfg, seed=seed)

@@ -27,24 +27,26 @@ from parallel_r1.discover.openai_backend import OpenAIBackend
 from parallel_r1.discover.procedural import ProceduralBackend
 from parallel_r1.discover.simulator import simulate_dialogue
 from parallel_r1.grade import agrade_dialogues, build_grader
+from parallel_r1.kb.grounding import Retriever
 
 log = logging.getLogger(__name__)
 
 
-def build_backend(cfg: DiscoverConfig) -> ChatBackend:
-    """The chat backend named in the discovery config."""
+def build_backend(cfg: DiscoverConfig, retriever: Retriever | None = None) -> ChatBackend:
+    """The chat backend named in the discovery config; `retriever` grounds the openai backend's tutor."""
     if cfg.backend == "procedural":
         return ProceduralBackend(seed=cfg.seed)
-    return OpenAIBackend(cfg.openai, seed=cfg.seed, roleplay=cfg.roleplay)
+    return OpenAIBackend(cfg.openai, seed=cfg.seed, roleplay=cfg.roleplay,
+                         retrieve=retriever.retrieve if retriever is not None else None)
 
 
 @ray.remote
 class DiscoveryWorker:
     """Simulates (and grades) dialogues; async methods let one actor hold many in flight."""
 
-    def __init__(self, discover_cfg: DiscoverConfig, grade_cfg: GradeConfig | None):
+    def __init__(self, discover_cfg: DiscoverConfig, grade_cfg: GradeConfig | None, retriever: Retriever | None):
         use_card_dir(discover_cfg.card_dir)  # the driver passes it as an absolute path
-        self.backend = build_backend(discover_cfg)
+        self.backend = build_backend(discover_cfg, retriever)
         self.attempts = discover_cfg.dialogue_attempts
         self.grader = build_grader(grade_cfg) if grade_cfg is not None else None
 
@@ -81,11 +83,14 @@ class PoolStats:
 
 
 class DiscoveryPool:
-    """Runs tasks on `num_actors` actors; `on_result(task, result)` gets each finished task."""
+    """Runs tasks on `num_actors` actors; `on_result(task, result)` gets each finished task; `retriever`: the
+    knowledge base each actor opens for itself to ground the tutor (kb.ground: [discover])."""
 
-    def __init__(self, discover_cfg: DiscoverConfig, grade_cfg: GradeConfig | None):
+    def __init__(self, discover_cfg: DiscoverConfig, grade_cfg: GradeConfig | None,
+                 retriever: Retriever | None = None):
         self.cfg = discover_cfg
         self.grade_cfg = grade_cfg
+        self.retriever = retriever
         self.actors: list = []
         self.stats = PoolStats()
         self.progress_hook: Callable[[DiscoveryPool], None] | None = None
@@ -94,7 +99,7 @@ class DiscoveryPool:
         calls = max(1, -(-self.cfg.max_in_flight // self.cfg.chunk_size))
         return DiscoveryWorker.options(
             max_concurrency=calls, num_cpus=self.cfg.actor_num_cpus, max_restarts=0,
-        ).remote(self.cfg, self.grade_cfg)
+        ).remote(self.cfg, self.grade_cfg, self.retriever)
 
     def start(self) -> None:
         self.actors = [self._new_actor() for _ in range(self.cfg.num_actors)]

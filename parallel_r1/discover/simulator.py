@@ -36,6 +36,7 @@ async def simulate_dialogue(backend: ChatBackend, task: DialogueTask) -> Dialogu
         domain=card.domain, question_type=card.question_type, difficulty=card.difficulty,
         is_special=card.special is not None, profile_kind=ctx.persona.kind, persona=ctx.persona.to_dict(),
         turns=turns, backend=backend.name, model=backend.model, seed=task.seed,
-        behaviours=list(session.behaviours), created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        behaviours=list(session.behaviours), grounding=list(getattr(session, "grounding", [])),  # openai only
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         duration_s=time.perf_counter() - started,
     )

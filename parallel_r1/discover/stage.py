@@ -14,6 +14,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from parallel_r1.config import ConfigError, DiscoverConfig, PipelineConfig, dump_config
 from parallel_r1.console import notice, progress_bar, summary_table
@@ -24,6 +25,9 @@ from parallel_r1.grade import resolved_grade
 from parallel_r1.llm_server import managed_endpoints
 from parallel_r1.paths import RunPaths
 from parallel_r1.recipe import run_recipe
+
+if TYPE_CHECKING:
+    from parallel_r1.kb.grounding import Retriever
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +71,7 @@ class DiscoverStage:
         self.failures: dict[str, dict] = {}
         self.dialogues: list[Dialogue] = []  # what dialogues.parquet holds, kept so flushes never re-read it
         self._buffer: list[Dialogue] = []
-        self._llm_server = ExitStack()  # a managed LLM server (llm_server.managed), while the pool runs
+        self._resources = ExitStack()  # a managed LLM server (llm_server.managed) and the kb, while the pool runs
 
     def setup(self) -> None:
         from parallel_r1.discover.pool import DiscoveryPool
@@ -84,23 +88,42 @@ class DiscoverStage:
         self.failures = {f["dialogue_id"]: f for f in read_jsonl(self.paths.discover_failures)
                          if f["dialogue_id"] not in done}
         if self.pending:
+            retriever = self._retriever()
             needs = ("discover", "judge") if d.grade else ("discover",)
-            self.cfg = self._llm_server.enter_context(managed_endpoints(self.cfg, needs))
+            self.cfg = self._resources.enter_context(managed_endpoints(self.cfg, needs))
             notice(ensure_ray(self.cfg.ray), log)
             actors_cfg = d.model_copy(update={"card_dir": str(Path(d.card_dir).resolve())}) if d.card_dir else d
-            self.pool = DiscoveryPool(actors_cfg, resolved_grade(self.cfg) if d.grade else None)
+            self.pool = DiscoveryPool(actors_cfg, resolved_grade(self.cfg) if d.grade else None, retriever)
+
+    def _retriever(self) -> Retriever | None:
+        """The actors' retrieval when kb.ground includes discover: the store is checked here and kept up while the
+        pool runs. The procedural backend has no prompt to ground (said once)."""
+        from parallel_r1.kb import open_kb
+        from parallel_r1.kb.grounding import Retriever, check_not_empty
+
+        if "discover" not in self.cfg.kb.ground:
+            return None
+        if self.cfg.discover.backend == "procedural":
+            log.warning("kb.ground includes discover, but the procedural backend writes no prompt to ground: its "
+                        "dialogues are not grounded")
+            return None
+        check_not_empty(self._resources.enter_context(open_kb(self.cfg.kb, self.paths.workdir)), "discover")
+        return Retriever(self.cfg.kb, self.paths.workdir.resolve())
 
     def _check_same_plan(self) -> None:
         """Resuming is only meaningful with the plan the existing dialogues came from."""
         d = self.cfg.discover
         signature = {"seed": d.seed, "include_special": d.include_special, "backend": d.backend,
-                     "profile_mix": d.profile_mix, "card_files": [c.id for c in use_card_dir(d.card_dir)] or None}
+                     "profile_mix": d.profile_mix, "card_files": [c.id for c in use_card_dir(d.card_dir)] or None,
+                     "kb_grounded": ("discover" in self.cfg.kb.ground and d.backend != "procedural") or None}
         path = self.paths.workdir / "discover_plan.json"
         if path.exists() and self.paths.dialogues.exists():
             previous = json.loads(path.read_text())
             changed = {k: (previous.get(k), v) for k, v in signature.items() if previous.get(k) != v}
             if changed:
-                detail = ", ".join(f"discover.{k}: {a!r} on disk, {b!r} now" for k, (a, b) in changed.items())
+                named = {"kb_grounded": "grounded in the kb (kb.ground has discover)"}
+                detail = ", ".join(f"{named.get(k, f'discover.{k}')}: {a!r} on disk, {b!r} now"
+                                   for k, (a, b) in changed.items())
                 raise ConfigError(f"{self.paths.dialogues} was discovered with another plan ({detail}); "
                                   "use the same settings to continue, or another workdir")
         atomic_write_json(path, signature)
@@ -167,7 +190,7 @@ class DiscoverStage:
         if self.pool is not None:
             self.pool.shutdown()
             self.pool = None
-        self._llm_server.close()
+        self._resources.close()
 
 
 def print_discover_summary(result: DiscoverResult) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from parallel_r1.kb.store import KBError
+from parallel_r1.kb.grounding import check_not_empty, high_confidence, passage_ref, reference_block
 
 if TYPE_CHECKING:
     from parallel_r1.kb import KnowledgeBase
@@ -22,25 +22,17 @@ def prefix_query(messages: Sequence[dict]) -> str:
     return "\n".join(history[-PREFIX_MESSAGES:])
 
 
-def reference_block(passages: Sequence[str]) -> str:
-    return "Reference notes (use them where they help):\n" + "\n".join(f"- {p}" for p in passages)
-
-
 class Grounder:
     def __init__(self, kb: KnowledgeBase, top_k: int = 3, min_score: float = 0.45):
-        if kb.store.count() == 0:
-            raise KBError("kb.ground includes parallel_sft but the knowledge base is empty: run "
-                          "`parallel-r1 kb ingest --builtin` (or ingest your own notes) first")
+        check_not_empty(kb, "parallel_sft")
         self.kb, self.top_k, self.min_score = kb, top_k, min_score
 
     def ground(self, records: Sequence[ParallelRecord]) -> int:
         """Fill each record's path_context, grounding and system prompt in place; how many records got passages."""
-        results = self.kb.query_many([prefix_query(r.messages) for r in records], self.top_k)
+        results = high_confidence(self.kb, [prefix_query(r.messages) for r in records], self.top_k, self.min_score)
         grounded = 0
-        for record, hits in zip(records, results, strict=True):
-            kept = [h for h in hits if h.score >= self.min_score]
-            record.grounding = [{"digest": h.passage.digest, "source": h.passage.source, "title": h.passage.title,
-                                 "score": round(h.score, 4)} for h in kept]
+        for record, kept in zip(records, results, strict=True):
+            record.grounding = [passage_ref(h) for h in kept]
             texts = [h.passage.text for h in kept]
             record.path_context = [list(texts) for _ in record.paths]
             if texts:

@@ -73,7 +73,7 @@ def build_app(cfg: PipelineConfig, serve_plan: ServePlan | None = None):
     router = ChatRouter.options(**deployment_options(sc, sc.router_replicas, sc.router_num_cpus, router=True))
     return router.bind(model, sc.backend, sc.model_dump(), policy.model_dump(), str(Path(cfg.workdir).resolve()),
                        prompts, str(serve_plan.score_log), resolved_grade(cfg).model_dump(), cfg.monitor.model_dump(),
-                       specials)
+                       specials, cfg.kb.model_dump() if "serve" in cfg.kb.ground else None)
 
 
 def app_builder(args: dict):

@@ -47,6 +47,7 @@ from parallel_r1.serve.api import (
     unavailable,
 )
 from parallel_r1.serve.generation import Delta, Generation, backend_client
+from parallel_r1.serve.grounding import ReplyGrounding
 from parallel_r1.serve.metrics import RouterMetrics
 from parallel_r1.serve.online_grading import OnlineGrader
 from parallel_r1.serve.openai_backend import OpenAIRemote
@@ -84,11 +85,12 @@ class ChatRouter:
     instruction is added for a model answering in that format); `grade`: the grade section (its fitted grader's
     folder made absolute): the online grader it names, and the `grade.judge` endpoint the "llm" profile reader asks
     (without it, the rubric grades and that reader falls back to the embedding reader); `monitor`: the thresholds
-    the /dashboard scoreboard draws; `specials`: the base model's special-token strings (for the vllm backend)."""
+    the /dashboard scoreboard draws; `specials`: the base model's special-token strings (for the vllm backend);
+    `kb`: the kb section when replies are grounded in the knowledge base (`ReplyGrounding`)."""
 
     def __init__(self, backend_handle, backend_kind: str, cfg: dict, policy: dict, workdir: str,
                  system_prompts: dict[str, str], score_log: str, grade: dict | None = None,
-                 monitor: dict | None = None, specials: list[str] | None = None) -> None:
+                 monitor: dict | None = None, specials: list[str] | None = None, kb: dict | None = None) -> None:
         self.cfg = ServeConfig(**cfg)
         self.board_cfg = PipelineConfig(workdir=workdir, serve=self.cfg, monitor=MonitorConfig(**(monitor or {})))
         self.metrics = RouterMetrics()
@@ -99,6 +101,7 @@ class ChatRouter:
         self.remote = OpenAIRemote(self.cfg) if self.cfg.openai_base_url else None
         self.system_prompts = system_prompts
         self.workdir = workdir
+        self.grounding = ReplyGrounding(kb, workdir)
         self._served = read_served(workdir, self.cfg)
         self._router = self._make_router(self._served)
         self._checked = time.monotonic()
@@ -253,10 +256,10 @@ class ChatRouter:
         except APIError as e:
             return error_response(e)
         parallel = target.parallel or self.cfg.parallel_format
-        conversation = self._conversation(chat, route.specialist, parallel)
+        conversation, grounded = await self.grounding.ground(self._conversation(chat, route.specialist, parallel))
         extra = {"specialist": route.specialist, "version": target.ref, "route_source": route.source,
                  "student_profile": {"kind": profile.kind, "traits": profile.traits, "source": profile_source},
-                 **({"parallel_view": chat.parallel_view} if parallel else {})}
+                 **({"parallel_view": chat.parallel_view} if parallel else {}), **grounded}
         headers = {SPECIALIST_HEADER: route.specialist, VERSION_HEADER: target.ref}
         record = {"history": conversation, "specialist": route.specialist, "version": target.ref, "profile": profile,
                   "profile_source": profile_source, "route_source": route.source, "started": started}

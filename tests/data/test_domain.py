@@ -98,6 +98,14 @@ def test_parquet_round_trip_with_explicit_schema(tmp_path):
     assert back[0].messages()[1] == {"role": "assistant", "content": "message 1"}
 
 
+def test_files_written_before_the_grounding_column_still_read(tmp_path):
+    from parallel_r1.data.schema import dialogues_to_table
+
+    path = tmp_path / "old.parquet"
+    pq.write_table(dialogues_to_table([_dialogue(0)]).drop_columns(["grounding"]), path)
+    assert [d.grounding for d in read_dialogues(path)] == [[]]
+
+
 def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="parallel-r1 discover"):
         read_dialogues(tmp_path / "d.parquet")

@@ -82,3 +82,21 @@ def test_the_flag_reaches_discover_and_run_and_bad_flags_are_one_line(tmp_path, 
         result = runner.invoke(app, ["discover", "-w", str(tmp_path), "--profile-mix", bad])
         assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
         assert len(result.output.strip().splitlines()) == 1, result.output
+
+
+def test_a_resume_with_another_plan_is_refused_naming_what_changed(tmp_path):
+    """Switching the mix or the grounding of a run's discovery midway would mix two plans in one dialogues file."""
+    from parallel_r1.config import ConfigError, load_config
+    from parallel_r1.discover.stage import DiscoverStage
+
+    def stage(**overrides):
+        return DiscoverStage(load_config(overrides={"workdir": str(tmp_path), "discover.backend": "openai",
+                                                    **overrides}))
+
+    stage()._check_same_plan()
+    (tmp_path / "dialogues.parquet").write_bytes(b"")
+    stage()._check_same_plan()  # the same plan resumes
+    with pytest.raises(ConfigError, match="grounded in the kb .kb.ground has discover.: None on disk, True now"):
+        stage(**{"kb.ground": ["discover"]})._check_same_plan()
+    with pytest.raises(ConfigError, match="discover.profile_mix: None on disk"):
+        stage(**{"discover.profile_mix": {"standard": 1.0}})._check_same_plan()

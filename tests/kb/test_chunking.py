@@ -82,8 +82,8 @@ def test_builtin_corpus_serves_every_scenario_card():
 def test_kb_config_grounds_nothing_by_default_and_checks_its_fields():
     cfg = load_config(None)
     assert cfg.kb.ground == [] and cfg.kb.postgres_dsn is None and cfg.kb.redis_url is None
-    with pytest.raises(ConfigError, match="kb.ground"):
-        load_config(None, ["kb.ground=[serve]"])
+    with pytest.raises(ConfigError, match="kb.ground.1: Input should be 'parallel_sft', 'discover' or 'serve'"):
+        load_config(None, ["kb.ground=[serve,search]"])
     with pytest.raises(ConfigError, match="chunk_overlap"):
         load_config(None, ["kb.chunk_overlap=800"])
     with pytest.raises(ConfigError, match="kb.table"):

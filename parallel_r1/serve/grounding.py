@@ -1,0 +1,46 @@
+"""Grounding the router's replies in the knowledge base (`kb.ground: [serve]`): the high-confidence passages for the
+student's last message join the system prompt the model sees, and the reply's `grounding` field names them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+
+from parallel_r1.config import KBConfig
+from parallel_r1.kb.grounding import Retriever, passage_ref, reference_block
+from parallel_r1.serve.schema import with_instruction
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_S = 30.0  # a store that failed is left alone this long: replies meanwhile are ungrounded
+
+
+class ReplyGrounding:
+    """The router replica's grounding: the store of `kb` (the kb section; None: grounding off) opened on the first
+    request and kept; a store that fails degrades replies to ungrounded ones with a warning, never to an error."""
+
+    def __init__(self, kb: dict | None, workdir: str | Path):
+        self.retriever = Retriever(KBConfig(**kb), workdir) if kb is not None else None
+        self._down_until = 0.0
+
+    async def ground(self, conversation: list[dict]) -> tuple[list[dict], dict]:
+        """The conversation with the reference notes in its system prompt, and the reply's extra field
+        (`{"grounding": [...]}`, empty when off); retrieval runs in a thread, off the event loop."""
+        if self.retriever is None:
+            return conversation, {}
+        query = next((m["content"] for m in reversed(conversation) if m["role"] == "user"), "")
+        if not query.strip() or time.monotonic() < self._down_until:
+            return conversation, {"grounding": []}
+        try:
+            hits = await asyncio.to_thread(self.retriever.retrieve, query)
+        except Exception as e:  # unreachable, or failing mid-query: answer ungrounded
+            self._down_until = time.monotonic() + RETRY_AFTER_S
+            log.warning("kb grounding: the knowledge base failed (%s: %s); replies are ungrounded for %.0f s",
+                        type(e).__name__, str(e).splitlines()[0] if str(e) else "", RETRY_AFTER_S)
+            return conversation, {"grounding": []}
+        if not hits:
+            return conversation, {"grounding": []}
+        grounded = with_instruction(conversation, reference_block([h.passage.text for h in hits]))
+        return grounded, {"grounding": [passage_ref(h) for h in hits]}
