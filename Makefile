@@ -50,6 +50,7 @@ bench: install
 	$(PY) benchmarks/bench_inference.py
 	$(PY) benchmarks/bench_serve.py
 	$(PY) benchmarks/bench_grpo.py
+	$(PY) benchmarks/peer.py
 
 clean:
 	rm -rf data .pytest_cache

@@ -1,7 +1,8 @@
 """What the ensemble router costs: latency and throughput through the router against calling the specialist
-deployment directly, in one run, with the same model work per request.
+deployment directly, in one run, with the same model work per request; and the router with the vllm backend against
+its peer, vLLM's own OpenAI-compatible server with the same model and LoRA adapters.
 
-Run: `python benchmarks/bench_serve.py [--requests 200] [--clients 16] [--rounds 3]` (about 2 minutes on 2 cores)
+Run: `python benchmarks/bench_serve.py [--requests 200] [--clients 16] [--rounds 3] [--parts direct peer]`
 Builds a tiny base model and two random-init LoRA specialists under benchmarks/results/serve_work, deploys the
 router app (hf backend) and, as a second application at /direct, the same `HFSpecialists` deployment on its own;
 then sends the same greedy, 8-token requests three ways: through the router (validation, profile inference from
@@ -11,14 +12,24 @@ process (no HTTP at all). Sequential and with `--clients` concurrent clients, in
 load drifts); prints p50 / p99 / requests/s and the router's added latency against both direct paths, and the
 host's load average over the run (on a shared host every figure moves with it), writes
 benchmarks/results/bench_serve.json. Target (against direct HTTP): +5 ms at p50, +15 ms at p99.
+
+The peer part builds the demo-size model (benchmarks/demo_model.py) and two random rank-16 adapters, deploys the
+router app with `serve.backend=vllm` (Ray Serve LLM, multi-LoRA) and starts `python -m
+vllm.entrypoints.openai.api_server --enable-lora --lora-modules ...` with the same engine settings, then sends the
+same greedy 8-token request for one adapter to both, alternating `--rounds` times, with 1 and `--clients` clients.
+Goal: the router adds at most 5 ms at p50 and keeps at least 0.9× the server's requests/s with `--clients` clients;
+the rows go to benchmarks/results/summary.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import signal
 import socket
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -28,6 +39,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
+import peer  # noqa: E402
+from demo_model import build_demo_size_model  # noqa: E402
 
 from parallel_r1.base_model.stage import build_base_model  # noqa: E402
 from parallel_r1.config import BaseModelConfig, load_config  # noqa: E402
@@ -40,17 +53,20 @@ MESSAGES = [{"role": "user", "content": "No analogies please, what literally hap
 # The target is against the first: the same HTTP front door; the handle also drops HTTP and the proxy.
 BASELINES = ("direct HTTP", "direct handle")
 SAMPLING = {"temperature": 0.0, "max_tokens": 8, "n": 1, "top_p": 1.0, "seed": 0}
+TINY = BaseModelConfig(hidden_size=32, intermediate_size=64, num_layers=2, num_heads=1, max_seq_len=64, vocab_size=512,
+                       corpus_dialogues=60, max_steps=150, batch_size=8, learning_rate=1e-2)
 
 
-def prepare(work: Path) -> Path:
-    """A run directory with a tiny base model and two specialists (built once, reused)."""
+def prepare(work: Path, demo_size: bool = False) -> Path:
+    """A run directory with a base model (tiny, or the demo-size one) and two specialists (built once, reused)."""
     base = work / "models" / "base"
-    build_base_model(BaseModelConfig(hidden_size=32, intermediate_size=64, num_layers=2, num_heads=1, max_seq_len=64,
-                                     vocab_size=512, corpus_dialogues=60, max_steps=150, batch_size=8,
-                                     learning_rate=1e-2), base, progress=False)
+    if demo_size and not (base / "config.json").exists():
+        build_demo_size_model(base)
+    elif not demo_size:
+        build_base_model(TINY, base, progress=False)
     for seed, name in enumerate(SPECIALISTS):
         if not (work / "adapters" / name / "adapter_config.json").exists():
-            random_adapter(base, work / "adapters" / name, seed)
+            random_adapter(base, work / "adapters" / name, seed, r=16 if demo_size else 8)
         promote(work, name, work / "adapters" / name)
     return work
 
@@ -115,21 +131,61 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--requests", type=int, default=200, help="requests per path, per mode, per round")
-    ap.add_argument("--clients", type=int, default=16, help="concurrent clients of the concurrent mode")
-    ap.add_argument("--rounds", type=int, default=3, help="alternating router / direct rounds")
-    args = ap.parse_args()
+class VLLMServer:
+    """vLLM's own OpenAI-compatible server in its own process group, with the engine settings of our vllm backend
+    (`build_llm_backend`): float32, the KV cache in bytes, no chunked prefill, every adapter resident."""
 
+    def __init__(self, work: Path, inference, port: int):
+        adapters = [f"{n}={work / 'adapters' / n}" for n in SPECIALISTS]
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = work / "vllm_server.log"
+        self.argv = [sys.executable, "-m", "vllm.entrypoints.openai.api_server",
+                     "--model", str(work / "models" / "base"), "--dtype", inference.dtype,
+                     "--kv-cache-memory-bytes", str(inference.kv_cache_memory_bytes),
+                     "--no-enable-chunked-prefill", "--enable-lora", "--max-lora-rank", str(inference.max_lora_rank),
+                     "--max-loras", str(len(SPECIALISTS)), "--lora-modules", *adapters,
+                     "--host", "127.0.0.1", "--port", str(port), "--disable-uvicorn-access-log"]
+
+    def __enter__(self) -> VLLMServer:
+        with open(self.log, "w") as log:
+            self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        started = time.perf_counter()
+        while time.perf_counter() - started < 600:
+            if self.proc.poll() is not None:
+                tail = self.log.read_text().splitlines()[-15:]
+                raise RuntimeError(f"vLLM's server exited with {self.proc.returncode}:\n" + "\n".join(tail))
+            try:
+                if httpx.get(f"{self.url}/v1/models", timeout=5).status_code == 200:
+                    self.start_s = time.perf_counter() - started
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(1)
+        self.__exit__()
+        raise TimeoutError(f"vLLM's server did not answer within 600 s; see {self.log}")
+
+    def __exit__(self, *exc) -> None:
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+def figures(latencies: list[float], wall: float) -> dict:
+    return {"requests": len(latencies), "p50_ms": 1000 * statistics.median(latencies),
+            "p99_ms": 1000 * percentile(latencies, 0.99), "requests_per_s": len(latencies) / wall}
+
+
+def direct_part(args, work: Path, port: int) -> dict:
+    """The router (hf backend) against the same model deployment called directly; the figures."""
     from ray import serve
 
     from parallel_r1.serve.deployment import deployment_options
     from parallel_r1.serve.hf_backend import HFSpecialists
     from parallel_r1.serve.stage import start_local
 
-    work = prepare(ROOT / "benchmarks" / "results" / "serve_work")
-    port = free_port()
     cfg = load_config(None, {"workdir": str(work), "ray": {"num_cpus": 4}, "serve": {
         "port": port, "add_system_prompt": False, "model_num_cpus": 0.5, "router_num_cpus": 0.1}})
     url = start_local(cfg)
@@ -148,7 +204,6 @@ def main() -> None:
     for caller in paths.values():  # warm-up, and a check that every path answers
         run_load(caller, 1, 10)
     modes = {"sequential": 1, f"{args.clients} clients": args.clients}
-    loads = [os.getloadavg()[0]]
     samples = {(mode, path): ([], 0.0) for mode in modes for path in paths}
     for r in range(args.rounds):
         for mode, clients in modes.items():
@@ -156,17 +211,14 @@ def main() -> None:
                 latencies, wall = run_load(paths[path], clients, args.requests)
                 done, total = samples[mode, path]
                 samples[mode, path] = (done + latencies, total + wall)
-        loads.append(os.getloadavg()[0])
-        console.print(f"round {r + 1}/{args.rounds} done (load average {loads[-1]:.1f} on {os.cpu_count()} CPUs)")
-    serve.shutdown()
+        console.print(f"direct part: round {r + 1}/{args.rounds} done (load average {os.getloadavg()[0]:.1f})")
+    for app in (cfg.serve.app_name, "direct"):
+        serve.delete(app)
 
     results, rows = {}, []
     for mode in modes:
         for path in paths:
-            latencies, wall = samples[mode, path]
-            results.setdefault(mode, {})[path] = {
-                "requests": len(latencies), "p50_ms": 1000 * statistics.median(latencies),
-                "p99_ms": 1000 * percentile(latencies, 0.99), "requests_per_s": len(latencies) / wall}
+            results.setdefault(mode, {})[path] = figures(*samples[mode, path])
         router = results[mode]["router"]
         for path in paths:
             m = results[mode][path]
@@ -181,12 +233,99 @@ def main() -> None:
                                 ["path", "requests", "p50 ms", "p99 ms", "req/s"], rows))
     target = all(results[m][f"router - {BASELINES[0]}"]["added_ms"]["p50"] <= 5
                  and results[m][f"router - {BASELINES[0]}"]["added_ms"]["p99"] <= 15 for m in modes)
-    console.print(f"target (router adds <= 5 ms at p50 and <= 15 ms at p99): {'met' if target else 'NOT met'}; "
-                  f"1-min load average {min(loads):.1f}..{max(loads):.1f} on {os.cpu_count()} CPUs")
-    out = atomic_write_json(ROOT / "benchmarks" / "results" / "bench_serve.json",
-                            {"args": vars(args), "results": results, "target_met": target,
-                             "load_average": loads, "cpus": os.cpu_count()})
-    console.print(f"wrote {out}")
+    console.print(f"target (router adds <= 5 ms at p50 and <= 15 ms at p99): {'met' if target else 'NOT met'}")
+    return {"results": results, "target_met": target}
+
+
+def peer_part(args, work: Path, port: int) -> tuple[dict, list[dict]]:
+    """The router (vllm backend) against vLLM's own server on the demo-size model: the figures and summary rows."""
+    from ray import serve
+
+    from parallel_r1.serve.stage import start_local
+
+    cfg = load_config(None, {"workdir": str(work), "ray": {"num_cpus": 4}, "serve": {
+        "port": port, "backend": "vllm", "app_name": "bench_vllm", "add_system_prompt": False,
+        "router_num_cpus": 0.1}, "inference": {"engine": "vllm", "max_lora_rank": 16}})
+    started = time.perf_counter()
+    url = start_local(cfg)
+    ours_start_s = time.perf_counter() - started
+    body = {"model": SPECIALISTS[0], "messages": MESSAGES, "temperature": 0.0, "max_tokens": 8, "seed": 0}
+    with VLLMServer(work, cfg.inference, free_port()) as server:
+        callers = {"ours": http_caller(f"{url}/v1/chat/completions", body),
+                   "peer": http_caller(f"{server.url}/v1/chat/completions", body)}
+        replies = {k: httpx.post(f"{u}/v1/chat/completions", json=body, timeout=120).json()["choices"][0]
+                   ["message"]["content"].strip() for k, u in (("ours", url), ("peer", server.url))}
+        for caller in callers.values():
+            run_load(caller, 1, 10)
+
+        def measure(side: str, clients: int) -> dict:
+            """One run's figures, with the CPU the serving side's processes spent per request (all of our Ray
+            below this process but the vLLM server; the server's process group), and by process."""
+            vllm = server.proc.pid
+            root, exclude = (os.getpid(), vllm) if side == "ours" else (vllm, None)
+            before = peer.tree_cpu_seconds(root, exclude)
+            before["api_server"] = peer.cpu_seconds(vllm) if side == "peer" else 0.0
+            out = figures(*run_load(callers[side], clients, args.peer_requests))
+            after = peer.tree_cpu_seconds(root, exclude)
+            after["api_server"] = peer.cpu_seconds(vllm) if side == "peer" else 0.0
+            ms = {k: 1000 * (v - before.get(k, 0.0)) / out["requests"] for k, v in after.items()}
+            return {**out, "cpu_ms_per_request": sum(ms.values()),
+                    "cpu_ms_by_process": dict(sorted(ms.items(), key=lambda kv: -kv[1])[:8])}
+
+        runs = {}
+        for clients in (1, args.clients):
+            runs[clients] = peer.alternate(lambda c=clients: measure("ours", c), lambda c=clients: measure("peer", c),
+                                           args.rounds)
+            console.print(f"peer part: {clients} client(s) done (load average {os.getloadavg()[0]:.1f})")
+    serve.delete(cfg.serve.app_name)
+    rows = []
+    for clients, (ours, theirs) in runs.items():
+        where = f"serve vLLM demo model, {clients} client{'s' if clients > 1 else ''}"
+        most = clients == args.clients
+        cpu_ms = statistics.median(f["cpu_ms_per_request"] for f in ours)
+        limit = {"value": 1000 * os.cpu_count() / cpu_ms, "unit": "requests/s",
+                 "note": f"{os.cpu_count()} CPUs ÷ {cpu_ms:.1f} CPU ms per request of ours"}
+        for key, unit, goal in (("p50_ms", "ms p50", peer.Goal("difference", "<=", 5)), ("p99_ms", "ms p99", None),
+                                ("requests_per_s", "requests/s", peer.Goal("ratio", ">=", 0.9) if most else None),
+                                ("cpu_ms_per_request", "CPU ms/request", None)):
+            rows.append(peer.row(f"{where}, {unit}", [f[key] for f in ours], [f[key] for f in theirs], unit, goal,
+                                 limit if key == "requests_per_s" and most else None))
+    result = {"runs": {str(c): {"ours": o, "peer": t} for c, (o, t) in runs.items()}, "replies": replies,
+              "same_reply": replies["ours"] == replies["peer"], "start_s": {"ours": ours_start_s,
+                                                                             "peer": server.start_s}}
+    return result, rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--requests", type=int, default=200, help="requests per path, per mode, per round (direct part)")
+    ap.add_argument("--peer-requests", type=int, default=100, help="requests per side, per mode, per round (peer)")
+    ap.add_argument("--clients", type=int, default=16, help="concurrent clients of the concurrent mode")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds of the two sides")
+    ap.add_argument("--parts", nargs="+", choices=("direct", "peer"), default=["direct", "peer"])
+    args = ap.parse_args()
+    machine = peer.Machine()
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # Serve's logging setup would log every request
+    from ray import serve
+
+    work = ROOT / "benchmarks" / "results" / "serve_work"
+    port = free_port()
+    out = {"args": vars(args), "cpus": os.cpu_count(), "load_before": machine.load_before}
+    if "direct" in args.parts:
+        out["direct"] = direct_part(args, prepare(work), port)
+    if "peer" in args.parts:
+        out["peer"], rows = peer_part(args, prepare(work / "vllm", demo_size=True), port)
+        peer.print_table("router + Serve (vllm backend) against vLLM's OpenAI server (median of rounds, min–max)",
+                         {"rows": rows})
+        starts = out["peer"]["start_s"]
+        console.print(f"same greedy reply from both: {out['peer']['same_reply']}; ready after "
+                      f"{starts['ours']:.0f} s (ours) and {starts['peer']:.0f} s (vLLM's server)")
+        console.print(f"wrote {peer.record(rows, machine)}")
+    serve.shutdown()
+    out["load_after"] = list(os.getloadavg())
+    console.print(f"1-min load average {out['load_before'][0]:.1f} before, {out['load_after'][0]:.1f} after, on "
+                  f"{os.cpu_count()} CPUs")
+    console.print(f"wrote {atomic_write_json(ROOT / 'benchmarks' / 'results' / 'bench_serve.json', out)}")
 
 
 if __name__ == "__main__":
