@@ -14,14 +14,16 @@ from parallel_r1.data.io import append_line
 from parallel_r1.data.profiles import StudentProfileConfig
 from parallel_r1.grade import HeuristicRubricGrader
 from parallel_r1.monitor.log import evaluation_record
+from parallel_r1.profiles import read_profile
 
 
 class OnlineGrader:
     """Decides which replies to grade (a seeded coin per reply) and grades them into the score log."""
 
     def __init__(self, fraction: float, log_path: Path, seed: int | None = None, grader=None,
-                 log_conversations: bool = True) -> None:
+                 log_conversations: bool = True, profile_reader: str = "embedding") -> None:
         self.fraction, self.log_path, self.log_conversations = fraction, Path(log_path), log_conversations
+        self.profile_reader = "cues" if profile_reader == "cues" else "embedding"  # the llm reader is async
         self._rng = random.Random(seed)
         self._grader = grader or HeuristicRubricGrader()  # any grader with grade_turn (`grade.grader`)
 
@@ -29,11 +31,14 @@ class OnlineGrader:
         return self.fraction > 0 and self._rng.random() < self.fraction
 
     def grade(self, *, request_id: str, history: list[dict], reply: str, specialist: str,
-              profile: StudentProfileConfig, profile_source: str, route_source: str, latency_s: float,
+              profile: StudentProfileConfig | None, profile_source: str, route_source: str, latency_s: float,
               version: str | None = None) -> dict:
         """Grade one reply (history: the chat before it) and append the record, with the compliance flags the
-        monitor reads and, unless `serve.log_conversations` is off, the conversation; returns the record."""
+        monitor reads and, unless `serve.log_conversations` is off, the conversation; returns the record. A reply
+        to a request that named its model comes without a profile: it is read here, after the response."""
         chat = [m for m in history if m["role"] != "system"]
+        if profile is None:
+            profile, profile_source = read_profile(chat, self.profile_reader).profile, "inferred"
         grade = self._grader.grade_turn(chat, reply, profile)
         record = evaluation_record(grade, reply=reply, history=chat, specialist=specialist, version=version,
                                    log_conversation=self.log_conversations, request_id=request_id,

@@ -106,6 +106,7 @@ class ChatRouter:
         self._router = self._make_router(self._served)
         self._checked = time.monotonic()
         self.grader = OnlineGrader(self.cfg.grading_fraction, score_log, log_conversations=self.cfg.log_conversations,
+                                   profile_reader=self.cfg.profile_reader,
                                    grader=build_grader(grade_cfg) if grade_cfg is not None else None)
         self.token = self._read_token()
         self._backend_up = False
@@ -248,7 +249,7 @@ class ChatRouter:
             self._check_auth(request)
             chat = parse_request(await request.body(), self.cfg)
             profile, profile_source = requested_profile(chat)
-            if profile is None:
+            if profile is None and chat.model == self.cfg.router_model:  # read only when it picks the model
                 profile, profile_source = await self._infer_profile(chat), "inferred"
             route = self._pick(chat, profile)
             target = self._served.target(route.specialist)
@@ -258,7 +259,8 @@ class ChatRouter:
         parallel = target.parallel or self.cfg.parallel_format
         conversation, grounded = await self.grounding.ground(self._conversation(chat, route.specialist, parallel))
         extra = {"specialist": route.specialist, "version": target.ref, "route_source": route.source,
-                 "student_profile": {"kind": profile.kind, "traits": profile.traits, "source": profile_source},
+                 "student_profile": {"kind": profile.kind, "traits": profile.traits, "source": profile_source}
+                 if profile else {"kind": None, "traits": [], "source": "not read"},
                  **({"parallel_view": chat.parallel_view} if parallel else {}), **grounded}
         headers = {SPECIALIST_HEADER: route.specialist, VERSION_HEADER: target.ref}
         record = {"history": conversation, "specialist": route.specialist, "version": target.ref, "profile": profile,

@@ -99,6 +99,12 @@ def test_online_grader_fraction_and_record(tmp_path):
                           route_source="static", latency_s=0.01)
     assert json.loads((tmp_path / "c.jsonl").read_text()) == record
     assert record["profile_kind"] == "hyperfocus" and record["traits"] == ["neurodivergent", "hyperfocus_trait"]
+    # a request that named its model comes without a profile: the grade reads it after the response
+    unread = grader.grade(request_id="r2", history=[{"role": "user", "content": "please no analogies, I hate "
+                                                                                   "metaphors, just the steps"}],
+                          reply="First, write the loop header.", specialist="base", profile=None,
+                          profile_source="not read", route_source="request.model", latency_s=0.01)
+    assert unread["profile_source"] == "inferred" and "rejects_metaphor" in unread["traits"]
 
 
 def test_requested_profile_sources():

@@ -64,6 +64,7 @@ def test_model_name_selects_a_specialist_or_the_base(client):
         reply, headers = _chat(client, QUESTION, model=name)
         assert headers[SPECIALIST_HEADER] == name and reply.model == name
         assert reply.model_dump()["route_source"] == "request.model"
+        assert reply.model_dump()["student_profile"] == {"kind": None, "traits": [], "source": "not read"}
 
 
 def _stream(client, messages, **kwargs):
