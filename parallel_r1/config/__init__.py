@@ -116,7 +116,7 @@ def read_yaml_mapping(path: Path, what: str, error: type[Exception] = ConfigErro
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
-        raise error(f"{what} {path} is not valid YAML: {e}") from None
+        raise error(f"{what} {path} is not valid YAML: {' '.join(str(e).split())}") from None
     if not isinstance(data, dict):
         raise error(f"{what} {path} must hold a mapping at the top level")
     return data

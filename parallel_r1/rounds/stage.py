@@ -15,7 +15,7 @@ import yaml
 from parallel_r1.compare.criteria import decision, routing_table, success_criteria
 from parallel_r1.compare.report import read_results, read_routing_table
 from parallel_r1.compare.stats import cell_map, compare_cells, niche_delta
-from parallel_r1.config import ConfigError, PipelineConfig
+from parallel_r1.config import ConfigError, PipelineConfig, read_yaml_mapping
 from parallel_r1.data.io import atomic_write_text
 from parallel_r1.paths import RunPaths, round_of
 from parallel_r1.rounds.plan import Change, RoundEvidence, SpecialistEvidence, next_round
@@ -94,10 +94,4 @@ def overlay_sets(path: Path) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"overlay {path} not found")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"overlay {path} is not valid YAML: {str(e).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"overlay {path} must hold a mapping of section.field: value")
-    return [f"{key}={json.dumps(value)}" for key, value in data.items()]
+    return [f"{key}={json.dumps(value)}" for key, value in read_yaml_mapping(path, "overlay").items()]
