@@ -1,5 +1,6 @@
 """A grader fitted on a team's own labelled replies: the heuristic rubric's criteria, a few cue counts and MiniLM
-embeddings as features, one ridge regression per labelled criterion (see `fitted_linear`).
+embeddings as features, one ridge regression per labelled criterion (see `fitted_linear`), which may borrow from the
+other pedagogy labels.
 
 Only the criteria the labels answer (via `labels.DIMENSIONS`) are predicted; every other criterion keeps the
 rubric's value, and the score is `weighted_score` of them all. Fit and save it with
@@ -27,7 +28,7 @@ from parallel_r1.errors import UserFacingError
 from parallel_r1.grade.fitted_features import Turn, extract, feature_names, turn
 from parallel_r1.grade.fitted_linear import fit_linear, scaler
 from parallel_r1.grade.grade import DialogueItem, Grade, weighted_score
-from parallel_r1.grade.labels import DIMENSIONS, LabelledReply
+from parallel_r1.grade.labels import DIMENSIONS, OVERALL_DIMENSIONS, LabelledReply
 from parallel_r1.grade.rubric import HeuristicRubricGrader
 from parallel_r1.grade.validate import ValidationReport, validate, write_report
 
@@ -45,16 +46,18 @@ class FittedGraderError(UserFacingError):
 
 @dataclass(frozen=True)
 class Target:
-    """A criterion the labels answer: the human dimensions averaged into it, its penalty, its labelled replies."""
+    """A criterion the labels answer: the human dimensions averaged into it, its penalty, its labelled replies, and
+    the weight of the shared pedagogy labels in what it learnt."""
 
     criterion: str
     dimensions: tuple[str, ...]
     alpha: float
     n: int
+    borrowed: float
 
     @classmethod
     def from_dict(cls, d: dict) -> Target:
-        return cls(str(d["criterion"]), tuple(d["dimensions"]), float(d["alpha"]), int(d["n"]))
+        return cls(str(d["criterion"]), tuple(d["dimensions"]), float(d["alpha"]), int(d["n"]), float(d["borrowed"]))
 
 
 @dataclass
@@ -201,14 +204,16 @@ def _fit_rows(data: TrainingData, rows: np.ndarray, training: dict | None = None
     mean, scale = scaler(X, names)
     Z = (X - mean) / scale
     targets, coefs, intercepts = [], [], []
+    shared = np.array([_label(r, OVERALL_DIMENSIONS) for r in replies])
     for criterion, dimensions in label_targets(replies).items():
         y = np.array([_label(r, dimensions) for r in replies])
         keep = ~np.isnan(y)
         if keep.sum() < MIN_LABELLED:
             continue
         column = f"rubric:{criterion}"
-        model = fit_linear(Z[keep], y[keep], groups[keep], names.index(column) if column in names else None)
-        targets.append(Target(criterion, dimensions, model.alpha, int(keep.sum())))
+        model = fit_linear(Z[keep], y[keep], np.where(np.isnan(shared), y, shared)[keep], groups[keep],
+                           names.index(column) if column in names else None)
+        targets.append(Target(criterion, dimensions, model.alpha, int(keep.sum()), model.borrowed))
         coefs.append(model.coef)
         intercepts.append(model.intercept)
     if not targets:

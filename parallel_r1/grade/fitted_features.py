@@ -1,7 +1,7 @@
 """The features the fitted grader reads from one tutor reply: the heuristic rubric's base criteria, a few cue
 counts of the reply and of the student's last message, and MiniLM sentence embeddings of the reply, the student's
-last message and the tutor's earlier turns (the problem being worked on), with the reply's cosine to each: does the
-reply address what the student wrote, and does it stay on the problem.
+last message, the tutor's earlier turns (the problem being worked on) and the whole dialogue so far, with the
+reply's cosine to each: does the reply address what the student wrote, and does it stay on the problem.
 
 All replies of a batch are embedded in one call; the rubric's own grade of each reply comes back with its
 features, since the fitted grader keeps the rubric's values for every criterion it has no labels for.
@@ -25,7 +25,7 @@ from parallel_r1.grade.rubric import HeuristicRubricGrader
 CUE_FEATURES = ("n_words", "n_sentences", "questions", "ends_with_question", "strong_checks", "yes_no_checks",
                 "imperatives", "next_steps", "declaratives", "encouraging", "specific_success", "concrete",
                 "dismissive")
-EMBEDDING_BLOCKS = ("response", "student", "problem")
+EMBEDDING_BLOCKS = ("response", "student", "problem", "dialogue")
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,11 @@ class Turn:
         """The tutor's turns so far: the problem and how it has been taught."""
         return " ".join(m["content"] for m in self.history if m["role"] == "assistant")
 
+    @property
+    def dialogue(self) -> str:
+        """Both sides' turns so far: the student's working as well as the tutor's questions."""
+        return " ".join(m["content"] for m in self.history)
+
 
 def turn(history: list[dict], response: str, profile: StudentProfileConfig | None = None,
          scenario: ScenarioCard | None = None) -> Turn:
@@ -57,7 +62,7 @@ def feature_names() -> list[str]:
     """The columns of the feature matrix, in order; what a saved model is checked against when loaded."""
     return [*(f"rubric:{c}" for c in BASE_CRITERIA), *(f"cue:{c}" for c in CUE_FEATURES),
             "student:words", "student:has_number", "overlap:student", "cosine:response_student",
-            "cosine:response_problem",
+            "cosine:response_problem", "cosine:response_dialogue",
             *(f"embedding:{block}:{i}" for block in EMBEDDING_BLOCKS for i in range(DIMENSION))]
 
 
@@ -83,9 +88,10 @@ def extract(turns: list[Turn], rubric: HeuristicRubricGrader) -> tuple[np.ndarra
     if not turns:
         return np.zeros((0, len(feature_names()))), []
     grades = [rubric.grade_turn(t.history, t.response, t.profile, t.scenario) for t in turns]
-    vectors = _embeddings([text for t in turns for text in (t.response, t.student_last, t.problem)])
-    response, student, problem = (np.stack([vectors[getattr(t, field)] for t in turns]).astype(np.float64)
-                                  for field in ("response", "student_last", "problem"))
-    cosines = [(response * other).sum(axis=1, keepdims=True) for other in (student, problem)]
+    fields = ("response", "student_last", "problem", "dialogue")
+    vectors = _embeddings([getattr(t, field) for t in turns for field in fields])
+    response, *context = (np.stack([vectors[getattr(t, field)] for t in turns]).astype(np.float64)
+                          for field in fields)
+    cosines = [(response * other).sum(axis=1, keepdims=True) for other in context]
     hand = np.array([_hand_features(g, t) for g, t in zip(grades, turns, strict=True)], dtype=np.float64)
-    return np.hstack([hand, *cosines, response, student, problem]), grades
+    return np.hstack([hand, *cosines, response, *context]), grades

@@ -48,7 +48,8 @@ class GraderFitStage:
         self.replies = read_labelled(self.labelled)
 
     def run(self) -> FitResult:
-        notice(f"embedding {len(self.replies)} labelled replies, their students' last messages and their problems ...",
+        notice(f"embedding {len(self.replies)} labelled replies, their students' last messages, their problems and "
+               "their dialogues ...",
                log)
         data = prepare(self.replies)
         report = cross_validate(data, source=str(self.labelled))

@@ -26,6 +26,8 @@ from parallel_r1.grade.fitted import (
     load_fitted_grader,
     prepare,
 )
+from parallel_r1.grade.fitted_features import Turn, extract, feature_names
+from parallel_r1.grade.fitted_linear import DEFAULT_ALPHA, choose, fit_linear
 from parallel_r1.grade.fitted_stage import run_grader_fit
 from parallel_r1.grade.grade import weighted_score
 from parallel_r1.grade.labels import read_labelled
@@ -167,6 +169,31 @@ def test_only_the_labelled_criteria_leave_the_rubric(grader):
     assert locate.criteria["mistake_identification"] > praise.criteria["mistake_identification"]
 
 
+def test_a_noisy_criterion_borrows_from_the_shared_labels():
+    """Yes/no labels drawn around a signal that the shared labels state without noise: the blend learns from them."""
+    rng = np.random.default_rng(0)
+    groups, Z = np.repeat(np.arange(12), 5), rng.normal(size=(60, 30))
+    shared = np.clip(0.5 + 0.25 * Z[:, 0], 0.0, 1.0)
+    y = (rng.random(60) < shared).astype(float)
+    model = fit_linear(Z, y, shared, groups, None)
+    assert model.borrowed > 0 and model.coef[0] > 0
+    assert choose(Z, y, shared, np.zeros(60), None) == (DEFAULT_ALPHA, 0.0)
+
+
+def test_the_dialogue_block_reads_the_students_turns_too():
+    """Two turns with the same tutor turns and reply but another student answer: the problem block is the same,
+    the dialogue block is not, and each cosine is the product of its blocks."""
+    names = feature_names()
+    ask, reply = {"role": "assistant", "content": "What is 7 x 8?"}, "Check 7 x 8 again: what do you get?"
+    X, _ = extract([Turn([ask, {"role": "user", "content": answer}], reply) for answer in ("54", "I got 56.")],
+                   HeuristicRubricGrader())
+    block = {b: X[:, names.index(f"embedding:{b}:0"):][:, :384] for b in ("response", "problem", "dialogue")}
+    assert np.allclose(block["problem"][0], block["problem"][1])
+    assert not np.allclose(block["dialogue"][0], block["dialogue"][1])
+    cosine = X[:, names.index("cosine:response_dialogue")]
+    assert np.allclose(cosine, (block["response"] * block["dialogue"]).sum(axis=1))
+
+
 def test_a_dialogue_takes_the_mean_over_its_teacher_turns(grader):
     (h1, r1), (_, r2) = PAIRS[0], PAIRS[1]
     messages = [{"role": "system", "content": "tutor"}, {"role": "user", "content": h1[1]["content"]},
@@ -195,7 +222,7 @@ def test_save_and_load_give_identical_grades(grader, saved, tmp_path):
     assert sorted(p.name for p in saved.iterdir()) == ["model.json", "model.npz", "validation.json",
                                                        "validation.png"]
     loaded = load_fitted_grader(saved)
-    assert loaded.name == grader.name
+    assert loaded.name == grader.name and loaded.targets == grader.targets
     assert [g.criteria for g in loaded.grade_turns(PAIRS)] == [g.criteria for g in grader.grade_turns(PAIRS)]
     meta = json.loads((saved / "model.json").read_text())
     assert meta["training"]["n_conversations"] == 16 and meta["cross_validation"]["n_replies"] == 64
