@@ -91,6 +91,7 @@ class DiscoverStage:
             retriever = self._retriever()
             needs = ("discover", "judge") if d.grade else ("discover",)
             self.cfg = self._resources.enter_context(managed_endpoints(self.cfg, needs))
+            d = self.cfg.discover  # a managed server's endpoint replaces the configured one
             notice(ensure_ray(self.cfg.ray), log)
             actors_cfg = d.model_copy(update={"card_dir": str(Path(d.card_dir).resolve())}) if d.card_dir else d
             self.pool = DiscoveryPool(actors_cfg, resolved_grade(self.cfg) if d.grade else None, retriever)

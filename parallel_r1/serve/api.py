@@ -7,8 +7,10 @@ failure is logged with it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+from types import MethodType
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -31,21 +33,22 @@ UNAVAILABLE = (BackPressureError, DeploymentUnavailableError, ReplicaUnavailable
                ActorUnavailableError)
 
 
-def _openapi() -> dict:
-    """FastAPI's schema of the routes, with the chat request's body (the router parses the raw body itself, to answer
-    every problem in the OpenAI error shape, so FastAPI does not see it)."""
-    if api.openapi_schema is None:
-        schema = get_openapi(title=api.title, version="1", routes=api.routes)
+def _openapi(app: FastAPI) -> dict:
+    """FastAPI's schema of the app's routes, with the chat request's body (the router parses the raw body itself, to
+    answer every problem in the OpenAI error shape, so FastAPI does not see it). Bound to the app it describes: a Serve
+    replica runs an unpickled copy of it, not this module's `api`, which holds no routes there."""
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version="1", routes=app.routes)
         body = ChatRequest.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas = schema.setdefault("components", {}).setdefault("schemas", {})
         schemas.update({**body.pop("$defs", {}), "ChatRequest": body})
         schema["paths"]["/v1/chat/completions"]["post"]["requestBody"] = {
             "required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ChatRequest"}}}}
-        api.openapi_schema = schema
-    return api.openapi_schema
+        app.openapi_schema = schema
+    return app.openapi_schema
 
 
-api.openapi = _openapi
+api.openapi = MethodType(_openapi, api)
 
 
 @api.exception_handler(HTTPException)
@@ -88,6 +91,29 @@ def unavailable(why: str) -> APIError:
     """A 503 the client should retry after `Retry-After` seconds."""
     return APIError(503, f"the model is not available right now ({why}); retry shortly", code="model_unavailable",
                     kind="server_error", headers={"Retry-After": str(RETRY_AFTER_S)})
+
+
+class FirstAnswer:
+    """Whether the model deployment has answered yet: until it has, a request waits `probe_s` for its first answer
+    and is then a 503 to retry, not a request that waits out its timeout behind a replica loading its model. The
+    probe runs on when a request stops waiting, so a slow first call still ends the wait for the next requests."""
+
+    def __init__(self, ask, probe_s: float = 2.0) -> None:
+        self._ask, self.probe_s = ask, probe_s  # `ask`: an async call the model deployment answers (its models)
+        self._probe: asyncio.Future | None = None
+
+    def answered(self) -> None:
+        """The deployment just answered another call (/ready)."""
+        self._probe = asyncio.ensure_future(asyncio.sleep(0))
+
+    async def wait(self) -> None:
+        if self._probe is None or (self._probe.done() and self._probe.exception() is not None):
+            self._probe = asyncio.ensure_future(self._ask())  # again after a failed attempt
+        try:
+            await asyncio.wait_for(asyncio.shield(self._probe), self.probe_s)
+        except Exception as e:  # not up yet, whatever the handle raises
+            log.warning("the model deployment is not up yet (%s)", type(e).__name__)
+            raise unavailable("the model deployment is starting") from None
 
 
 def backend_failure(e: Exception, request_id: str = "") -> APIError:

@@ -37,6 +37,7 @@ from parallel_r1.profiles.reader import embedding_reader
 from parallel_r1.scoreboard.board import collect
 from parallel_r1.scoreboard.page import render
 from parallel_r1.serve.api import (
+    FirstAnswer,
     api,
     backend_failure,
     error_response,
@@ -44,7 +45,6 @@ from parallel_r1.serve.api import (
     refusal,
     request_id,
     timed_out,
-    unavailable,
 )
 from parallel_r1.serve.generation import Delta, Generation, backend_client
 from parallel_r1.serve.grounding import ReplyGrounding
@@ -71,7 +71,6 @@ from parallel_r1.serve.schema import (
 from parallel_r1.serve.served import ServedSet, Target, files_stamp, read_served
 
 log = logging.getLogger(__name__)
-STARTING_PROBE_S = 2.0  # until the model deployment first answers, how long a request waits to see it up
 
 
 @serve.deployment(name="Router")
@@ -109,7 +108,7 @@ class ChatRouter:
                                    profile_reader=self.cfg.profile_reader,
                                    grader=build_grader(grade_cfg) if grade_cfg is not None else None)
         self.token = self._read_token()
-        self._backend_up = False
+        self.first_answer = FirstAnswer(self.backend.models)
 
     def _profile_reader(self, judge: dict | None):
         """Load the profile reader once per replica: the embedding model and classifier now (not on the first
@@ -193,6 +192,7 @@ class ChatRouter:
         """Ready when the model deployment answers; what is served (and why not) only to an authorized client."""
         try:
             await asyncio.wait_for(self.backend.models(), self.cfg.request_timeout_s)
+            self.first_answer.answered()
         except Exception as e:  # the backend is not up (yet): not ready, which is not a client error
             log.warning("not ready: the model deployment did not answer (%s: %s)", type(e).__name__, e)
             return JSONResponse({"status": "not ready"}, status_code=503, headers={"Retry-After": "1"})
@@ -253,7 +253,8 @@ class ChatRouter:
                 profile, profile_source = await self._infer_profile(chat), "inferred"
             route = self._pick(chat, profile)
             target = self._served.target(route.specialist)
-            await self._wait_backend(target)
+            if self._client(target) is self.backend:  # a 503 while the model deployment is starting
+                await self.first_answer.wait()
         except APIError as e:
             return error_response(e)
         parallel = target.parallel or self.cfg.parallel_format
@@ -301,18 +302,6 @@ class ChatRouter:
     def _grade(self, **fields) -> None:
         graded = self.grader.grade(**fields)
         self.metrics.graded(graded["specialist"], graded.get("version") or "", graded["score"])
-
-    async def _wait_backend(self, target: Target) -> None:
-        """Until the model deployment has answered once, a request it cannot take yet (still starting) is a 503 to
-        retry, not a request that waits out its timeout behind a replica that is loading its model."""
-        if self._backend_up or self._client(target) is not self.backend:
-            return
-        try:
-            await asyncio.wait_for(self.backend.models(), STARTING_PROBE_S)
-        except Exception as e:  # not up yet, whatever the handle raises
-            log.warning("the model deployment is not up yet (%s)", type(e).__name__)
-            raise unavailable("the model deployment is starting") from None
-        self._backend_up = True
 
     def _client(self, target: Target):
         """What answers for `target`: the OpenAI-compatible endpoint for an OpenAI fine-tuned id (served only when

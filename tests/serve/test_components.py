@@ -299,3 +299,36 @@ def test_serve_stops_on_sigint_or_sigterm_even_when_it_started_with_them_ignored
     finally:
         for s, handler in before.items():
             signal.signal(s, handler)
+
+
+def test_a_slow_first_answer_is_a_503_then_ends_the_wait_and_a_failed_one_is_asked_again():
+    import asyncio
+
+    from parallel_r1.serve.api import FirstAnswer
+    from parallel_r1.serve.schema import APIError
+
+    calls = []
+
+    async def ask(delay: float, fail: bool = False):
+        calls.append(delay)
+        await asyncio.sleep(delay)
+        if fail:
+            raise RuntimeError("replica died")
+
+    async def run() -> None:
+        slow = FirstAnswer(lambda: ask(0.3), probe_s=0.1)
+        with pytest.raises(APIError) as e:
+            await slow.wait()
+        assert e.value.status == 503 and e.value.headers["Retry-After"] == "1"
+        await asyncio.sleep(0.3)  # the probe ran on: the next request does not wait
+        await slow.wait()
+        assert calls == [0.3]
+        failing = FirstAnswer(lambda: ask(0.0, fail=True), probe_s=0.1)
+        for _ in range(2):
+            with pytest.raises(APIError):
+                await failing.wait()
+        assert calls == [0.3, 0.0, 0.0]  # asked again after the failure
+        failing.answered()  # /ready had an answer
+        await failing.wait()
+
+    asyncio.run(run())

@@ -5,6 +5,7 @@ queue is full and a 504 when a reply takes longer than `serve.request_timeout_s`
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -138,3 +139,31 @@ def test_a_reply_slower_than_the_timeout_is_a_504(serve_port, serve_workdir, tin
         _server_errors(responses)
     finally:
         serve.delete("hasty")
+
+
+def test_a_model_deployment_that_is_not_up_yet_is_a_503_with_retry_after(serve_port, serve_workdir, tiny_base_model):
+    """The model replica cannot be placed (it asks for a resource no node has), so the deployment stays starting: the
+    router answers 503 + Retry-After within its probe, instead of holding the request until its timeout."""
+    import threading
+
+    from ray import serve
+
+    from parallel_r1.serve.app import build_app
+
+    cfg = serve_config(serve_workdir, tiny_base_model, serve_port, app_name="unplaced", route_prefix="/unplaced",
+                       grading_fraction=0.0, model_resources={"no-such-node": 1.0})
+    threading.Thread(target=serve.run, args=(build_app(cfg),), kwargs={"name": "unplaced", "route_prefix": "/unplaced"},
+                     daemon=True).start()  # it would return only once the app is up: never
+    body = {"model": "neurodivergent", "messages": QUESTION, "max_tokens": 4}
+    try:
+        deadline, answer = time.monotonic() + 120, None
+        while answer is None and time.monotonic() < deadline:  # until the proxy routes the prefix to the router
+            r = httpx.post(f"http://127.0.0.1:{serve_port}/unplaced/v1/chat/completions", json=body, timeout=60)
+            answer = r if r.status_code != 404 and r.headers.get("content-type") == "application/json" else None
+            time.sleep(0.2)
+        assert answer is not None, "the router never came up"
+        assert answer.status_code == 503, answer.text[:300]
+        _server_errors([answer])
+        assert "starting" in answer.json()["error"]["message"]
+    finally:
+        serve.delete("unplaced", _blocking=False)
