@@ -101,12 +101,15 @@ class FirstAnswer:
     def __init__(self, ask, probe_s: float = 2.0) -> None:
         self._ask, self.probe_s = ask, probe_s  # `ask`: an async call the model deployment answers (its models)
         self._probe: asyncio.Future | None = None
+        self.up = False
 
     def answered(self) -> None:
         """The deployment just answered another call (/ready)."""
-        self._probe = asyncio.ensure_future(asyncio.sleep(0))
+        self.up = True
 
     async def wait(self) -> None:
+        if self.up:
+            return
         if self._probe is None or (self._probe.done() and self._probe.exception() is not None):
             self._probe = asyncio.ensure_future(self._ask())  # again after a failed attempt
         try:
@@ -114,6 +117,7 @@ class FirstAnswer:
         except Exception as e:  # not up yet, whatever the handle raises
             log.warning("the model deployment is not up yet (%s)", type(e).__name__)
             raise unavailable("the model deployment is starting") from None
+        self.up = True
 
 
 def backend_failure(e: Exception, request_id: str = "") -> APIError:

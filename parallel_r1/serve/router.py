@@ -108,7 +108,7 @@ class ChatRouter:
                                    profile_reader=self.cfg.profile_reader,
                                    grader=build_grader(grade_cfg) if grade_cfg is not None else None)
         self.token = self._read_token()
-        self.first_answer = FirstAnswer(self.backend.models)
+        self.first_answer = FirstAnswer(lambda: self.backend.models())
 
     def _profile_reader(self, judge: dict | None):
         """Load the profile reader once per replica: the embedding model and classifier now (not on the first
