@@ -9,12 +9,21 @@ import time
 from pathlib import Path
 
 from parallel_r1.config import KBConfig
-from parallel_r1.kb.grounding import Retriever, passage_ref, reference_block
+from parallel_r1.kb.grounding import Retriever, check_not_empty, passage_ref, reference_block
+from parallel_r1.kb.service import open_kb
 from parallel_r1.serve.schema import with_instruction
 
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_S = 30.0  # a store that failed is left alone this long: replies meanwhile are ungrounded
+
+
+def check_store(kb: KBConfig, workdir: str | Path) -> None:
+    """Before the app is deployed: the knowledge base of `kb.ground: [serve]` is reachable and holds passages, or a
+    one-line error says what is missing; once serving, a store that fails only degrades replies."""
+    if "serve" in kb.ground:
+        with open_kb(kb, Path(workdir)) as opened:
+            check_not_empty(opened, "serve")
 
 
 class ReplyGrounding:

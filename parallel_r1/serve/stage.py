@@ -21,6 +21,7 @@ from parallel_r1.errors import UserFacingError
 from parallel_r1.paths import RunPaths
 from parallel_r1.recipe import run_recipe
 from parallel_r1.serve.app import ServePlan, build_app, plan
+from parallel_r1.serve.grounding import check_store
 from parallel_r1.serve.routing import Router
 from parallel_r1.serve.served import how_served
 
@@ -57,6 +58,7 @@ def start_local(cfg: PipelineConfig, serve_plan: ServePlan | None = None) -> str
     from parallel_r1.ray_runtime import ensure_ray
 
     sc = cfg.serve
+    check_store(cfg.kb, cfg.workdir)
     serve_plan = serve_plan or plan(cfg)
     local = not (cfg.ray.address or os.environ.get("RAY_ADDRESS"))
     if local and sc.auth_token_env and not os.environ.get(sc.auth_token_env):

@@ -18,10 +18,11 @@ from parallel_r1.discover.openai_backend import OpenAIBackend
 from parallel_r1.discover.simulator import context_for, simulate_dialogue
 from parallel_r1.discover.stage import DiscoverStage
 from parallel_r1.inference.policy import ParallelExecutionPolicy
-from parallel_r1.kb import open_kb
+from parallel_r1.kb import KBError, open_kb
 from parallel_r1.kb.grounding import Retriever
 from parallel_r1.kb.stage import collect
 from parallel_r1.serve.generation import Generation
+from parallel_r1.serve.grounding import check_store
 from parallel_r1.serve.router import ChatRouter
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.kb.servers import free_port
@@ -167,3 +168,16 @@ def test_discover_stage_grounds_through_its_actors(grounded_cfg, ray_session):
     assert {d.scenario_id for d in dialogues} == {"recursion-koan", "git-koan"}  # topics of the small corpus
     assert all(g["turn"] % 2 == 1 for d in dialogues for g in d.grounding)  # tutor turns only
     assert all(any(g["turn"] == 1 for g in d.grounding) for d in dialogues)  # the opening finds its note
+
+
+def test_serve_refuses_to_start_on_an_empty_or_unreachable_store(grounded_cfg):
+    from parallel_r1.serve.stage import start_local
+
+    empty = grounded_cfg.model_copy(update={"kb": grounded_cfg.kb.model_copy(update={"table": "t_nothing"})})
+    with pytest.raises(KBError, match="kb.ground includes serve but the knowledge base is empty"):
+        start_local(empty)
+    down = grounded_cfg.kb.model_copy(update={
+        "postgres_dsn": f"postgresql://postgres@127.0.0.1:{free_port()}/postgres", "connect_timeout_s": 1})
+    with pytest.raises(KBError, match="cannot reach PostgreSQL"):
+        start_local(grounded_cfg.model_copy(update={"kb": down}))
+    check_store(grounded_cfg.kb, grounded_cfg.workdir)  # the ingested table: no error
