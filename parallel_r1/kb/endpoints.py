@@ -1,5 +1,5 @@
-"""Where the knowledge base's services are: the one place that resolves the PostgreSQL and Redis endpoints from
-config and environment, and that starts and stops the embedded servers under <workdir>/kb when none is given."""
+"""Where the knowledge base's services are: the one place that resolves the PostgreSQL, Weaviate and Redis endpoints
+from config and environment, and that starts and stops the embedded servers under <workdir>/kb when none is given."""
 
 from __future__ import annotations
 
@@ -34,9 +34,9 @@ def kb_dir(workdir: Path) -> Path:
 class Endpoint:
     """A resolved service: `url` to connect to, or None for the embedded server with its data at `data_path`."""
 
-    service: str  # "PostgreSQL" | "Redis"
+    service: str  # "PostgreSQL" | "Weaviate" | "Redis"
     url: str | None
-    origin: str  # where it came from, for error messages: "kb.postgres_dsn", "the PG* environment", "embedded"
+    origin: str  # where it came from, for messages: "kb.postgres_dsn", "the PG* environment", "WEAVIATE_URL"...
     data_path: Path | None = None
 
     def describe(self) -> str:
@@ -62,6 +62,17 @@ def postgres_endpoint(cfg: KBConfig, workdir: Path, env: Mapping[str, str] | Non
     if markers:  # an empty conninfo makes libpq read PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE...
         return Endpoint("PostgreSQL", "", f"the PG* environment ({', '.join(markers)})")
     return Endpoint("PostgreSQL", None, "embedded", kb_dir(workdir) / "pg")
+
+
+def weaviate_endpoint(cfg: KBConfig, env: Mapping[str, str] | None = None) -> Endpoint:
+    """kb.weaviate_url, else the WEAVIATE_URL environment variable: there is no embedded Weaviate to fall back on."""
+    env = os.environ if env is None else env
+    if cfg.weaviate_url:
+        return Endpoint("Weaviate", cfg.weaviate_url, "kb.weaviate_url")
+    if env.get("WEAVIATE_URL"):
+        return Endpoint("Weaviate", env["WEAVIATE_URL"], "WEAVIATE_URL")
+    raise KBError("kb.store is weaviate but no Weaviate is given: set kb.weaviate_url (http://host:8080) or "
+                  "WEAVIATE_URL, or use kb.store: postgres for the embedded store")
 
 
 def redis_endpoint(cfg: KBConfig, workdir: Path) -> Endpoint | None:

@@ -16,7 +16,7 @@ import numpy as np
 from parallel_r1.config import KBConfig
 from parallel_r1.kb.cache import ReadCache, open_cache
 from parallel_r1.kb.embedder import Embedder, MiniLMEmbedder
-from parallel_r1.kb.endpoints import postgres_endpoint, running_postgres
+from parallel_r1.kb.endpoints import postgres_endpoint, running_postgres, weaviate_endpoint
 from parallel_r1.kb.postgres import PgVectorStore
 from parallel_r1.kb.store import Filters, Hit, Passage, UpsertResult, VectorStore
 
@@ -87,15 +87,33 @@ class KnowledgeBase:
 
 
 @contextmanager
-def open_kb(cfg: KBConfig, workdir: Path, embedder: Embedder | None = None) -> Iterator[KnowledgeBase]:
-    """The configured knowledge base: the embedded PostgreSQL started (or the configured one reached), the schema
-    created, the model checked against the store's, the cache opened; all released on exit."""
-    embedder = embedder or MiniLMEmbedder(cfg.embed_batch_size)
+def open_store(cfg: KBConfig, workdir: Path, embedder: Embedder) -> Iterator[VectorStore]:
+    """The store `kb.store` names, reached (an embedded PostgreSQL started), its schema created and its model checked
+    against the embedder's; closed on exit. The Weaviate client is imported only when that store is chosen."""
+    if cfg.store == "weaviate":
+        from parallel_r1.kb.weaviate_store import WeaviateStore
+
+        store = WeaviateStore(weaviate_endpoint(cfg), table=cfg.table, model=embedder.name,
+                              dimension=embedder.dimension, grpc_port=cfg.weaviate_grpc_port,
+                              connect_timeout_s=cfg.connect_timeout_s, ef_search=cfg.hnsw_ef_search)
+        try:
+            yield store
+        finally:
+            store.close()
+        return
     endpoint = postgres_endpoint(cfg, workdir)
-    with running_postgres(endpoint) as dsn, open_cache(cfg, workdir) as cache:
+    with running_postgres(endpoint) as dsn:
         store = PgVectorStore(dsn, endpoint, table=cfg.table, model=embedder.name, dimension=embedder.dimension,
                               connect_timeout_s=cfg.connect_timeout_s, ef_search=cfg.hnsw_ef_search)
         try:
-            yield KnowledgeBase(store, embedder, cache)
+            yield store
         finally:
             store.close()
+
+
+@contextmanager
+def open_kb(cfg: KBConfig, workdir: Path, embedder: Embedder | None = None) -> Iterator[KnowledgeBase]:
+    """The configured knowledge base: its store opened (`open_store`) and the cache; all released on exit."""
+    embedder = embedder or MiniLMEmbedder(cfg.embed_batch_size)
+    with open_store(cfg, workdir, embedder) as store, open_cache(cfg, workdir) as cache:
+        yield KnowledgeBase(store, embedder, cache)

@@ -84,6 +84,7 @@ class VectorStore(ABC):
 
     model: str
     dimension: int
+    table: str  # where its passages are, for messages: a PostgreSQL table, a Weaviate collection
     store_id: str  # unique per store, so that stores sharing one cache never share its entries
 
     @abstractmethod
