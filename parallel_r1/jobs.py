@@ -91,13 +91,18 @@ def submit(spec: JobSpec, address: str) -> tuple[object, str]:
 
 
 def follow(client, job_id: str, write: Callable[[str], None]) -> str:
-    """Stream the job's logs to `write` as they come, until it ends; returns its final status name."""
+    """Stream the job's logs to `write` as they come, until it ends, then Ray's reason when it did not succeed (a
+    runtime env that failed to set up has no logs); returns its final status name."""
     async def tail() -> None:
         async for lines in client.tail_job_logs(job_id):
             write(lines)
 
     asyncio.run(tail())
-    return wait(client, job_id, timeout_s=60)
+    status = wait(client, job_id, timeout_s=60)
+    reason = client.get_job_info(job_id).message if status != "SUCCEEDED" else None
+    if reason:  # without the copy of the logs Ray appends to an entrypoint's failure
+        write(f"\n{reason.split(', last available logs')[0]}\n")
+    return status
 
 
 def wait(client, job_id: str, timeout_s: float = 600, poll_s: float = 1.0) -> str:

@@ -1,5 +1,6 @@
 """The demo's whole chain on configs/smoke.yaml: init-model → discover → grade → batch → finetune (six at once,
-then the monolithic baseline) → compare → gate, through the CLI; then a rerun that redoes nothing."""
+then the monolithic baseline) → compare → gate, submitted as a Ray job with jobs/run.yaml (`parallel-r1 submit run`)
+to a private `ray start --head`; then, through the CLI on a Ray of its own, a rerun that redoes nothing."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from parallel_r1.data.io import file_digest
 from parallel_r1.finetune.manifest import FinetuneManifest
 from parallel_r1.registry.versions import ModelRegistry
 from tests.support.batches import BATCHES
+from tests.support.ray_head import RayHead
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -22,8 +24,11 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.slow
 def test_run_goes_from_nothing_to_a_gated_comparison_and_a_rerun_redoes_nothing(ray_session, tmp_path):
     args = ["run", "--config", str(ROOT / "configs" / "smoke.yaml"), "--workdir", str(tmp_path)]
-    first = CliRunner().invoke(app, args)
+    with RayHead(num_cpus=4) as head:
+        first = CliRunner().invoke(app, ["submit", "run", "--workdir", str(tmp_path), "--config", "configs/smoke.yaml",
+                                         "--address", head.dashboard_url])
     assert first.exit_code == 0, first.output[-4000:]
+    assert "SUCCEEDED" in first.output and "Started a local Ray instance" not in first.output
     for stage in ("discover", "batch", "init-model", "finetune", "compare", "gate"):
         assert stage in first.output
     assert "success criteria" in first.output and "decision:" in first.output

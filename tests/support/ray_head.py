@@ -57,10 +57,11 @@ def ray_env() -> tuple[str, dict]:
 
 
 def stop_group(proc: subprocess.Popen) -> None:
-    """SIGTERM the process group `proc` leads (a `ray start --block` and its children), SIGKILL after 30 s."""
+    """SIGTERM the process group `proc` leads (a `ray start --block` and its children), SIGKILL after 10 s (a test
+    cluster keeps nothing: its temp dir goes next)."""
     try:
         os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
+        proc.wait(timeout=10)
     except (ProcessLookupError, subprocess.TimeoutExpired):
         os.killpg(proc.pid, signal.SIGKILL)
 
