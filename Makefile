@@ -46,6 +46,7 @@ lint: install
 
 bench: install
 	$(PY) benchmarks/bench_discover.py
+	$(PY) benchmarks/bench_discover_nodes.py
 	$(PY) benchmarks/bench_finetune.py
 	$(PY) benchmarks/bench_inference.py
 	$(PY) benchmarks/bench_serve.py

@@ -149,7 +149,7 @@ def endpoint_comparison(args, server, tasks) -> tuple[dict, list[dict]]:
     return result, rows
 
 
-def _serve(latency: float, port_queue, stop, served) -> None:
+def _serve(latency: float, port_queue, stop, served, host: str) -> None:
     """A lean OpenAI-compatible chat endpoint (aiohttp): a fixed latency and little CPU per call, so the
     benchmark measures our client side rather than a heavyweight fake server sharing the 2 cores."""
     import asyncio
@@ -175,10 +175,10 @@ def _serve(latency: float, port_queue, stop, served) -> None:
         app.router.add_post("/v1/chat/completions", chat)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
+        site = web.TCPSite(runner, host, 0, backlog=1024)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]
-        port_queue.put((f"http://127.0.0.1:{port}/v1", None))
+        port_queue.put((f"http://{host}:{port}/v1", None))
         while not stop.is_set():
             await asyncio.sleep(0.1)
         await runner.cleanup()
@@ -188,12 +188,14 @@ def _serve(latency: float, port_queue, stop, served) -> None:
 
 
 class EndpointProcess:
-    """The fake endpoint in its own process, as a real endpoint would be (not sharing the driver's GIL)."""
+    """The fake endpoint in its own process, as a real endpoint would be (not sharing the driver's GIL), listening on
+    `host` (another node's address makes it reachable from that node)."""
 
-    def __init__(self, latency: float):
+    def __init__(self, latency: float, host: str = "127.0.0.1"):
         ctx = mp.get_context("spawn")
         self._queue, self._stop, self._served = ctx.Queue(), ctx.Event(), ctx.Value("q", 0)
-        self._proc = ctx.Process(target=_serve, args=(latency, self._queue, self._stop, self._served), daemon=True)
+        self._proc = ctx.Process(target=_serve, args=(latency, self._queue, self._stop, self._served, host),
+                                 daemon=True)
         self.cpu_s: list[float] = []
 
     def counting(self, run):
