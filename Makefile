@@ -48,8 +48,8 @@ bench: install
 	$(PY) benchmarks/bench_discover.py
 	$(PY) benchmarks/bench_discover_nodes.py
 	$(PY) benchmarks/bench_finetune.py
-	$(PY) benchmarks/bench_inference.py
-	$(PY) benchmarks/bench_serve.py
+	$(PY) benchmarks/bench_inference.py --model smollm2-135m-instruct --max-tokens 32
+	$(PY) benchmarks/bench_serve.py --parts peer
 	$(PY) benchmarks/bench_grpo.py
 	$(PY) benchmarks/peer.py
 

@@ -3,6 +3,7 @@ from config and environment, and that starts and stops the embedded servers unde
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -12,6 +13,8 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+import psutil
 
 from parallel_r1.config import KBConfig
 from parallel_r1.kb.store import KBError
@@ -89,6 +92,34 @@ def _first_line(err: BaseException) -> str:
     return text.splitlines()[0]
 
 
+def alive(pid: int) -> bool:
+    """Whether process `pid` runs (a zombie, dead but not yet reaped, does not)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def forget_dead_users(pgserver, data: Path) -> list[int]:
+    """Drop from pgserver's list of the processes using the server in `data` those that are gone (killed before
+    their exit handler ran), so the last live user still stops it; returns the pids dropped."""
+    handles = data / ".handle_pids.json"
+    with pgserver.PostgresServer._lock:  # pgserver's own lock between processes
+        try:
+            pids = json.loads(handles.read_text())
+        except (FileNotFoundError, ValueError):
+            return []
+        gone = [pid for pid in pids if not alive(pid)]
+        if gone:
+            scratch = handles.with_name(f"{handles.name}.{os.getpid()}.tmp")
+            scratch.write_text(json.dumps([pid for pid in pids if pid not in gone]))
+            os.replace(scratch, handles)
+    if gone:
+        log.warning("embedded PostgreSQL in %s: forgot processes that died while using it (%s)", data,
+                    ", ".join(map(str, gone)))
+    return gone
+
+
 @contextmanager
 def running_postgres(endpoint: Endpoint) -> Iterator[str]:
     """The DSN to connect to; for the embedded server, started from its data directory (created on first use) and
@@ -107,6 +138,7 @@ def running_postgres(endpoint: Endpoint) -> Iterator[str]:
     data.parent.mkdir(parents=True, exist_ok=True)
     with _PG_LOCK:
         try:
+            forget_dead_users(pgserver, data)
             server = pgserver.get_server(data, cleanup_mode="stop")
             dsn = server.get_uri()
         except Exception as e:
@@ -121,6 +153,7 @@ def running_postgres(endpoint: Endpoint) -> Iterator[str]:
             _PG_USERS[data] -= 1
             if _PG_USERS[data] == 0:
                 del _PG_USERS[data]
+                forget_dead_users(pgserver, data)
                 server.cleanup()  # stops the server unless another process still uses it
                 # pgserver keeps the handle while another process uses the server; a later start here needs a new one
                 pgserver.PostgresServer._instances.pop(server.pgdata, None)

@@ -114,8 +114,10 @@ def check_uplift(start: ModelEval, sft: ModelEval, min_uplift: float, max_rubric
                        "parallel.sft.max_rubric_drop), so the uplift may be format adherence alone")
     reason = "; ".join(reasons) or None
     if reason is None:
-        message = (f"parallel-sft: {detail} >= {min_uplift:.1%} (parallel.sft.min_uplift), and the rubric does not "
-                   "fall: ready for `parallel-r1 rl`")
+        held = ("does not fall" if max_rubric_drop == 0 else
+                f"does not fall by more than {max_rubric_drop:.3f} (parallel.sft.max_rubric_drop)")
+        message = (f"parallel-sft: {detail} >= {min_uplift:.1%} (parallel.sft.min_uplift), and the rubric {held}: "
+                   "ready for `parallel-r1 rl`")
     else:
         message = (f"parallel-sft: the SFT'd model is not ready for `parallel-r1 rl`: {reason}. {detail}. Train "
                    "longer (parallel.sft.epochs / learning_rate) or on more data (parallel.dataset_threshold), or "

@@ -134,9 +134,14 @@ def backend_failure(e: Exception, request_id: str = "") -> APIError:
                     code="backend_error", kind="server_error")
 
 
+def is_context_refusal(message: str) -> bool:
+    """Whether the model backend's refusal says the prompt is over the model's context length."""
+    return "context length" in message
+
+
 def refusal(message: str) -> APIError:
     """The model backend refused the request (a prompt over the context length, ...): a 400."""
-    code = "context_length_exceeded" if "context length" in message else "invalid_request"
+    code = "context_length_exceeded" if is_context_refusal(message) else "invalid_request"
     return APIError(400, message, param="messages", code=code)
 
 

@@ -47,7 +47,7 @@ from parallel_r1.serve.api import (
     timed_out,
 )
 from parallel_r1.serve.generation import Delta, Generation, backend_client
-from parallel_r1.serve.grounding import ReplyGrounding
+from parallel_r1.serve.grounding import Grounded, ReplyGrounding
 from parallel_r1.serve.metrics import RouterMetrics
 from parallel_r1.serve.online_grading import OnlineGrader
 from parallel_r1.serve.openai_backend import OpenAIRemote
@@ -258,22 +258,22 @@ class ChatRouter:
         except APIError as e:
             return error_response(e)
         parallel = target.parallel or self.cfg.parallel_format
-        conversation, grounded = await self.grounding.ground(self._conversation(chat, route.specialist, parallel))
+        grounded = await self.grounding.ground(self._conversation(chat, route.specialist, parallel))
         extra = {"specialist": route.specialist, "version": target.ref, "route_source": route.source,
                  "student_profile": {"kind": profile.kind, "traits": profile.traits, "source": profile_source}
                  if profile else {"kind": None, "traits": [], "source": "not read"},
-                 **({"parallel_view": chat.parallel_view} if parallel else {}), **grounded}
+                 **({"parallel_view": chat.parallel_view} if parallel else {}), **grounded.extra}
         headers = {SPECIALIST_HEADER: route.specialist, VERSION_HEADER: target.ref}
-        record = {"history": conversation, "specialist": route.specialist, "version": target.ref, "profile": profile,
-                  "profile_source": profile_source, "route_source": route.source, "started": started}
+        record = {"history": grounded.conversation, "specialist": route.specialist, "version": target.ref,
+                  "profile": profile, "profile_source": profile_source, "route_source": route.source,
+                  "started": started}
         student = parallel and chat.parallel_view == "student"
         if chat.stream:
-            return await self._streamed(chat, conversation, target, student, extra, headers, record,
-                                        request_id(request))
+            return await self._streamed(chat, grounded, target, student, extra, headers, record, request_id(request))
         timeout = self.cfg.request_timeout_s
         try:
-            result = await asyncio.wait_for(
-                self._client(target).generate(conversation, request_sampling(chat, self.policy), target), timeout)
+            result = await asyncio.wait_for(self._generate(grounded, request_sampling(chat, self.policy), target),
+                                            timeout)
         except TimeoutError:
             self.metrics.failed(route.specialist, "Timeout")
             return error_response(timed_out(timeout))
@@ -281,6 +281,8 @@ class ChatRouter:
             self.metrics.failed(route.specialist, type(e).__name__)
             return error_response(backend_failure(e, request_id(request)))
         self.metrics.answered(route.specialist, target.ref, route.source, time.perf_counter() - started)
+        extra.update(grounded.extra)
+        record["history"] = grounded.conversation  # without the notes when they did not fit
         if student:
             result = student_generation(result)
         if result.error:
@@ -303,28 +305,40 @@ class ChatRouter:
         graded = self.grader.grade(**fields)
         self.metrics.graded(graded["specialist"], graded.get("version") or "", graded["score"])
 
+    async def _generate(self, grounded: Grounded, sampling, target: Target) -> Generation:
+        result = await self._client(target).generate(grounded.conversation, sampling, target)
+        if grounded.drop_notes(result.error):
+            result = await self._client(target).generate(grounded.conversation, sampling, target)
+        return result
+
     def _client(self, target: Target):
         """What answers for `target`: the OpenAI-compatible endpoint for an OpenAI fine-tuned id (served only when
         configured), else the model backend."""
         return self.remote if target.kind == "openai" else self.backend
 
-    async def _streamed(self, chat: ChatRequest, conversation: list[dict], target: Target, student: bool,
+    async def _streamed(self, chat: ChatRequest, grounded: Grounded, target: Target, student: bool,
                         extra: dict, headers: dict, record: dict, rid: str):
         """A streamed reply (`student`: as the student view). The first event is awaited before answering: a refused
         request (or a failed backend) still gets its 4xx (5xx) JSON error rather than a stream. The whole stream has
         `serve.request_timeout_s`."""
-        events = self._client(target).stream(conversation, request_sampling(chat, self.policy), target)
-        events = aiter(student_stream(events, chat.n) if student else events)
         deadline = time.monotonic() + self.cfg.request_timeout_s
-        try:
-            first = await asyncio.wait_for(anext(events), self.cfg.request_timeout_s)
-        except TimeoutError:
+        while True:
+            events = self._client(target).stream(grounded.conversation, request_sampling(chat, self.policy), target)
+            events = aiter(student_stream(events, chat.n) if student else events)
+            try:
+                first = await asyncio.wait_for(anext(events), max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                await events.aclose()
+                return error_response(timed_out(self.cfg.request_timeout_s))
+            except Exception as e:
+                return error_response(backend_failure(e, rid))
+            if not (isinstance(first, Generation) and grounded.drop_notes(first.error)):
+                break
             await events.aclose()
-            return error_response(timed_out(self.cfg.request_timeout_s))
-        except Exception as e:
-            return error_response(backend_failure(e, rid))
         if isinstance(first, Generation) and first.error:
             return error_response(refusal(first.error))
+        extra.update(grounded.extra)
+        record["history"] = grounded.conversation
         cid = completion_id()
         state: dict = {}
 

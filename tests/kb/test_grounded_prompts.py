@@ -21,7 +21,7 @@ from parallel_r1.inference.policy import ParallelExecutionPolicy
 from parallel_r1.kb import KBError, open_kb
 from parallel_r1.kb.grounding import Retriever
 from parallel_r1.kb.stage import collect
-from parallel_r1.serve.generation import Generation
+from parallel_r1.serve.generation import Delta, Generation
 from parallel_r1.serve.grounding import check_store
 from parallel_r1.serve.router import ChatRouter
 from tests.fakes.openai_server import FakeOpenAIServer
@@ -87,8 +87,9 @@ def test_procedural_discovery_is_not_grounded_and_says_so(grounded_cfg, caplog):
     assert "procedural backend writes no prompt to ground" in caplog.text
 
 
-def _router(workdir, kb: dict | None, tmp_path):
-    """The router's own class (not deployed), its model backend replaced by one that records what it is sent."""
+def _router(workdir, kb: dict | None, tmp_path, context_chars: int | None = None):
+    """The router's own class (not deployed), its model backend replaced by one that records what it is sent and
+    refuses, as the engines do, a prompt over its context (`context_chars` characters)."""
     class Recorder:
         def __init__(self):
             self.seen: list[list[dict]] = []
@@ -98,7 +99,16 @@ def _router(workdir, kb: dict | None, tmp_path):
 
         async def generate(self, conversation, sampling, target):
             self.seen.append(conversation)
+            size = sum(len(m["content"]) for m in conversation)
+            if context_chars is not None and size > context_chars:
+                return Generation.refused(f"the prompt has {size} tokens, over the context length ({context_chars})")
             return Generation(["Let's trace it together."], ["stop"], 10, [5])
+
+        async def stream(self, conversation, sampling, target):
+            done = await self.generate(conversation, sampling, target)
+            if not done.error:
+                yield Delta(0, done.texts[0])
+            yield done
 
     router_cls = ChatRouter.func_or_class.__bases__[0]  # without the ingress wrapper
     policy = ParallelExecutionPolicy.from_config(PipelineConfig().parallel.inference).model_dump()
@@ -109,8 +119,9 @@ def _router(workdir, kb: dict | None, tmp_path):
     return router
 
 
-async def _ask(router, text: str) -> tuple[int, dict]:
-    body = json.dumps({"model": "parallel-r1", "messages": [{"role": "user", "content": text}]}).encode()
+async def _ask(router, text: str, stream: bool = False) -> tuple[int, dict]:
+    body = json.dumps({"model": "parallel-r1", "messages": [{"role": "user", "content": text}],
+                       "stream": stream}).encode()
 
     async def receive():
         return {"type": "http.request", "body": body, "more_body": False}
@@ -118,7 +129,10 @@ async def _ask(router, text: str) -> tuple[int, dict]:
     scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions", "query_string": b"",
              "headers": [(b"content-type", b"application/json")]}
     response = await router.chat_completions(Request(scope, receive))
-    return response.status_code, json.loads(response.body)
+    if not stream or response.status_code != 200:
+        return response.status_code, json.loads(response.body)
+    events = [json.loads(e.removeprefix("data: ")) async for e in response.body_iterator if "[DONE]" not in e]
+    return response.status_code, events[-1]
 
 
 def test_router_grounds_the_conversation_and_the_reply_names_the_passages(grounded_cfg, tmp_path):
@@ -138,6 +152,23 @@ def test_router_grounds_the_conversation_and_the_reply_names_the_passages(ground
     assert "Reference notes" not in router.backend.seen[1][0]["content"]
     ungrounded = _router(grounded_cfg.workdir, None, tmp_path)
     assert "grounding" not in asyncio.run(_ask(ungrounded, SWAP_QUESTION))[1]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_notes_that_do_not_fit_the_context_are_left_out_rather_than_refused(grounded_cfg, tmp_path, caplog, stream):
+    fits = len("You are a patient tutor.") + len(SWAP_QUESTION) + 10  # the question fits, the notes do not
+    router = _router(grounded_cfg.workdir, grounded_cfg.kb.model_dump(), tmp_path, context_chars=fits)
+    try:
+        with caplog.at_level(logging.WARNING):
+            status, reply = asyncio.run(_ask(router, SWAP_QUESTION, stream))
+        too_long = asyncio.run(_ask(router, SWAP_QUESTION + " " * fits, stream))
+    finally:
+        router.grounding.retriever.close()
+    assert (status, reply["grounding"]) == (200, [])
+    grounded, plain = router.backend.seen[:2]
+    assert "Reference notes" in grounded[0]["content"] and "Reference notes" not in plain[0]["content"]
+    assert "the reference notes do not fit the model's context" in caplog.text
+    assert too_long[0] == 400 and too_long[1]["error"]["code"] == "context_length_exceeded"  # its own fault
 
 
 def test_an_unreachable_store_gives_an_ungrounded_reply(grounded_cfg, tmp_path, caplog):

@@ -3,15 +3,21 @@ refusals (another model, an unreachable store, a bad file) with nothing half-wri
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
+import psycopg
 import pytest
 from typer.testing import CliRunner
 
 from parallel_r1.cli import app
 from parallel_r1.config import KBConfig, load_config
 from parallel_r1.kb import Filters, KBError, Passage, open_kb
+from parallel_r1.kb.endpoints import alive, postgres_endpoint, running_postgres
 from parallel_r1.kb.stage import run_ingest
 from tests.kb.conftest import FakeEmbedder
 from tests.kb.servers import free_port
@@ -119,3 +125,29 @@ def test_kb_commands(kb_workdir, small_corpus, tmp_path):
     empty.write_text("")
     result = runner.invoke(app, ["kb", "ingest", str(empty), *common])
     assert result.exit_code == 2 and "is empty" in result.output and "Traceback" not in result.output
+
+
+def test_the_embedded_server_stops_when_a_user_of_it_was_killed(kb_root):
+    """A process killed while using the embedded PostgreSQL (a router replica, a discovery actor) must not keep it
+    running after the last live user lets go."""
+    endpoint = postgres_endpoint(KBConfig(), kb_root / "killed", env={})
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom parallel_r1.config import KBConfig\n"
+         "from parallel_r1.kb.endpoints import alive, postgres_endpoint, running_postgres\n"
+         f"with running_postgres(postgres_endpoint(KBConfig(), {str(kb_root / 'killed')!r}, env={{}})):\n"
+         "    print('up', flush=True)\n    time.sleep(600)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "up"
+    finally:
+        holder.kill()
+        holder.wait()
+    postmaster = int((endpoint.data_path / "postmaster.pid").read_text().split()[0])
+    assert alive(postmaster)  # left running by the killed process
+    with running_postgres(endpoint) as dsn:
+        with psycopg.connect(dsn) as conn:
+            assert conn.execute("select 1").fetchone() == (1,)
+    deadline = time.monotonic() + 30
+    while alive(postmaster) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not alive(postmaster)
+    assert json.loads((endpoint.data_path / ".handle_pids.json").read_text()) == []

@@ -56,7 +56,9 @@ def test_an_uplift_with_a_rubric_that_holds_passes(evaluation):
                                                           format_block([NEXT_STEP, TELLING], NEXT_STEP))))
     check = check_uplift(start, sft, min_uplift=0.05)
     assert check.passed and check.reason is None and check.rubric.ci_low > 0
-    assert "ready for `parallel-r1 rl`" in check.message
+    assert "the rubric does not fall: ready for `parallel-r1 rl`" in check.message
+    tolerant = check_uplift(start, sft, min_uplift=0.05, max_rubric_drop=0.02)
+    assert "the rubric does not fall by more than 0.020 (parallel.sft.max_rubric_drop): ready for" in tolerant.message
 
 
 def model(rubric: dict[str, float], adherence: float) -> ModelEval:
