@@ -268,7 +268,8 @@ def main() -> None:
     limit = {"value": least, "unit": "s",
              "note": f"6 × {params:,} parameters × {tokens:,.0f} tokens (six jobs, {args.epochs:g} epochs) ÷ "
                      f"{flops / 1e9:.1f} GFLOP/s (float32 matmul, {os.cpu_count()} cores)"}
-    name = f"finetune six LoRA jobs at once, {args.model}: Ray Train vs plain TRL processes"
+    longer = "" if args.epochs == 2 else f", {args.epochs:g} epochs"  # a row of its own beside make bench's
+    name = f"finetune six LoRA jobs at once, {args.model}{longer}: Ray Train vs plain TRL processes"
     cpu = {side: [sum(r["cpu_s"].values()) for r in runs[side]] for side in runs}
     rows = [peer.row(name, mine, their, "s", peer.Goal("ratio", "<=", 1.2), limit),
             peer.row(f"{name}, CPU s", cpu["ours"], cpu["peer"], "CPU s", None)]
@@ -300,7 +301,7 @@ def main() -> None:
         results["self"], self_rows = self_comparison(work, base, common, rows[0]["ours"])
         console.print(summary_table("six at once against one after another; one job on Ray Train against in-process "
                                     "(s)", ["run", "s", "ratio"], self_rows))
-    suffix = "" if args.model == "demo" else f"_{args.model}"
+    suffix = ("" if args.model == "demo" else f"_{args.model}") + ("" if args.epochs == 2 else f"_{args.epochs:g}ep")
     out = ROOT / "benchmarks" / "results" / f"bench_finetune{suffix}.json"
     atomic_write_json(out, {"args": vars(args), "results": results})
     console.print(f"wrote {out}; {peer.record(rows, machine)}")
