@@ -262,11 +262,10 @@ class ChatRouter:
         extra = {"specialist": route.specialist, "version": target.ref, "route_source": route.source,
                  "student_profile": {"kind": profile.kind, "traits": profile.traits, "source": profile_source}
                  if profile else {"kind": None, "traits": [], "source": "not read"},
-                 **({"parallel_view": chat.parallel_view} if parallel else {}), **grounded.extra}
+                 **({"parallel_view": chat.parallel_view} if parallel else {})}
         headers = {SPECIALIST_HEADER: route.specialist, VERSION_HEADER: target.ref}
-        record = {"history": grounded.conversation, "specialist": route.specialist, "version": target.ref,
-                  "profile": profile, "profile_source": profile_source, "route_source": route.source,
-                  "started": started}
+        record = {"specialist": route.specialist, "version": target.ref, "profile": profile,  # history: once answered
+                  "profile_source": profile_source, "route_source": route.source, "started": started}
         student = parallel and chat.parallel_view == "student"
         if chat.stream:
             return await self._streamed(chat, grounded, target, student, extra, headers, record, request_id(request))
