@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -146,13 +147,13 @@ def atomic_write_table(path: Path, table: pa.Table) -> Path:
 
 
 def pid_running(pid: int) -> bool:
+    """Whether process `pid` runs; a zombie (dead, not yet reaped by its parent) does not."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:  # running, under another user
-        pass
-    return True
+    except psutil.AccessDenied:  # running, under another user
+        return True
 
 
 def remove_stale_partials(out_dir: Path) -> None:

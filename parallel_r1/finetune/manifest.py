@@ -7,7 +7,6 @@ Every update is a locked read-modify-write followed by an atomic rename, so read
 from __future__ import annotations
 
 import fcntl
-import os
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +16,7 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field, ValidationError
 
-from parallel_r1.data.io import atomic_write_json
+from parallel_r1.data.io import atomic_write_json, pid_running
 from parallel_r1.data.records import Record, problem, read_record
 
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
@@ -69,13 +68,7 @@ class FinetuneJob(Record):
         host, _, pid = self.owner.rpartition(":")
         if host != socket.gethostname():
             return False
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-        return False
+        return not pid_running(int(pid))
 
 
 class ManifestFile(Record):

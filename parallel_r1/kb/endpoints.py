@@ -14,9 +14,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
-
 from parallel_r1.config import KBConfig
+from parallel_r1.data.io import atomic_write_json, pid_running
 from parallel_r1.kb.store import KBError
 
 log = logging.getLogger(__name__)
@@ -92,14 +91,6 @@ def _first_line(err: BaseException) -> str:
     return text.splitlines()[0]
 
 
-def alive(pid: int) -> bool:
-    """Whether process `pid` runs (a zombie, dead but not yet reaped, does not)."""
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
 def forget_dead_users(pgserver, data: Path) -> list[int]:
     """Drop from pgserver's list of the processes using the server in `data` those that are gone (killed before
     their exit handler ran), so the last live user still stops it; returns the pids dropped."""
@@ -109,11 +100,9 @@ def forget_dead_users(pgserver, data: Path) -> list[int]:
             pids = json.loads(handles.read_text())
         except (FileNotFoundError, ValueError):
             return []
-        gone = [pid for pid in pids if not alive(pid)]
+        gone = [pid for pid in pids if not pid_running(pid)]
         if gone:
-            scratch = handles.with_name(f"{handles.name}.{os.getpid()}.tmp")
-            scratch.write_text(json.dumps([pid for pid in pids if pid not in gone]))
-            os.replace(scratch, handles)
+            atomic_write_json(handles, [pid for pid in pids if pid not in gone])
     if gone:
         log.warning("embedded PostgreSQL in %s: forgot processes that died while using it (%s)", data,
                     ", ".join(map(str, gone)))

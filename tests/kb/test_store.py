@@ -16,8 +16,9 @@ from typer.testing import CliRunner
 
 from parallel_r1.cli import app
 from parallel_r1.config import KBConfig, load_config
+from parallel_r1.data.io import pid_running
 from parallel_r1.kb import Filters, KBError, Passage, open_kb
-from parallel_r1.kb.endpoints import alive, postgres_endpoint, running_postgres
+from parallel_r1.kb.endpoints import postgres_endpoint, running_postgres
 from parallel_r1.kb.stage import run_ingest
 from tests.kb.conftest import FakeEmbedder
 from tests.kb.servers import free_port
@@ -133,7 +134,7 @@ def test_the_embedded_server_stops_when_a_user_of_it_was_killed(kb_root):
     endpoint = postgres_endpoint(KBConfig(), kb_root / "killed", env={})
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time\nfrom parallel_r1.config import KBConfig\n"
-         "from parallel_r1.kb.endpoints import alive, postgres_endpoint, running_postgres\n"
+         "from parallel_r1.kb.endpoints import postgres_endpoint, running_postgres\n"
          f"with running_postgres(postgres_endpoint(KBConfig(), {str(kb_root / 'killed')!r}, env={{}})):\n"
          "    print('up', flush=True)\n    time.sleep(600)"], stdout=subprocess.PIPE, text=True)
     try:
@@ -142,12 +143,12 @@ def test_the_embedded_server_stops_when_a_user_of_it_was_killed(kb_root):
         holder.kill()
         holder.wait()
     postmaster = int((endpoint.data_path / "postmaster.pid").read_text().split()[0])
-    assert alive(postmaster)  # left running by the killed process
+    assert pid_running(postmaster)  # left running by the killed process
     with running_postgres(endpoint) as dsn:
         with psycopg.connect(dsn) as conn:
             assert conn.execute("select 1").fetchone() == (1,)
     deadline = time.monotonic() + 30
-    while alive(postmaster) and time.monotonic() < deadline:
+    while pid_running(postmaster) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not alive(postmaster)
+    assert not pid_running(postmaster)
     assert json.loads((endpoint.data_path / ".handle_pids.json").read_text()) == []
