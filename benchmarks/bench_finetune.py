@@ -1,7 +1,8 @@
 """Fine-tuning makespan: six LoRA SFT jobs at once through the `finetune` stage on Ray Train against its peer, six plain
 TRL processes (`plain_trl_sft.py`: `SFTTrainer` + PEFT `LoraConfig`) started together on the same cores.
 
-Run: `python benchmarks/bench_finetune.py [--per-batch 16] [--epochs 2] [--reps 3] [--model MODEL] [--self]`
+Run: `python benchmarks/bench_finetune.py [--per-batch 16] [--epochs 2] [--reps 3] [--model MODEL] [--self]
+[--unpacked]`
 (about 7 minutes on 2 idle cores for the demo model). Builds the demo-size base model (or, with `--model
 smollm2-135m-instruct`, converts the real one) and six procedural batches under
 benchmarks/results/finetune_work/<model>. Both sides take their settings from the same `SFTJob`s (base model, LoRA
@@ -12,7 +13,8 @@ the medians (min–max), where each side's time goes (ours: inside the Ray Train
 start-up and teardown, the driver; the peer: imports, build, train, save, interpreter), the CPU seconds of each side
 by process kind, and the physical limit: 6 × parameters × tokens trained ÷ the FLOP/s of a float32 matmul on all
 cores, measured at the start. Ray's own start is timed once and is not in our makespan. `--self` also runs the six
-jobs one after another and one job on Ray Train against the same SFT in this process. Writes
+jobs one after another and one job on Ray Train against the same SFT in this process; `--unpacked` also runs ours
+with a Ray Train run per job (`finetune.pack_jobs: false`) next to each run of ours, in alternating order. Writes
 benchmarks/results/bench_finetune.json and two rows (makespan, CPU seconds) of benchmarks/results/summary.json.
 """
 
@@ -225,6 +227,8 @@ def main() -> None:
     ap.add_argument("--model", choices=MODELS, default="demo", help="the demo-size model or a real pretrained one")
     ap.add_argument("--self", dest="self_runs", action="store_true",
                     help="also six jobs one after another, and one job on Ray Train against in-process")
+    ap.add_argument("--unpacked", action="store_true",
+                    help="also ours with one Ray Train run per job (finetune.pack_jobs: false) beside each run of ours")
     args = ap.parse_args()
     machine = peer.Machine()
     flops = matmul_flops()
@@ -244,14 +248,23 @@ def main() -> None:
     jobs = {name: replace(SFTJob.for_batch(name, path, str(base), ft, len(read_jsonl(path))),
                           train_file=str(windows[name])) for name, path in files.items()}
 
-    runs: dict[str, list] = {"ours": [], "peer": []}
+    runs: dict[str, list] = {"ours": [], "peer": [], "unpacked": []}
+
+    def one_of_ours(side: str, overrides: dict) -> float:
+        with CpuByKind() as cpu:
+            makespan, metrics = finetune_makespan(work, base, overrides)
+        runs[side].append({"makespan_s": makespan, "phases": ours_phases(makespan, metrics), "jobs": metrics,
+                           "cpu_s": cpu.by_kind})
+        return makespan
 
     def ours() -> float:
-        with CpuByKind() as cpu:
-            makespan, metrics = finetune_makespan(work, base, common)
-        runs["ours"].append({"makespan_s": makespan, "phases": ours_phases(makespan, metrics), "jobs": metrics,
-                             "cpu_s": cpu.by_kind})
-        return makespan
+        if not args.unpacked:
+            return one_of_ours("ours", common)
+        order = [("ours", common), ("unpacked", {**common, "finetune.pack_jobs": False})]
+        if len(runs["ours"]) % 2:
+            order.reverse()
+        figures = {side: one_of_ours(side, overrides) for side, overrides in order}
+        return figures["ours"]
 
     def theirs() -> float:
         with CpuByKind() as cpu:
@@ -273,6 +286,11 @@ def main() -> None:
     cpu = {side: [sum(r["cpu_s"].values()) for r in runs[side]] for side in runs}
     rows = [peer.row(name, mine, their, "s", peer.Goal("ratio", "<=", 1.2), limit),
             peer.row(f"{name}, CPU s", cpu["ours"], cpu["peer"], "CPU s", None)]
+    if args.unpacked:
+        alone = f"finetune six LoRA jobs at once, {args.model}{longer}: one Ray Train run vs a run per job"
+        rows += [peer.row(alone, mine, [r["makespan_s"] for r in runs["unpacked"]], "s", None),
+                 peer.row(f"{alone}, CPU s", cpu["ours"], cpu["unpacked"], "CPU s", None)]
+    runs = {side: found for side, found in runs.items() if found}
     phases = {side: {k: _median(r["phases"][k] for r in runs[side]) for k in runs[side][0]["phases"]}
               for side in runs}
     peer_tokens = sum(m["tokens_per_epoch"] * args.epochs for m in first_peer.values())

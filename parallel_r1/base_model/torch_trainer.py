@@ -1,4 +1,5 @@
-"""The `TorchTrainer` the SFT, Tune and GRPO jobs run on: Ray Train's, less per-run actors these jobs never use.
+"""The trainers the SFT, Tune and GRPO jobs run on: Ray Train's `TorchTrainer`, and its `DataParallelTrainer` (no
+torch process group) for runs whose workers each train alone, both less per-run actors these jobs never use.
 
 Besides its controller and workers, each Ray Train run starts a `DatasetManager` actor, for Ray Datasets passed to
 the trainer (these jobs read their own files), and a detached `PlacementGroupCleaner`, which frees the run's
@@ -21,20 +22,30 @@ PG_CLEANER_ENV = "PARALLEL_R1_PG_CLEANER"
 
 def torch_trainer(train_loop, **kwargs):
     """A `TorchTrainer(train_loop, **kwargs)` without the actors above (Ray 2.60, pinned: the hook is private)."""
-    return _trainer_class()(train_loop, **kwargs)
+    return _lean_class(True)(train_loop, **kwargs)
+
+
+def solo_trainer(train_loop, **kwargs):
+    """A `DataParallelTrainer(train_loop, **kwargs)` without the actors above or a process group: for workers that
+    each train a model of their own, which a torch process group would only make wait for each other."""
+    return _lean_class(False)(train_loop, **kwargs)
 
 
 @functools.cache
-def _trainer_class() -> type:
-    from ray.train.torch import TorchTrainer
+def _lean_class(with_torch: bool) -> type:
     from ray.train.v2._internal.callbacks import DatasetsCallback
     from ray.train.v2._internal.callbacks.placement_group_callback import PlacementGroupCleanerCallback
 
-    class LeanTorchTrainer(TorchTrainer):
+    if with_torch:
+        from ray.train.torch import TorchTrainer as base
+    else:
+        from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer as base
+
+    class LeanTrainer(base):
         def _create_default_callbacks(self):
             unused = () if self.datasets else (DatasetsCallback,)
             if os.environ.get(PG_CLEANER_ENV) == "0":
                 unused += (PlacementGroupCleanerCallback,)
             return [cb for cb in super()._create_default_callbacks() if not isinstance(cb, unused)]
 
-    return LeanTorchTrainer
+    return LeanTrainer

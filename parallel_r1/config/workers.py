@@ -57,6 +57,15 @@ class SFTJob:
 
 
 @dataclass(frozen=True)
+class SFTPack:
+    """One-worker SFT jobs sharing one Ray Train run (`finetune.sft.packed_train_loop`): the worker of rank r
+    trains `jobs[r]` alone, checkpointing to and finishing in the folder `dirs[r]`."""
+
+    jobs: tuple[SFTJob, ...]
+    dirs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class GRPOJob:
     """The GRPO run (`rl.grpo_worker.grpo_train_loop`)."""
 

@@ -4,8 +4,9 @@ reported to Ray Train for resumption. A job with
 `parallel_tokens` (the Parallel-R1 cold start) first adds the format's tags to the tokenizer and trains their
 new embedding rows along with the LoRA.
 
-`sft_train_loop` is the `train_loop_per_worker`; `run_sft_locally(job)` runs the same
-training in the calling process (the plain baseline of the benchmark).
+`sft_train_loop` is the `train_loop_per_worker` of a job's own run; `packed_train_loop` that of one-worker jobs
+sharing a run; `run_sft_locally(job)` runs the same training in the calling process (the plain baseline of the
+benchmark).
 """
 
 from __future__ import annotations
@@ -16,12 +17,15 @@ import os
 import time
 from pathlib import Path
 
-from parallel_r1.config.workers import SFTJob, worker_job
+from parallel_r1.config.workers import SFTJob, SFTPack, worker_job
 from parallel_r1.data.context import token_counter
+from parallel_r1.data.io import atomic_write_json, folder_build
 from parallel_r1.finetune.turn_mask import tokenize_with_turn_mask
 from parallel_r1.finetune.windows import training_windows
 
 ADAPTER_SUBDIR = "adapter"
+FINAL_SUBDIR = "final"  # a packed job's finished adapter and metrics.json, in its folder
+ERROR_FILE = "error.json"  # why a packed job failed, in its folder
 
 
 def _load_records(path: str) -> list[dict]:
@@ -194,9 +198,7 @@ def sft_train_loop(config: dict) -> None:
             resumed_from_step = json.load(f)["global_step"]
     train_s = _timed_train(trainer, resume_dir)
     metrics = {**_metrics(trainer, started, train_s, resumed_from_step), "workers": ctx.get_world_size()}
-    if metrics["train_loss"] is not None and not math.isfinite(metrics["train_loss"]):
-        raise FloatingPointError(f"{job.name}: the training loss diverged ({metrics['train_loss']}) at "
-                                 f"learning rate {job.learning_rate:g}: lower finetune.learning_rate")
+    _check_finite(job, metrics)
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = None
         if ctx.get_world_rank() == 0:
@@ -204,6 +206,62 @@ def sft_train_loop(config: dict) -> None:
             Path(tmp, "metrics.json").write_text(json.dumps(metrics))
             checkpoint = ray.train.Checkpoint.from_directory(tmp)
         ray.train.report({**metrics, "final": True}, checkpoint=checkpoint)
+
+
+def _check_finite(job: SFTJob, metrics: dict) -> None:
+    if metrics["train_loss"] is not None and not math.isfinite(metrics["train_loss"]):
+        raise FloatingPointError(f"{job.name}: the training loss diverged ({metrics['train_loss']}) at "
+                                 f"learning rate {job.learning_rate:g}: lower finetune.learning_rate")
+
+
+def packed_train_loop(config: dict) -> None:
+    """Ray Train worker loop over `{"job": SFTPack}`: train this rank's job alone, resuming from the newest complete
+    checkpoint in its folder, and leave there `final/` (adapter, metrics.json) or, if it failed, `error.json`;
+    a failing job ends its own worker's loop only, so the run and the other jobs go on."""
+    import ray.train
+
+    pack = worker_job(config, SFTPack)
+    rank = ray.train.get_context().get_world_rank()
+    job, folder = pack.jobs[rank], Path(pack.dirs[rank])
+    if (folder / FINAL_SUBDIR / "metrics.json").exists():
+        return  # finished before the run was restarted
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / ERROR_FILE).unlink(missing_ok=True)
+    try:
+        _train_alone(job, folder)
+    except Exception as e:  # noqa: BLE001 - recorded for the driver, which fails this job only
+        atomic_write_json(folder / ERROR_FILE, {"error": f"{type(e).__name__}: {e}"})
+
+
+def _train_alone(job: SFTJob, folder: Path) -> None:
+    started = time.perf_counter()
+    resume = last_complete_checkpoint(folder)
+    trainer = build_trainer(job, str(folder))
+    resumed_from_step = json.loads((resume / "trainer_state.json").read_text())["global_step"] if resume else 0
+    train_s = _timed_train(trainer, str(resume) if resume else None)
+    metrics = {**_metrics(trainer, started, train_s, resumed_from_step), "workers": 1}
+    _check_finite(job, metrics)
+    with folder_build(folder / FINAL_SUBDIR) as tmp:
+        save_adapter(trainer, tmp / ADAPTER_SUBDIR)
+        (tmp / "metrics.json").write_text(json.dumps(metrics))
+
+
+def last_complete_checkpoint(folder: Path) -> Path | None:
+    """The newest `checkpoint-<step>` in `folder` that the Trainer finished writing (its trainer_state.json, written
+    last, parses); newer, torn ones are removed so the Trainer's rotation never keeps them over it."""
+    import shutil
+
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+    found = sorted((p for p in folder.glob(f"{PREFIX_CHECKPOINT_DIR}-*") if p.name.split("-")[-1].isdigit()),
+                   key=lambda p: int(p.name.split("-")[-1]), reverse=True)
+    for path in found:
+        try:
+            json.loads((path / "trainer_state.json").read_text())
+            return path
+        except (OSError, ValueError):
+            shutil.rmtree(path, ignore_errors=True)
+    return None
 
 
 def run_sft_locally(job: SFTJob, adapter_dir: Path) -> dict:

@@ -177,7 +177,7 @@ class FinetuneStage:
         jobs = {n: SFTJob.for_batch(n, self.files[n], base, ft, len(read_jsonl(self.files[n])),
                                     ft.monolithic_workers if n == MONOLITHIC else None, self.init_adapter(n))
                 for n in self.todo}
-        storage = Path(ft.storage_path) if ft.storage_path else self.paths.ray_results
+        storage = ft.storage_path or self.paths.ray_results
         phases = [jobs]
         if self.specialised and MONOLITHIC in jobs and len(jobs) > 1:
             phases = [{MONOLITHIC: jobs.pop(MONOLITHIC)}, jobs]

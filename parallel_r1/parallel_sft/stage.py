@@ -243,7 +243,7 @@ class ParallelSFTStage:
         notice(ensure_ray(self.cfg.ray), log)
         job = replace(SFTJob.for_batch(JOB, self.paths.parallel_sft_data, self.base, ft, len(self.records)),
                       parallel_tokens=True)
-        storage = Path(ft.storage_path) if ft.storage_path else self.paths.ray_results
+        storage = ft.storage_path or self.paths.ray_results
         notice(f"parallel-sft: SFT of {self.base} on {len(self.records)} parallel targets on Ray Train "
                f"({ft.epochs:g} epochs, lr {ft.learning_rate:g}, max_length {ft.max_length})", log)
         final = launch_all({JOB: job}, ft, self.manifest, storage, self.dir / "adapters",

@@ -73,22 +73,25 @@ def test_monolithic_trains_one_adapter_on_the_union(ray_session, tmp_path, tiny_
 
 
 @pytest.mark.slow
-def test_killed_finetune_resumes_from_its_checkpoint(tmp_path, tiny_base_model):
-    """Kill the whole `parallel-r1 finetune` process group once a checkpoint exists; run it again."""
+@pytest.mark.parametrize("packed, checkpoints", [(True, "checkpoint-*/trainer_state.json"),
+                                                 (False, "checkpoint_*/checkpoint/trainer_state.json")])
+def test_killed_finetune_resumes_from_its_checkpoint(tmp_path, tiny_base_model, packed, checkpoints):
+    """Kill the whole `parallel-r1 finetune` process group once a checkpoint exists; run it again. Packed, the job
+    checkpoints into its own folder; otherwise into its own Ray Train run."""
     write_batches(tmp_path, names=["neurodivergent"], per_batch=16)
     args = [f"--workdir={tmp_path}", "--set", f"base_model.path={tiny_base_model}", "--set", "finetune.epochs=12",
             "--set", "finetune.per_device_batch_size=2", "--set", "finetune.max_length=512",
-            "--set", "ray.num_cpus=2"]
+            "--set", "ray.num_cpus=2", "--set", f"finetune.pack_jobs={str(packed).lower()}"]
     cli = [sys.executable, "-m", "parallel_r1.cli", "finetune", *args]
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     env.pop("RAY_ADDRESS", None)
     proc = subprocess.Popen(cli, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     run_dir = tmp_path / "ray_results" / "sft-neurodivergent-0"
     deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and not list(run_dir.glob("checkpoint_*")):
+    while time.monotonic() < deadline and not list(run_dir.glob(checkpoints)):
         assert proc.poll() is None, "finetune ended before it wrote a checkpoint"
         time.sleep(0.5)
-    assert list(run_dir.glob("checkpoint_*")), "no checkpoint within the deadline"
+    assert list(run_dir.glob(checkpoints)), "no checkpoint within the deadline"
     time.sleep(1)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -270,3 +273,51 @@ def test_what_a_killed_job_left_in_adapters_is_removed_by_the_next_run(tmp_path,
         (adapters / folder / "adapter_config.json").write_text("{}")
     assert _stage_todo(tmp_path, tiny_base_model) == names
     assert [p.name for p in adapters.iterdir()] == names
+
+
+@pytest.mark.slow
+def test_a_job_that_fails_in_a_pack_fails_alone(ray_session, tmp_path, tiny_base_model):
+    """Two one-worker jobs share one Ray Train run; the one whose training file has no teacher turn to train fails
+    with the reason, the other trains, and a rerun retries only the failed one."""
+    from parallel_r1.data.io import atomic_write_jsonl
+
+    write_batches(tmp_path, names=BATCHES[:2], per_batch=4)
+    untrainable = [{"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": f"q{i}"}]}
+                   for i in range(4)]
+    atomic_write_jsonl(tmp_path / "batches" / f"{BATCHES[1]}.jsonl", untrainable)
+    jobs = run_finetune(_cfg(tmp_path, tiny_base_model))
+    good, bad = jobs[BATCHES[0]], jobs[BATCHES[1]]
+    assert good.status == "succeeded" and (tmp_path / "adapters" / BATCHES[0] / "adapter_config.json").exists()
+    assert bad.status == "failed" and "assistant token" in bad.error and not (tmp_path / "adapters" / BATCHES[1]).exists()
+    runs = sorted(p.name for p in (tmp_path / "ray_results").iterdir())
+    assert [r for r in runs if r.startswith("sft-pack-")] and f"sft-{BATCHES[0]}-0" in runs  # one run, two folders
+    assert not list((tmp_path / "ray_results" / f"sft-{BATCHES[0]}-0").glob("checkpoint_*"))  # no run of its own
+    again = run_finetune(_cfg(tmp_path, tiny_base_model))
+    assert again[BATCHES[0]].finished_at == good.finished_at
+    assert again[BATCHES[1]].status == "failed" and again[BATCHES[1]].attempts == 2
+
+
+def test_one_worker_jobs_launch_in_packs_and_the_rest_alone(tmp_path):
+    ft = FinetuneConfig()
+    jobs = {n: SFTJob.for_batch(n, tmp_path / f"{n}.jsonl", "base", ft, 8) for n in "abc"}
+    jobs["mono"] = SFTJob.for_batch("mono", tmp_path / "m.jsonl", "base", ft, 8, num_workers=2)
+    from parallel_r1.finetune.launcher import launch_units
+
+    assert launch_units(jobs, ft, "/runs") == [(["a", "b", "c"], True), (["mono"], False)]
+    two = ft.model_copy(update={"max_concurrent_jobs": 2})
+    assert launch_units(jobs, two, "/runs") == [(["a", "b"], True), (["c"], True), (["mono"], False)]
+    alone = [([n], False) for n in jobs]
+    assert launch_units(jobs, ft.model_copy(update={"pack_jobs": False}), "/runs") == alone
+    assert launch_units(jobs, ft, "s3://bucket/runs") == alone  # a job's folder must be a path the workers see
+
+
+def test_resuming_takes_the_newest_checkpoint_the_trainer_finished_writing(tmp_path):
+    from parallel_r1.finetune.sft import last_complete_checkpoint
+
+    assert last_complete_checkpoint(tmp_path) is None
+    for step, state in ((4, '{"global_step": 4}'), (8, '{"global_step": 8}'), (12, '{"global_st')):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text(state)
+    (tmp_path / "checkpoint-16").mkdir()  # killed before its trainer state
+    assert last_complete_checkpoint(tmp_path) == tmp_path / "checkpoint-8"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-4", "checkpoint-8"]
