@@ -66,16 +66,38 @@ async def _invalid(request: Request, exc: RequestValidationError) -> JSONRespons
                                    code="invalid_value"))
 
 
-@api.middleware("http")
-async def _last_resort(request: Request, call_next):
-    """A failure no handler caught is logged with the request id and answered in the OpenAI error shape."""
-    try:
-        return await call_next(request)
-    except Exception as e:  # noqa: BLE001 - the last line of defence
-        rid = request_id(request)
-        log.exception("request %s failed", rid)
-        return error_response(APIError(500, f"internal error ({type(e).__name__}); request id {rid}",
-                                       code="internal_error", kind="server_error"))
+class LastResort:
+    """ASGI middleware: a failure no handler caught before the response began is logged with the request id and
+    answered in the OpenAI error shape. Plain ASGI: Starlette's `@app.middleware` would pass every request and every
+    streamed chunk through one more task and memory stream."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        began = False
+
+        async def tracked(message: dict) -> None:
+            nonlocal began
+            began = began or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception as e:  # noqa: BLE001 - the last line of defence
+            if began:  # too late for another answer: the server ends the response
+                raise
+            rid = request_id(Request(scope))
+            log.exception("request %s failed", rid)
+            answer = error_response(APIError(500, f"internal error ({type(e).__name__}); request id {rid}",
+                                             code="internal_error", kind="server_error"))
+            await answer(scope, receive, send)
+
+
+api.add_middleware(LastResort)
 
 
 def request_id(request: Request) -> str:

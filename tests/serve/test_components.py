@@ -332,3 +332,34 @@ def test_a_slow_first_answer_is_a_503_then_ends_the_wait_and_a_failed_one_is_ask
         await failing.wait()
 
     asyncio.run(run())
+
+
+def test_a_failure_no_handler_caught_is_a_500_in_the_openai_shape_unless_the_answer_began():
+    from fastapi import FastAPI
+    from fastapi.responses import StreamingResponse
+    from fastapi.testclient import TestClient
+
+    from parallel_r1.serve.api import LastResort, api
+
+    assert any(m.cls is LastResort for m in api.user_middleware)  # the router's app has it
+    app = FastAPI()
+    app.add_middleware(LastResort)
+
+    @app.get("/boom")
+    async def boom():
+        raise RuntimeError("a detail for the log only")
+
+    @app.get("/late")
+    async def late():
+        async def chunks():
+            yield "data: 1\n\n"
+            raise RuntimeError("mid-stream")
+        return StreamingResponse(chunks(), media_type="text/event-stream")
+
+    client = TestClient(app, raise_server_exceptions=False)
+    answer = client.get("/boom", headers={"x-request-id": "rid-7"})
+    error = answer.json()["error"]
+    assert answer.status_code == 500 and error["code"] == "internal_error" and error["type"] == "server_error"
+    assert "rid-7" in error["message"] and "detail" not in error["message"]
+    with pytest.raises(RuntimeError, match="mid-stream"):  # begun: no second answer, the failure goes to the server
+        TestClient(app).get("/late")
