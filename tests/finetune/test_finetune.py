@@ -310,6 +310,19 @@ def test_one_worker_jobs_launch_in_packs_and_the_rest_alone(tmp_path):
     alone = [([n], False) for n in jobs]
     assert launch_units(jobs, ft.model_copy(update={"pack_jobs": False}), "/runs") == alone
     assert launch_units(jobs, ft, "s3://bucket/runs") == alone  # a job's folder must be a path the workers see
+    # a cluster that holds two workers at once gets packs of two: a pack of three would never be placed
+    assert launch_units(jobs, ft, "/runs", capacity=2) == [(["a", "b"], True), (["c"], True), (["mono"], False)]
+
+
+def test_the_worker_capacity_is_what_the_cluster_holds_at_once(ray_session):
+    import ray
+
+    from parallel_r1.finetune.launcher import worker_capacity
+
+    cpus = ray.cluster_resources()["CPU"]
+    assert worker_capacity(FinetuneConfig(cpus_per_worker=0.25)) == int(cpus / 0.25)
+    assert worker_capacity(FinetuneConfig(cpus_per_worker=cpus)) == 1
+    assert worker_capacity(FinetuneConfig(cpus_per_worker=cpus * 4)) == 1  # never none: Ray says what is missing
 
 
 def test_resuming_takes_the_newest_checkpoint_the_trainer_finished_writing(tmp_path):
