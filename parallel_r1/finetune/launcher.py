@@ -86,22 +86,20 @@ def launch_units(jobs: dict[str, SFTJob], ft: FinetuneConfig, storage: str,
                  capacity: int | None = None) -> list[tuple[list[str], bool]]:
     """The jobs grouped as they launch, (names, packed): one-worker jobs in packs (one Ray Train run each) when
     `ft.pack_jobs` and the storage is a path, then every other job in a run of its own. A pack holds at most
-    `ft.max_concurrent_jobs` jobs and `capacity` workers, what the cluster can place at once: a run's workers are
-    placed together, so a bigger pack would wait forever."""
+    `ft.max_concurrent_jobs` jobs and `capacity` workers, what the cluster has room for at launch: a run's workers
+    are placed together, so a bigger pack would wait for room that other work may never give back."""
     size = max(1, min(ft.max_concurrent_jobs or len(jobs), capacity or len(jobs)))
     packed = [n for n, job in jobs.items() if job.num_workers == 1] if ft.pack_jobs and "://" not in storage else []
     return ([(packed[i:i + size], True) for i in range(0, len(packed), size)]
             + [([n], False) for n in jobs if n not in packed])
 
 
-def worker_capacity(ft: FinetuneConfig) -> int:
-    """How many workers of `ft`'s size the connected Ray cluster holds at once (its CPUs, and GPUs with use_gpu)."""
-    import ray
-
-    total = ray.cluster_resources()
-    fits = [total.get("CPU", 0.0) / ft.cpus_per_worker]
+def worker_capacity(ft: FinetuneConfig, free: dict[str, float]) -> int:
+    """How many workers of `ft`'s size fit in `free` (Ray's available resources: CPUs, and GPUs with use_gpu); at
+    least one, which waits for room like a job of its own would."""
+    fits = [free.get("CPU", 0.0) / ft.cpus_per_worker]
     if ft.use_gpu:
-        fits.append(total.get("GPU", 0.0) / ft.gpus_per_worker)
+        fits.append(free.get("GPU", 0.0) / ft.gpus_per_worker)
     return max(1, int(min(fits) + 1e-9))
 
 
@@ -110,7 +108,9 @@ def launch_all(jobs: dict[str, SFTJob], ft: FinetuneConfig, manifest: FinetuneMa
     """Run the given jobs concurrently (at most `ft.max_concurrent_jobs` at a time); returns {name: final status}."""
     storage = str(storage_path) if "://" in str(storage_path) else str(Path(storage_path).resolve())
     limit = ft.max_concurrent_jobs or len(jobs)
-    units = launch_units(jobs, ft, storage, worker_capacity(ft))
+    import ray
+
+    units = launch_units(jobs, ft, storage, worker_capacity(ft, ray.available_resources()))
     finished: queue.Queue = queue.Queue()  # (name, result or None, error text or None)
     running, final, threads = 0, {}, []
 
