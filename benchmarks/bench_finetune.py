@@ -241,7 +241,7 @@ def main() -> None:
     console.print(ensure_ray(load_config().ray))
     ray_start = time.perf_counter() - started
     common = {"finetune.epochs": args.epochs, "finetune.max_length": args.max_length, "finetune.cpus_per_worker":
-              args.cpus_per_worker}
+              args.cpus_per_worker, "finetune.pack_jobs": True}
     ft = load_config(overrides=common).finetune
     files = {name: work / "batches" / f"{name}.jsonl" for name in BATCHES}
     windows = windowed_files(files, base, args.max_length, work / "plain_trl_batches")

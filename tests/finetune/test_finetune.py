@@ -285,7 +285,7 @@ def test_a_job_that_fails_in_a_pack_fails_alone(ray_session, tmp_path, tiny_base
     untrainable = [{"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": f"q{i}"}]}
                    for i in range(4)]
     atomic_write_jsonl(tmp_path / "batches" / f"{BATCHES[1]}.jsonl", untrainable)
-    jobs = run_finetune(_cfg(tmp_path, tiny_base_model))
+    jobs = run_finetune(_cfg(tmp_path, tiny_base_model, pack_jobs=True))
     good, bad = jobs[BATCHES[0]], jobs[BATCHES[1]]
     assert good.status == "succeeded" and (tmp_path / "adapters" / BATCHES[0] / "adapter_config.json").exists()
     assert bad.status == "failed" and "assistant token" in bad.error
@@ -293,13 +293,13 @@ def test_a_job_that_fails_in_a_pack_fails_alone(ray_session, tmp_path, tiny_base
     runs = sorted(p.name for p in (tmp_path / "ray_results").iterdir())
     assert [r for r in runs if r.startswith("sft-pack-")] and f"sft-{BATCHES[0]}-0" in runs  # one run, two folders
     assert not list((tmp_path / "ray_results" / f"sft-{BATCHES[0]}-0").glob("checkpoint_*"))  # no run of its own
-    again = run_finetune(_cfg(tmp_path, tiny_base_model))
+    again = run_finetune(_cfg(tmp_path, tiny_base_model, pack_jobs=True))
     assert again[BATCHES[0]].finished_at == good.finished_at
     assert again[BATCHES[1]].status == "failed" and again[BATCHES[1]].attempts == 2
 
 
 def test_one_worker_jobs_launch_in_packs_and_the_rest_alone(tmp_path):
-    ft = FinetuneConfig()
+    ft = FinetuneConfig(pack_jobs=True)
     jobs = {n: SFTJob.for_batch(n, tmp_path / f"{n}.jsonl", "base", ft, 8) for n in "abc"}
     jobs["mono"] = SFTJob.for_batch("mono", tmp_path / "m.jsonl", "base", ft, 8, num_workers=2)
     from parallel_r1.finetune.launcher import launch_units

@@ -59,7 +59,7 @@ def test_finetune_killed_twice_resumes_every_job_to_its_step_count_with_whole_ad
     args = procs.cli("finetune", f"--workdir={tmp_path}", "--set", f"base_model.path={tiny_base_model}",
                      "--set", f"finetune.epochs={EPOCHS}", "--set", f"finetune.per_device_batch_size={BATCH_SIZE}",
                      "--set", "finetune.max_length=512", "--set", "finetune.cpus_per_worker=1",
-                     "--set", "ray.num_cpus=2")
+                     "--set", "ray.num_cpus=2", "--set", "finetune.pack_jobs=true")
     log = tmp_path / "finetune.log"
     killed_at: list[dict[str, list[int]]] = []  # checkpoint steps on disk when each kill came
     started = time.perf_counter()
@@ -117,7 +117,7 @@ def test_finetune_killed_after_its_final_report_finishes_on_the_rerun(tmp_path, 
     write_batches(tmp_path, names=JOBS[:1], per_batch=6)
     args = procs.cli("finetune", f"--workdir={tmp_path}", "--set", f"base_model.path={tiny_base_model}",
                      "--set", "finetune.epochs=2", "--set", f"finetune.per_device_batch_size={BATCH_SIZE}",
-                     "--set", "finetune.max_length=512", "--set", "ray.num_cpus=2")
+                     "--set", "finetune.max_length=512", "--set", "ray.num_cpus=2", "--set", "finetune.pack_jobs=true")
     final = tmp_path / "ray_results" / f"sft-{JOBS[0]}-0" / "final" / "metrics.json"
 
     def final_recorded():
