@@ -55,7 +55,7 @@ class FinetuneConfig(RayTrainWorkersConfig):
     max_concurrent_jobs: int | None = Field(None, ge=1, description="Jobs training at once; None: every job.")
     storage_path: StoragePath = Field(None, description="Ray Train storage (absolute path or URI); None: "
                                                         "<workdir>/ray_results.")
-    pack_jobs: bool = Field(False, description="Jobs of one worker each share one Ray Train run (one controller, a "
+    pack_jobs: bool = Field(True, description="Jobs of one worker each share one Ray Train run (one controller, a "
                                               "worker per job training alone and checkpointing to its own folder "
                                               "under storage_path), which then must be a path every node sees; "
                                               "false, or a URI storage_path: one Ray Train run per job.")

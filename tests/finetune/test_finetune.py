@@ -7,6 +7,7 @@ import math
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -83,7 +84,12 @@ def test_killed_finetune_resumes_from_its_checkpoint(tmp_path, tiny_base_model, 
             "--set", "finetune.per_device_batch_size=2", "--set", "finetune.max_length=512",
             "--set", "ray.num_cpus=2", "--set", f"finetune.pack_jobs={str(packed).lower()}"]
     cli = [sys.executable, "-m", "parallel_r1.cli", "finetune", *args]
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    # torchrun's variables in the caller's environment (TRL's colocated GRPO leaves them in its process), pointing at
+    # a port something else holds: a worker must not set up a torch process group from them
+    held = socket.create_server(("127.0.0.1", 0))
+    torchrun = {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "LOCAL_WORLD_SIZE": "1",
+                "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(held.getsockname()[1])}
+    env = {**os.environ, **torchrun, "RAY_AUTH_MODE": "disabled"}
     env.pop("RAY_ADDRESS", None)
     proc = subprocess.Popen(cli, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     run_dir = tmp_path / "ray_results" / "sft-neurodivergent-0"
@@ -110,6 +116,7 @@ def test_killed_finetune_resumes_from_its_checkpoint(tmp_path, tiny_base_model, 
     assert job.metrics["resumed_from_step"] > 0
     # every example (16 dialogues and their training windows) / 2 per step x 12 epochs: none lost or repeated
     assert job.metrics["global_step"] == math.ceil(job.metrics["examples"] / 2) * 12
+    held.close()
 
 
 def test_missing_inputs_are_clear_errors(tmp_path, tiny_base_model):
