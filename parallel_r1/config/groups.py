@@ -3,6 +3,7 @@ workers and vLLM engine memory. A section inherits a group to keep the group's f
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field
@@ -16,6 +17,16 @@ MaxTokens = Annotated[int, Field(ge=1, description="Token budget of one reply.")
 CpusPerWorker = Annotated[float, Field(gt=0, description="CPUs reserved per worker (fractions allowed).")]
 TimeoutS = Annotated[float, Field(gt=0, description="Per-request timeout in seconds.")]
 StoragePath = Annotated[str | None, Field(description="Ray Train storage (absolute path or URI).")]
+
+
+def is_uri(storage: str) -> bool:
+    """Whether a storage location is a URI (`s3://…`, `gs://…`) rather than a path."""
+    return "://" in storage
+
+
+def train_storage(storage: str | Path) -> str:
+    """Ray Train's storage as it wants it: a URI as given, a path made absolute."""
+    return str(storage) if is_uri(str(storage)) else str(Path(storage).resolve())
 
 
 class SamplingConfig(_Section):

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from parallel_r1.base_model.torch_trainer import solo_trainer, torch_trainer
 from parallel_r1.config import FinetuneConfig
+from parallel_r1.config.groups import is_uri, train_storage
 from parallel_r1.config.workers import JOB_KEY, SFTJob, SFTPack
 from parallel_r1.data.io import folder_build
 from parallel_r1.finetune.manifest import FinetuneManifest
@@ -89,7 +90,7 @@ def launch_units(jobs: dict[str, SFTJob], ft: FinetuneConfig, storage: str,
     `ft.max_concurrent_jobs` jobs and `capacity` workers, what the cluster has room for at launch: a run's workers
     are placed together, so a bigger pack would wait for room that other work may never give back."""
     size = max(1, min(ft.max_concurrent_jobs or len(jobs), capacity or len(jobs)))
-    packed = [n for n, job in jobs.items() if job.num_workers == 1] if ft.pack_jobs and "://" not in storage else []
+    packed = [n for n, job in jobs.items() if job.num_workers == 1] if ft.pack_jobs and not is_uri(storage) else []
     return ([(packed[i:i + size], True) for i in range(0, len(packed), size)]
             + [([n], False) for n in jobs if n not in packed])
 
@@ -106,11 +107,10 @@ def worker_capacity(ft: FinetuneConfig, free: dict[str, float]) -> int:
 def launch_all(jobs: dict[str, SFTJob], ft: FinetuneConfig, manifest: FinetuneManifest, storage_path: str | Path,
                adapters_dir: Path, on_event=None) -> dict[str, str]:
     """Run the given jobs concurrently (at most `ft.max_concurrent_jobs` at a time); returns {name: final status}."""
-    storage = str(storage_path) if "://" in str(storage_path) else str(Path(storage_path).resolve())
-    limit = ft.max_concurrent_jobs or len(jobs)
     import ray
 
-    units = launch_units(jobs, ft, storage, worker_capacity(ft, ray.available_resources()))
+    storage, limit = train_storage(storage_path), ft.max_concurrent_jobs or len(jobs)
+    units = launch_units(jobs, ft, storage, worker_capacity(ft, ray.available_resources()) if ft.pack_jobs else None)
     finished: queue.Queue = queue.Queue()  # (name, result or None, error text or None)
     running, final, threads = 0, {}, []
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from parallel_r1.compare.models import PARALLEL_RL, PARALLEL_SFT
 from parallel_r1.config import PipelineConfig
+from parallel_r1.config.groups import train_storage
 from parallel_r1.config.workers import JOB_KEY, GRPOJob
 from parallel_r1.console import console, progress_bar, summary_table
 from parallel_r1.data.io import atomic_write_json, remove_stale_temps
@@ -113,8 +114,7 @@ class RLStage:
 
     def _storage(self) -> str:
         """Ray Train's storage: an absolute path or a URI."""
-        storage = self.rl.storage_path or str(self.paths.rl_checkpoints)
-        return storage if "://" in storage else str(Path(storage).resolve())
+        return train_storage(self.rl.storage_path or self.paths.rl_checkpoints)
 
     def setup(self) -> None:
         from transformers import AutoTokenizer

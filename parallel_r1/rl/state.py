@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import Field
 
 from parallel_r1.config import PipelineConfig
+from parallel_r1.config.groups import is_uri
 from parallel_r1.data.io import file_digest, remove_stale_partials
 from parallel_r1.data.records import Record, read_record
 
@@ -106,7 +107,7 @@ def discard_run(run_dir: Path, checkpoints: str) -> None:
     """Remove a run: its Ray Train checkpoints (`checkpoints`: the run's folder in the storage, a path or URI) and
     its folder (state, fingerprint, metrics, model). Each goes by one rename before it is deleted, the checkpoints
     first: a kill midway leaves no checkpoint that a later run could resume under the old fingerprint."""
-    if "://" in checkpoints:
+    if is_uri(checkpoints):
         from pyarrow import fs
 
         storage, where = fs.FileSystem.from_uri(checkpoints)
@@ -121,5 +122,5 @@ def discard_run(run_dir: Path, checkpoints: str) -> None:
 def remove_discarded(run_dir: Path, checkpoints: str) -> None:
     """What a killed `discard_run` left set aside."""
     for path in (str(run_dir), checkpoints):
-        if "://" not in path and Path(path).parent.exists():
+        if not is_uri(path) and Path(path).parent.exists():
             remove_stale_partials(Path(path))

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from parallel_r1.config import FinetuneConfig, load_config
+from parallel_r1.config.groups import train_storage
 from parallel_r1.config.workers import SFTJob
 from parallel_r1.data.prompts import TUTOR_SYSTEM_PROMPT
 from parallel_r1.finetune.manifest import FinetuneManifest
@@ -317,6 +318,8 @@ def test_one_worker_jobs_launch_in_packs_and_the_rest_alone(tmp_path):
     alone = [([n], False) for n in jobs]
     assert launch_units(jobs, ft.model_copy(update={"pack_jobs": False}), "/runs") == alone
     assert launch_units(jobs, ft, "s3://bucket/runs") == alone  # a job's folder must be a path the workers see
+    assert train_storage("s3://bucket/runs") == "s3://bucket/runs"
+    assert train_storage("runs") == str(Path("runs").resolve())
     # a cluster that holds two workers at once gets packs of two: a pack of three would never be placed
     assert launch_units(jobs, ft, "/runs", capacity=2) == [(["a", "b"], True), (["c"], True), (["mono"], False)]
 
