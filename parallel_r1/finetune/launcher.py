@@ -169,6 +169,7 @@ def launch_all(jobs: dict[str, SFTJob], ft: FinetuneConfig, manifest: FinetuneMa
             manifest.update(name, status="succeeded", result=out["adapter"], metrics=out["metrics"],
                             checkpoint=out["checkpoint"], error=None)
             final[name] = "succeeded"
+            _drop_trainer_checkpoints(Path(out["checkpoint"]))
         else:
             manifest.update(name, status="failed", error=error)
             final[name] = "failed"
@@ -189,6 +190,16 @@ def _pack_outcome(name: str, folder: Path, adapter_dir: Path, started: float, ot
     except (OSError, ValueError, KeyError) as e:
         return name, None, f"{type(e).__name__}: {_root_cause(e)} (reading {folder})"
     return name, None, otherwise
+
+
+def _drop_trainer_checkpoints(folder: Path) -> None:
+    """Once a packed job's success is recorded, the Trainer's checkpoints in its folder (kept for resuming) go;
+    `final/` stays. Anything else (a run of its own, a URI) is left to Ray Train's storage."""
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+    if (folder / FINAL_SUBDIR).is_dir():
+        for checkpoint in folder.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+            shutil.rmtree(checkpoint, ignore_errors=True)
 
 
 def _root_cause(e: BaseException) -> str:

@@ -300,7 +300,9 @@ def test_a_job_that_fails_in_a_pack_fails_alone(ray_session, tmp_path, tiny_base
     assert not (tmp_path / "adapters" / BATCHES[1]).exists()
     runs = sorted(p.name for p in (tmp_path / "ray_results").iterdir())
     assert [r for r in runs if r.startswith("sft-pack-")] and f"sft-{BATCHES[0]}-0" in runs  # one run, two folders
-    assert not list((tmp_path / "ray_results" / f"sft-{BATCHES[0]}-0").glob("checkpoint_*"))  # no run of its own
+    # no run of its own (checkpoint_*), and once it succeeded the Trainer's checkpoints (checkpoint-*) went
+    assert not list((tmp_path / "ray_results" / f"sft-{BATCHES[0]}-0").glob("checkpoint*"))
+    assert (tmp_path / "ray_results" / f"sft-{BATCHES[0]}-0" / "final" / "metrics.json").exists()
     again = run_finetune(_cfg(tmp_path, tiny_base_model, pack_jobs=True))
     assert again[BATCHES[0]].finished_at == good.finished_at
     assert again[BATCHES[1]].status == "failed" and again[BATCHES[1]].attempts == 2
