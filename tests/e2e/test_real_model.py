@@ -1,7 +1,8 @@
 """Every training and evaluation stage on a real pretrained instruct model (SmolLM2-135M-Instruct, converted from
 its packaged GGUF), at the smallest sizes that still run each stage for real: the chain through the CLI (LoRA on
-the Llama projections, compare on the HF engine, the gate), compare again on vLLM, a two-trial tune, parallel-sft
-with the tags added to the real tokenizer, and GRPO with colocated vLLM rollouts.
+the Llama projections for two specialists and the monolithic baseline, compare on the HF engine, the gate), compare
+again on vLLM, a two-trial tune, parallel-sft with the tags added to the real tokenizer, and GRPO with colocated vLLM
+rollouts.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from typer.testing import CliRunner
 
 from parallel_r1.cli import app
 from parallel_r1.finetune.manifest import FinetuneManifest
-from tests.support.batches import BATCHES
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
@@ -41,10 +41,14 @@ def _invoke(*args: str):
     return result
 
 
+# two specialists (and the monolithic baseline on their union): the other four are more of the same
+SPECIALISTS = ["neurodivergent", "prior_trauma_recovery"]
+
+
 @pytest.fixture(scope="module")
 def real_run(ray_session, real_base_model, tmp_path_factory) -> Path:
     workdir = tmp_path_factory.mktemp("real_run")
-    _invoke("run", *_args(workdir, real_base_model))
+    _invoke("run", *_args(workdir, real_base_model, "--set", f"finetune.batches=[{','.join(SPECIALISTS)}]"))
     return workdir
 
 
@@ -55,7 +59,7 @@ def test_the_chain_trains_lora_on_the_projections_and_compares_every_model(real_
     assert sorted(adapter["target_modules"]) == ["k_proj", "o_proj", "q_proj", "v_proj"]
     assert adapter["base_model_name_or_path"].endswith("models/base")
     rows = pq.read_table(real_run / "eval" / "results.parquet").to_pylist()
-    assert {r["model"] for r in rows} == {"base", "monolithic", *BATCHES}
+    assert {r["model"] for r in rows} == {"base", "monolithic", *SPECIALISTS}
     replies = json.loads((real_run / "eval" / "replies" / "base.json").read_text())["replies"]
     assert any(sum(c.isalpha() for c in r["text"]) >= 8 for r in replies)  # real words from a real model
     assert json.loads((real_run / "promotion.json").read_text())["decisions"]
