@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from parallel_r1.config import read_yaml_mapping
+from parallel_r1.config.groups import is_uri
 from parallel_r1.errors import UserFacingError
 
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
@@ -39,7 +40,7 @@ def runtime_env(stage: str, jobs_dir: Path = JOBS_DIR) -> dict:
         raise UserFacingError(f"no job spec for {stage!r} ({path}); stages: {', '.join(STAGES)}")
     env = read_yaml_mapping(path, "job spec", UserFacingError)
     wd = env.get("working_dir")
-    if wd and "://" not in wd:
+    if wd and not is_uri(wd):
         env["working_dir"] = str((jobs_dir.parent / wd).resolve())
     return env
 

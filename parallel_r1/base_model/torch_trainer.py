@@ -18,6 +18,9 @@ import functools
 import os
 
 PG_CLEANER_ENV = "PARALLEL_R1_PG_CLEANER"
+# what torchrun (and TRL's colocated vLLM) set, and accelerate reads to set up a torch process group
+TORCHRUN_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
+                "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
 
 
 def torch_trainer(train_loop, **kwargs):
@@ -27,8 +30,16 @@ def torch_trainer(train_loop, **kwargs):
 
 def solo_trainer(train_loop, **kwargs):
     """A `DataParallelTrainer(train_loop, **kwargs)` without the actors above or a process group: for workers that
-    each train a model of their own, which a torch process group would only make wait for each other."""
-    return _lean_class(False)(train_loop, **kwargs)
+    each train a model of their own, which a torch process group would only make wait for each other. The workers
+    drop torchrun's variables inherited from whoever started the cluster: accelerate would otherwise set up a process
+    group on their port."""
+    return _lean_class(False)(functools.partial(_alone, train_loop), **kwargs)
+
+
+def _alone(train_loop, config: dict):
+    for name in TORCHRUN_ENV:
+        os.environ.pop(name, None)
+    return train_loop(config)
 
 
 @functools.cache

@@ -20,7 +20,7 @@ StoragePath = Annotated[str | None, Field(description="Ray Train storage (absolu
 
 
 def is_uri(storage: str) -> bool:
-    """Whether a storage location is a URI (`s3://…`, `gs://…`) rather than a path."""
+    """Whether a location is a URI (`s3://…`, `gs://…`) rather than a path."""
     return "://" in storage
 
 

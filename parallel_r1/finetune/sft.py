@@ -26,9 +26,6 @@ from parallel_r1.finetune.windows import training_windows
 ADAPTER_SUBDIR = "adapter"
 FINAL_SUBDIR = "final"  # a packed job's finished adapter and metrics.json, in its folder
 ERROR_FILE = "error.json"  # why a packed job failed, in its folder
-# what torchrun (and TRL's colocated vLLM) set, and accelerate reads to set up a torch process group
-TORCHRUN_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
-                "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
 
 
 def _load_records(path: str) -> list[dict]:
@@ -220,13 +217,9 @@ def _check_finite(job: SFTJob, metrics: dict) -> None:
 def packed_train_loop(config: dict) -> None:
     """Ray Train worker loop over `{"job": SFTPack}`: train this rank's job alone, resuming from the newest complete
     checkpoint in its folder, and leave there `final/` (adapter, metrics.json) or, if it failed, `error.json`;
-    a failing job ends its own worker's loop only, so the run and the other jobs go on. Each worker trains alone, so
-    torchrun variables the cluster inherited from its caller are dropped: accelerate would otherwise join them into a
-    process group on their port."""
+    a failing job ends its own worker's loop only, so the run and the other jobs go on."""
     import ray.train
 
-    for name in TORCHRUN_ENV:
-        os.environ.pop(name, None)
     pack = worker_job(config, SFTPack)
     rank = ray.train.get_context().get_world_rank()
     job, folder = pack.jobs[rank], Path(pack.dirs[rank])
