@@ -120,7 +120,7 @@ def run_ours(model: Path, args) -> dict:
         lines = metrics.read_text().count("\n") if metrics.exists() else 0
         for n in (1, args.steps):
             if lines >= n and n not in cpu:
-                cpu[n] = peer.cpu_seconds(proc.pid) + sum(peer.tree_cpu_seconds(proc.pid).values())
+                cpu[n] = peer.cpu_seconds(proc.pid) + sum(s for _, s in peer.tree_cpu_seconds(proc.pid).values())
                 marks.setdefault("step", time.time())
         time.sleep(0.05)
     wall = time.time() - started

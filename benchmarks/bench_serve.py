@@ -14,11 +14,12 @@ host's load average over the run (on a shared host every figure moves with it), 
 benchmarks/results/bench_serve.json. Target (against direct HTTP): +5 ms at p50, +15 ms at p99.
 
 The peer part builds the demo-size model (benchmarks/demo_model.py) and two random rank-16 adapters, deploys the
-router app with `serve.backend=vllm` (Ray Serve LLM, multi-LoRA) and starts `python -m
-vllm.entrypoints.openai.api_server --enable-lora --lora-modules ...` with the same engine settings, then sends the
-same greedy 8-token request for one adapter to both, alternating `--rounds` times, with 1 and `--clients` clients.
-Goal: the router adds at most 5 ms at p50 and keeps at least 0.9× the server's requests/s with `--clients` clients;
-the rows go to benchmarks/results/summary.json.
+router app with `serve.backend=vllm` twice (Ray Serve LLM, multi-LoRA, as a deployment; and with
+`serve.vllm_in_router`, the engine in the router's replica) and starts `python -m vllm.entrypoints.openai.api_server
+--enable-lora --lora-modules ...` with the same engine settings at the niceness of Ray's workers, then sends the same
+greedy 8-token request for one adapter to the three, in rotating order `--rounds` times, with 1 and `--clients`
+clients. Goal: the router adds at most 5 ms at p50 and keeps at least 0.9× the server's requests/s with `--clients`
+clients; the rows go to benchmarks/results/summary.json.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,6 +54,7 @@ SPECIALISTS = ("neurodivergent", "prior_trauma_recovery")
 MESSAGES = [{"role": "user", "content": "No analogies please, what literally happens when a loop runs?"}]
 # The target is against the first: the same HTTP front door; the handle also drops HTTP and the proxy.
 BASELINES = ("direct HTTP", "direct handle")
+RAY_WORKER_NICENESS = 15
 SAMPLING = {"temperature": 0.0, "max_tokens": 8, "n": 1, "top_p": 1.0, "seed": 0}
 TINY = BaseModelConfig(hidden_size=32, intermediate_size=64, num_layers=2, num_heads=1, max_seq_len=64, vocab_size=512,
                        corpus_dialogues=60, max_steps=150, batch_size=8, learning_rate=1e-2)
@@ -139,7 +142,9 @@ class VLLMServer:
         adapters = [f"{n}={work / 'adapters' / n}" for n in SPECIALISTS]
         self.url = f"http://127.0.0.1:{port}"
         self.log = work / "vllm_server.log"
-        self.argv = [sys.executable, "-m", "vllm.entrypoints.openai.api_server",
+        # At the niceness of Ray's workers (RAY_worker_niceness, 15 by default), which ours run at: both sides then
+        # yield the same way to the load generator in this process.
+        self.argv = ["nice", "-n", str(RAY_WORKER_NICENESS), sys.executable, "-m", "vllm.entrypoints.openai.api_server",
                      "--model", str(work / "models" / "base"), "--dtype", inference.dtype,
                      "--kv-cache-memory-bytes", str(inference.kv_cache_memory_bytes),
                      "--no-enable-chunked-prefill", "--enable-lora", "--max-lora-rank", str(inference.max_lora_rank),
@@ -237,62 +242,80 @@ def direct_part(args, work: Path, port: int) -> dict:
     return {"results": results, "target_met": target}
 
 
+SIDES = {"ours": "router + Serve LLM", "in_router": "router running the engine", "peer": "vLLM's server"}
+
+
+def rotate(runs: dict[str, Callable[[], dict]], rounds: int) -> dict[str, list[dict]]:
+    """`rounds` figures of each side, the order rotated every round so that the host's load drift hits all alike."""
+    names, got = list(runs), {name: [] for name in runs}
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            got[name].append(runs[name]())
+    return got
+
+
 def peer_part(args, work: Path, port: int) -> tuple[dict, list[dict]]:
-    """The router (vllm backend) against vLLM's own server on the demo-size model: the figures and summary rows."""
+    """The router (vllm backend; the Serve LLM deployment, and the engine in the router's replica) against vLLM's
+    own server on the demo-size model: the figures and summary rows."""
     from ray import serve
 
     from parallel_r1.serve.stage import start_local
 
-    cfg = load_config(None, {"workdir": str(work), "ray": {"num_cpus": 4}, "serve": {
-        "port": port, "backend": "vllm", "app_name": "bench_vllm", "add_system_prompt": False,
-        "router_num_cpus": 0.1}, "inference": {"engine": "vllm", "max_lora_rank": 16}})
-    started = time.perf_counter()
-    url = start_local(cfg)
-    ours_start_s = time.perf_counter() - started
+    def config(app: str, in_router: bool):
+        return load_config(None, {"workdir": str(work), "ray": {"num_cpus": 8}, "serve": {
+            "port": port, "backend": "vllm", "app_name": app, "route_prefix": f"/{app}", "add_system_prompt": False,
+            "router_num_cpus": 0.1, "vllm_in_router": in_router}, "inference": {"engine": "vllm",
+                                                                                 "max_lora_rank": 16}})
+
+    urls, start_s = {}, {}
+    for side, in_router in (("ours", False), ("in_router", True)):
+        started = time.perf_counter()
+        urls[side] = start_local(config(f"bench_{side}", in_router))
+        start_s[side] = time.perf_counter() - started
     body = {"model": SPECIALISTS[0], "messages": MESSAGES, "temperature": 0.0, "max_tokens": 8, "seed": 0}
-    with VLLMServer(work, cfg.inference, free_port()) as server:
-        callers = {"ours": http_caller(f"{url}/v1/chat/completions", body),
-                   "peer": http_caller(f"{server.url}/v1/chat/completions", body)}
+    with VLLMServer(work, load_config(None, {"inference": {"max_lora_rank": 16}}).inference, free_port()) as server:
+        urls["peer"], start_s["peer"] = server.url, server.start_s
+        callers = {k: http_caller(f"{u}/v1/chat/completions", body) for k, u in urls.items()}
         replies = {k: httpx.post(f"{u}/v1/chat/completions", json=body, timeout=120).json()["choices"][0]
-                   ["message"]["content"].strip() for k, u in (("ours", url), ("peer", server.url))}
+                   ["message"]["content"].strip() for k, u in urls.items()}
         for caller in callers.values():
             run_load(caller, 1, 10)
 
         def measure(side: str, clients: int) -> dict:
             """One run's figures, with the CPU the serving side's processes spent per request (all of our Ray
-            below this process but the vLLM server; the server's process group), and by process."""
+            below this process but the vLLM server, both apps; the server's process group), and by process."""
             vllm = server.proc.pid
-            root, exclude = (os.getpid(), vllm) if side == "ours" else (vllm, None)
-            before = peer.tree_cpu_seconds(root, exclude)
-            before["api_server"] = peer.cpu_seconds(vllm) if side == "peer" else 0.0
+            root, exclude = (vllm, None) if side == "peer" else (os.getpid(), vllm)
+            before, server_before = peer.tree_cpu_seconds(root, exclude), peer.cpu_seconds(vllm)
             out = figures(*run_load(callers[side], clients, args.peer_requests))
-            after = peer.tree_cpu_seconds(root, exclude)
-            after["api_server"] = peer.cpu_seconds(vllm) if side == "peer" else 0.0
-            ms = {k: 1000 * (v - before.get(k, 0.0)) / out["requests"] for k, v in after.items()}
+            spent = peer.cpu_spent(before, peer.tree_cpu_seconds(root, exclude))
+            if side == "peer":
+                spent["api_server"] = peer.cpu_seconds(vllm) - server_before
+            ms = {k: 1000 * v / out["requests"] for k, v in spent.items()}
             return {**out, "cpu_ms_per_request": sum(ms.values()),
                     "cpu_ms_by_process": dict(sorted(ms.items(), key=lambda kv: -kv[1])[:8])}
 
         runs = {}
         for clients in (1, args.clients):
-            runs[clients] = peer.alternate(lambda c=clients: measure("ours", c), lambda c=clients: measure("peer", c),
-                                           args.rounds)
+            runs[clients] = rotate({side: (lambda s=side, c=clients: measure(s, c)) for side in SIDES}, args.rounds)
             console.print(f"peer part: {clients} client(s) done (load average {os.getloadavg()[0]:.1f})")
-    serve.delete(cfg.serve.app_name)
+    for side in ("ours", "in_router"):
+        serve.delete(f"bench_{side}")
     rows = []
-    for clients, (ours, theirs) in runs.items():
-        where = f"serve vLLM demo model, {clients} client{'s' if clients > 1 else ''}"
+    for clients, got in runs.items():
         most = clients == args.clients
-        cpu_ms = statistics.median(f["cpu_ms_per_request"] for f in ours)
-        limit = {"value": 1000 * os.cpu_count() / cpu_ms, "unit": "requests/s",
-                 "note": f"{os.cpu_count()} CPUs ÷ {cpu_ms:.1f} CPU ms per request of ours"}
-        for key, unit, goal in (("p50_ms", "ms p50", peer.Goal("difference", "<=", 5)), ("p99_ms", "ms p99", None),
-                                ("requests_per_s", "requests/s", peer.Goal("ratio", ">=", 0.9) if most else None),
-                                ("cpu_ms_per_request", "CPU ms/request", None)):
-            rows.append(peer.row(f"{where}, {unit}", [f[key] for f in ours], [f[key] for f in theirs], unit, goal,
-                                 limit if key == "requests_per_s" and most else None))
-    result = {"runs": {str(c): {"ours": o, "peer": t} for c, (o, t) in runs.items()}, "replies": replies,
-              "same_reply": replies["ours"] == replies["peer"], "start_s": {"ours": ours_start_s,
-                                                                             "peer": server.start_s}}
+        for side, suffix in (("ours", ""), ("in_router", ", engine in the router")):
+            where = f"serve vLLM demo model{suffix}, {clients} client{'s' if clients > 1 else ''}"
+            cpu_ms = statistics.median(f["cpu_ms_per_request"] for f in got[side])
+            limit = {"value": 1000 * os.cpu_count() / cpu_ms, "unit": "requests/s",
+                     "note": f"{os.cpu_count()} CPUs ÷ {cpu_ms:.1f} CPU ms per request of ours"}
+            for key, unit, goal in (("p50_ms", "ms p50", peer.Goal("difference", "<=", 5)), ("p99_ms", "ms p99", None),
+                                    ("requests_per_s", "requests/s", peer.Goal("ratio", ">=", 0.9) if most else None),
+                                    ("cpu_ms_per_request", "CPU ms/request", None)):
+                rows.append(peer.row(f"{where}, {unit}", [f[key] for f in got[side]], [f[key] for f in got["peer"]],
+                                     unit, goal, limit if key == "requests_per_s" and most else None))
+    result = {"runs": {str(c): got for c, got in runs.items()}, "replies": replies,
+              "same_reply": len(set(replies.values())) == 1, "start_s": start_s}
     return result, rows
 
 
@@ -318,8 +341,8 @@ def main() -> None:
         peer.print_table("router + Serve (vllm backend) against vLLM's OpenAI server (median of rounds, min–max)",
                          {"rows": rows})
         starts = out["peer"]["start_s"]
-        console.print(f"same greedy reply from both: {out['peer']['same_reply']}; ready after "
-                      f"{starts['ours']:.0f} s (ours) and {starts['peer']:.0f} s (vLLM's server)")
+        console.print(f"same greedy reply from all: {out['peer']['same_reply']}; ready after "
+                      + ", ".join(f"{starts[k]:.0f} s ({what})" for k, what in SIDES.items()))
         console.print(f"wrote {peer.record(rows, machine)}")
     serve.shutdown()
     out["load_after"] = list(os.getloadavg())

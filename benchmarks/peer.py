@@ -108,16 +108,28 @@ def descendants(root: int, exclude: int | None = None) -> list[int]:
     return found
 
 
-def tree_cpu_seconds(root: int, exclude: int | None = None) -> dict[str, float]:
-    """CPU seconds so far of the live processes below `root` (see `descendants`), by process title."""
-    by_title: dict[str, float] = {}
+def tree_cpu_seconds(root: int, exclude: int | None = None) -> dict[int, tuple[str, float]]:
+    """CPU seconds so far of the live processes below `root` (see `descendants`): pid -> (title, seconds)."""
+    found = {}
     for pid in descendants(root, exclude):
         try:
             title = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")[:60]
         except OSError:
             continue
-        by_title[title] = by_title.get(title, 0.0) + cpu_seconds(pid)
-    return by_title
+        found[pid] = (title, cpu_seconds(pid))
+    return found
+
+
+def cpu_spent(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]) -> dict[str, float]:
+    """CPU seconds spent between two `tree_cpu_seconds` snapshots, by process title, matched by pid (a process
+    started in between counts whole). A Ray worker's title names its current task (`ray::ProxyActor.method`), so a
+    title is cut at the first "." after "ray::"."""
+    spent: dict[str, float] = {}
+    for pid, (title, seconds) in after.items():
+        if title.startswith("ray::"):
+            title = title.split(".", 1)[0]
+        spent[title] = spent.get(title, 0.0) + seconds - before.get(pid, ("", 0.0))[1]
+    return spent
 
 
 def _git_commit() -> str:

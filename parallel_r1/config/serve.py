@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from parallel_r1.config.base import _Section
 
@@ -46,6 +46,10 @@ class ServeConfig(_Section):
                                                                                 "placing it on the nodes that have "
                                                                                 "them.")
     use_gpu: bool = Field(False, description="vllm backend: run the engine on a GPU instead of the CPU build.")
+    vllm_in_router: bool = Field(False, description="vllm backend: each router replica runs the vLLM engine itself "
+                                                    "instead of calling a Serve LLM deployment (one process and "
+                                                    "one hop less per request; router_replicas are then the "
+                                                    "engine's replicas, model_replicas unused).")
     grpc_handles: bool = Field(True, description="The router calls the model deployment over Ray Serve's "
                                                  "inter-deployment gRPC (by value) instead of through Ray object "
                                                  "references.")
@@ -112,6 +116,12 @@ class ServeConfig(_Section):
     openai_max_retries: int = Field(2, ge=0, description="Retries of a request to serve.openai_base_url on 429, "
                                                          "5xx, timeouts and connection errors (before anything was "
                                                          "streamed), with the openai client's backoff.")
+
+    @model_validator(mode="after")
+    def _engine_in_router(self) -> ServeConfig:
+        if self.vllm_in_router and self.backend != "vllm":
+            raise ValueError(f"serve.vllm_in_router needs serve.backend 'vllm', not {self.backend!r}")
+        return self
 
     @field_validator("max_queued_requests")
     @classmethod

@@ -1,6 +1,7 @@
 """Building the Serve application from a run directory, and starting it locally.
 
-`build_app(cfg)` binds the router to the model backend `serve.backend` names, serving the promoted version of each
+`build_app(cfg)` binds the router to the model backend `serve.backend` names (with
+`serve.vllm_in_router`, the vLLM engine in the router's own replicas), serving the promoted version of each
 model (the registry's promotion record, <workdir>/promotion.json; adapters and, on hf, full models by the backend,
 OpenAI fine-tuned ids by `serve.openai_base_url`) and routing with <workdir>/eval/routing.json when
 `compare` wrote one; replicas, autoscaling and CPUs come from `serve`, the router's sampling defaults from the
@@ -52,13 +53,19 @@ def build_app(cfg: PipelineConfig, serve_plan: ServePlan | None = None):
     serve_plan = serve_plan or plan(cfg)
     adapters = {v.ref: v.source for v in serve_plan.served.models.values() if v.kind == "adapter"}
     specials: list[str] = []
+    router_options = deployment_options(sc, sc.router_replicas, sc.router_num_cpus, router=True)
+    kind = sc.backend
     if sc.backend == "vllm":
         from transformers import AutoTokenizer
 
         from parallel_r1.inference.chat_text import special_strings
-        from parallel_r1.serve.vllm_backend import build_llm_backend
+        from parallel_r1.serve.vllm_backend import build_llm_backend, llm_config, with_engine
 
-        model = build_llm_backend(cfg, serve_plan.base_model, adapters)
+        if sc.vllm_in_router:
+            model = llm_config(cfg, serve_plan.base_model, adapters)
+            router_options, kind = with_engine(router_options, model), "vllm_in_router"
+        else:
+            model = build_llm_backend(cfg, serve_plan.base_model, adapters)
         specials = special_strings(AutoTokenizer.from_pretrained(serve_plan.base_model))
     else:
         from parallel_r1.serve.hf_backend import HFSpecialists
@@ -70,10 +77,10 @@ def build_app(cfg: PipelineConfig, serve_plan: ServePlan | None = None):
     names = ["", MONOLITHIC, *(b.name for b in cfg.batch.batches), *serve_plan.served.models]
     prompts = {name: served_system_prompt(name, cfg.batch.batches) for name in names}
     policy = ParallelExecutionPolicy.from_config(cfg.parallel.inference)
-    router = ChatRouter.options(**deployment_options(sc, sc.router_replicas, sc.router_num_cpus, router=True))
-    return router.bind(model, sc.backend, sc.model_dump(), policy.model_dump(), str(Path(cfg.workdir).resolve()),
-                       prompts, str(serve_plan.score_log), resolved_grade(cfg).model_dump(), cfg.monitor.model_dump(),
-                       specials, cfg.kb.model_dump() if "serve" in cfg.kb.ground else None)
+    return ChatRouter.options(**router_options).bind(
+        model, kind, sc.model_dump(), policy.model_dump(), str(Path(cfg.workdir).resolve()), prompts,
+        str(serve_plan.score_log), resolved_grade(cfg).model_dump(), cfg.monitor.model_dump(), specials,
+        cfg.kb.model_dump() if "serve" in cfg.kb.ground else None)
 
 
 def app_builder(args: dict):

@@ -94,9 +94,14 @@ class StreamedChoices:
 
 
 def backend_client(kind: str, handle, grpc: bool, specials: list[str]):
-    """The router's client for the model deployment of backend `kind` ("hf" or "vllm"); `grpc`: its calls go over
+    """The router's client for the model deployment of backend `kind` ("hf" or "vllm"; "vllm_in_router": `handle`
+    is the Serve LLM config of an engine this process runs itself); `grpc`: its calls go over
     the replicas' inter-deployment gRPC servers, by value, instead of through Ray object references; `specials`:
     the base model's special-token strings (vllm: defused in message contents before the engine tokenises them)."""
+    if kind == "vllm_in_router":
+        from parallel_r1.serve.vllm_backend import EngineInProcess, LLMClient
+
+        return LLMClient(EngineInProcess(handle), specials)
     if grpc:
         handle = handle.options(_by_reference=False)
     if kind == "vllm":

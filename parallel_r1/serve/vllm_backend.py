@@ -6,6 +6,8 @@ local (or shared) disk: a version promoted while the app runs is loaded on its f
 calls the LLM deployment through its handle with `multiplexed_model_id` equal to the request's `model` (else
 the base model would answer silently). `ray.serve.llm` imports vLLM, so this module is imported only for it. Full
 model versions are not served here: the deployment holds one base model (`served.why_not_served` says so).
+With `serve.vllm_in_router` there is no LLM deployment: each router replica runs the same engine and loader itself
+(`EngineInProcess`).
 
 `base` requests go through a LoRA too: `ZERO_ADAPTER`, a copy of a specialist with every weight zero, whose
 replies are the base model's exactly. vLLM (its CPU build at least) answers a prompt *without* a LoRA through a
@@ -15,6 +17,7 @@ the cost of one more adapter for vLLM to hold or swap, and no second engine.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -95,9 +98,9 @@ def write_zero_adapter(like: Path, out: Path) -> Path:
     return out
 
 
-def build_llm_backend(cfg: PipelineConfig, base_model: str, adapters: dict[str, str]):
-    """The Serve LLM deployment (an Application to bind into the router) for the base model and the served
-    `adapters` (version ref -> folder), plus the zero adapter for `base` (written to <workdir>/serve/zero-lora)."""
+def llm_config(cfg: PipelineConfig, base_model: str, adapters: dict[str, str]) -> LLMConfig:
+    """The Serve LLM config for the base model and the served `adapters` (version ref -> folder), plus the zero
+    adapter for `base` (written to <workdir>/serve/zero-lora)."""
     if not adapters:
         raise UserFacingError("the vllm backend needs a promoted adapter version (its zero adapter answers for the "
                               "base model): run `parallel-r1 gate`, or serve with serve.backend=hf")
@@ -116,7 +119,7 @@ def build_llm_backend(cfg: PipelineConfig, base_model: str, adapters: dict[str, 
     deployment = {k: v for k, v in options.items() if k in ("num_replicas", "autoscaling_config",
                                                             "max_ongoing_requests", "max_queued_requests",
                                                             "logging_config")}
-    llm_config = LLMConfig(
+    return LLMConfig(
         model_loading_config={"model_id": BASE_MODEL_ID, "model_source": base_model},
         accelerator_config=None if sc.use_gpu else {"kind": "cpu"},
         engine_kwargs={k: v for k, v in engine_kwargs.items() if v is not None},
@@ -124,12 +127,60 @@ def build_llm_backend(cfg: PipelineConfig, base_model: str, adapters: dict[str, 
         deployment_config=deployment,
         runtime_env={"env_vars": {ADAPTERS_ENV: f"{ZERO_ADAPTER}={zero}", STORE_ENV: str(store)}},
     )
-    return build_llm_deployment(llm_config, name_prefix=f"{sc.app_name}:",
+
+
+def build_llm_backend(cfg: PipelineConfig, base_model: str, adapters: dict[str, str]):
+    """The Serve LLM deployment (an Application to bind into the router) of `llm_config`."""
+    return build_llm_deployment(llm_config(cfg, base_model, adapters), name_prefix=f"{cfg.serve.app_name}:",
                                 bind_kwargs={"model_downloader": LocalLoraLoader})
 
 
+def with_engine(options: dict, config: LLMConfig) -> dict:
+    """The Serve `options` of a deployment (the router's) whose replicas run the engine of `config` themselves:
+    the Serve LLM replica's placement group (the engine's CPUs or GPUs) and environment (what `LocalLoraLoader`
+    reads) added."""
+    from ray.serve.llm import LLMServer
+
+    llm = LLMServer.get_deployment_options(config)
+    actor = options["ray_actor_options"]
+    runtime_env = {**llm["ray_actor_options"]["runtime_env"],
+                   "env_vars": {**llm["ray_actor_options"]["runtime_env"].get("env_vars", {}),
+                                **actor["runtime_env"]["env_vars"]}}
+    placement = {k: llm[k] for k in ("placement_group_bundles", "placement_group_strategy") if k in llm}
+    return {**options, **placement, "ray_actor_options": {**actor, "runtime_env": runtime_env}}
+
+
+class EngineInProcess:
+    """The vLLM engine in the router's own process (`serve.vllm_in_router`): Serve LLM's engine without its
+    deployment, so a request crosses no process but the engine's. Started on the first call (a call while it starts
+    waits for it); adapters are resolved by `LocalLoraLoader` as in the deployment."""
+
+    def __init__(self, config: LLMConfig) -> None:
+        self._config, self._starting = config, None
+        self._loader = LocalLoraLoader(download_timeout_s=None, max_tries=1)
+
+    async def started(self):
+        if self._starting is None or (self._starting.done() and self._starting.exception() is not None):
+            self._starting = asyncio.ensure_future(self._start())
+        return await asyncio.shield(self._starting)
+
+    async def _start(self):
+        from ray.llm._internal.serve.engines.vllm.vllm_engine import VLLMEngine
+
+        engine = VLLMEngine(self._config)
+        await engine.start()
+        return engine
+
+    async def chat(self, request: ChatCompletionRequest, model_id: str) -> AsyncIterator:
+        engine = await self.started()
+        await engine.resolve_lora(await self._loader.load_model_from_config(model_id, self._config))
+        async for part in engine.chat(request, None):
+            yield part
+
+
 class LLMClient:
-    """The router's view of the Serve LLM deployment: OpenAI chat requests through its handle. Streamed replies
+    """The router's view of the Serve LLM deployment: OpenAI chat requests through its handle (`handle`), or to the
+    engine in the router's own process (an `EngineInProcess`). Streamed replies
     come from the engine as OpenAI SSE strings (in lists, batched by Serve LLM every few ms); `stream` turns
     them back into `Delta`s. vLLM tokenises a rendered prompt with its special tokens parsed, so the base model's
     special-token strings (`specials`) in message contents are defused first (`chat_text.defuse`)."""
@@ -138,6 +189,8 @@ class LLMClient:
         self._handle, self._specials = handle, specials
 
     async def models(self) -> list[str]:
+        if isinstance(self._handle, EngineInProcess):
+            await self._handle.started()
         return [BASE]
 
     def _call(self, conversation: list[dict], sampling: SamplingParams, model: str, stream: bool):
@@ -148,6 +201,8 @@ class LLMClient:
                                         temperature=sampling.temperature, max_tokens=sampling.max_tokens,
                                         top_p=1.0 if sampling.temperature == 0 else sampling.top_p,
                                         seed=sampling.seed, stop=list(sampling.stop))
+        if isinstance(self._handle, EngineInProcess):
+            return self._handle.chat(request, model_id)
         handle = self._handle.options(stream=True, multiplexed_model_id=model_id)
         return handle.chat.remote(request, None)
 

@@ -129,6 +129,12 @@ def test_serve_config_section():
         load_config(None, ["serve.colour=red"])
 
 
+def test_the_engine_in_the_router_is_only_for_the_vllm_backend():
+    with pytest.raises(ConfigError, match="serve.vllm_in_router needs serve.backend 'vllm', not 'hf'"):
+        load_config(None, ["serve.vllm_in_router=true"])
+    assert load_config(None, ["serve.vllm_in_router=true", "serve.backend=vllm"]).serve.vllm_in_router
+
+
 def test_the_router_calls_the_model_by_value_over_grpc_unless_configured_off():
     """`serve.grpc_handles` (on by default, so every served test goes that way) sets the router's handle to the
     model deployment to `_by_reference=False`: Ray Serve's inter-deployment gRPC."""

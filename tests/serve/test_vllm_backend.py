@@ -1,7 +1,8 @@
 """The `vllm` backend end to end: Ray Serve LLM (vLLM's CPU build) with the three specialists as multi-LoRA
 (max_loras=2, so vLLM swaps them), behind the same router, next to the hf app on the shared Serve proxy; and
 base-model requests batched with specialist requests (vLLM's CPU build answers a no-LoRA prompt in a mixed batch
-through a stale adapter slot).
+through a stale adapter slot). Every test runs twice: with the Serve LLM deployment, and with the engine in the
+router's replica (`serve.vllm_in_router`).
 
 Ready in ~2 minutes on 2 busy cores. Resources: the LLM replica reserves 2 CPUs (replica + engine); the session's
 Ray has 4 logical CPUs and the hf app takes 0.25 of them, so both apps fit without a bigger Ray head.
@@ -58,21 +59,37 @@ def client(vllm_url):
     return OpenAI(base_url=f"{vllm_url}/v1", api_key="unused", max_retries=0, timeout=120)
 
 
+@pytest.fixture(scope="module", params=[False, True], ids=["deployment", "in_router"])
+def in_router(request) -> bool:
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def vllm_url(serve_port, serve_workdir, tiny_base_model):
+def vllm_url(serve_port, serve_workdir, tiny_base_model, in_router):
     from ray import serve
 
     from parallel_r1.serve.stage import start_local
 
     cfg = serve_config(serve_workdir, tiny_base_model, serve_port, backend="vllm", app_name=APP,
-                       route_prefix="/vllm", ready_timeout_s=480)
+                       route_prefix="/vllm", ready_timeout_s=480, vllm_in_router=in_router)
     cfg.inference = cfg.inference.model_copy(update={"engine": "vllm", "max_loras": 2, "max_lora_rank": 8,
                                                      "kv_cache_memory_bytes": 64 * 1024**2})
     yield start_local(cfg)
     serve.delete(APP)
 
 
-def test_vllm_backend_routes_streams_and_refuses_bad_input(vllm_url, client):
+def test_the_engine_runs_where_the_config_puts_it(vllm_url, in_router):
+    from ray import serve
+
+    deployments = set(serve.status().applications[APP].deployments)
+    assert "Router" in deployments
+    assert (deployments == {"Router"}) == in_router  # else the Serve LLM deployment beside it
+
+
+REPLIES: dict[bool, dict[str, str]] = {}  # in_router -> each model's greedy reply to QUESTION
+
+
+def test_vllm_backend_routes_streams_and_refuses_bad_input(vllm_url, client, in_router):
     from openai import BadRequestError
 
     assert [m.id for m in client.models.list().data] == ["parallel-r1", *sorted({*SPECIALISTS, "base"})]
@@ -83,6 +100,9 @@ def test_vllm_backend_routes_streams_and_refuses_bad_input(vllm_url, client):
         assert raw.headers[SPECIALIST_HEADER] == name and reply.usage.completion_tokens > 0
         answers[name] = reply.choices[0].message.content
     assert len(set(answers.values())) == len(answers)  # each adapter (and the base) answers in its own way
+    REPLIES[in_router] = answers
+    if len(REPLIES) == 2:  # the same engine settings wherever the engine runs: the same greedy replies
+        assert REPLIES[True] == REPLIES[False]
     again = client.chat.completions.create(model=SPECIALISTS[0], messages=QUESTION)  # after vLLM swapped adapters
     assert again.choices[0].message.content == answers[SPECIALISTS[0]]
 
@@ -106,7 +126,7 @@ def test_vllm_backend_routes_streams_and_refuses_bad_input(vllm_url, client):
     assert httpx.get(f"{vllm_url}/ready").status_code == 200
 
 
-def test_base_requests_batched_with_specialist_requests_get_the_base_models_reply(client):
+def test_base_requests_batched_with_specialist_requests_get_the_base_models_reply(client, in_router):
     """vLLM's CPU build answers a prompt without a LoRA through a stale adapter slot when it shares a batch with
     LoRA prompts: many concurrent base and specialist requests (streamed or not), each checked against the
     greedy reply of the same request sent alone."""
@@ -127,8 +147,8 @@ def test_base_requests_batched_with_specialist_requests_get_the_base_models_repl
         got = list(pool.map(ask, jobs))
     wrong = [(m, i, s, g) for (m, i, s), g in zip(jobs, got, strict=True) if g != alone[m, i]]
     assert not wrong, f"{len(wrong)} of {len(jobs)} replies differ from the lone request's: {wrong[:4]}"
-    # `base` is served through a zero LoRA: its replies are those of the model without any LoRA, sent alone
-    assert [_without_lora(p) for p in prompts] == [alone["base", i] for i in range(len(prompts))]
+    if not in_router:  # `base` is served through a zero LoRA: its replies are the model's without any LoRA, sent alone
+        assert [_without_lora(p) for p in prompts] == [alone["base", i] for i in range(len(prompts))]
 
 
 def test_zero_adapter_is_a_specialist_with_every_weight_zero(serve_workdir, tmp_path):
