@@ -2,7 +2,7 @@
 deployment directly, in one run, with the same model work per request; and the router with the vllm backend against
 its peer, vLLM's own OpenAI-compatible server with the same model and LoRA adapters.
 
-Run: `python benchmarks/bench_serve.py [--requests 200] [--clients 16] [--rounds 3] [--parts direct peer]`
+Run: `python benchmarks/bench_serve.py [--requests 200] [--clients 16] [--rounds 3] [--parts direct peer] [--haproxy]`
 Builds a tiny base model and two random-init LoRA specialists under benchmarks/results/serve_work, deploys the
 router app (hf backend) and, as a second application at /direct, the same `HFSpecialists` deployment on its own;
 then sends the same greedy, 8-token requests three ways: through the router (validation, profile inference from
@@ -19,7 +19,8 @@ router app with `serve.backend=vllm` twice (Ray Serve LLM, multi-LoRA, as a depl
 --enable-lora --lora-modules ...` with the same engine settings at the niceness of Ray's workers, then sends the same
 greedy 8-token request for one adapter to the three, in rotating order `--rounds` times, with 1 and `--clients`
 clients. Goal: the router adds at most 5 ms at p50 and keeps at least 0.9× the server's requests/s with `--clients`
-clients; the rows go to benchmarks/results/summary.json.
+clients; the rows go to benchmarks/results/summary.json. `--haproxy`: behind Ray Serve's HAProxy ingress, which
+forwards HTTP to the router replicas' own servers, instead of Serve's Python proxy.
 """
 
 from __future__ import annotations
@@ -304,8 +305,9 @@ def peer_part(args, work: Path, port: int) -> tuple[dict, list[dict]]:
     rows = []
     for clients, got in runs.items():
         most = clients == args.clients
+        ingress = ", HAProxy ingress" if args.haproxy else ""
         for side, suffix in (("ours", ""), ("in_router", ", engine in the router")):
-            where = f"serve vLLM demo model{suffix}, {clients} client{'s' if clients > 1 else ''}"
+            where = f"serve vLLM demo model{suffix}{ingress}, {clients} client{'s' if clients > 1 else ''}"
             cpu_ms = statistics.median(f["cpu_ms_per_request"] for f in got[side])
             limit = {"value": 1000 * os.cpu_count() / cpu_ms, "unit": "requests/s",
                      "note": f"{os.cpu_count()} CPUs ÷ {cpu_ms:.1f} CPU ms per request of ours"}
@@ -326,7 +328,11 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=16, help="concurrent clients of the concurrent mode")
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds of the two sides")
     ap.add_argument("--parts", nargs="+", choices=("direct", "peer"), default=["direct", "peer"])
+    ap.add_argument("--haproxy", action="store_true", help="Ray Serve's HAProxy ingress instead of its proxy "
+                                                          "(RAY_SERVE_ENABLE_HA_PROXY=1 for the Ray this starts)")
     args = ap.parse_args()
+    if args.haproxy:
+        os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
     machine = peer.Machine()
     logging.getLogger("httpx").setLevel(logging.WARNING)  # Serve's logging setup would log every request
     from ray import serve
