@@ -50,6 +50,7 @@ bench: install
 	$(PY) benchmarks/bench_finetune.py
 	$(PY) benchmarks/bench_inference.py --model smollm2-135m-instruct --max-tokens 32
 	$(PY) benchmarks/bench_serve.py --parts peer
+	$(PY) benchmarks/bench_serve.py --parts peer --haproxy
 	$(PY) benchmarks/bench_grpo.py
 	$(PY) benchmarks/peer.py
 

@@ -27,8 +27,10 @@ class RouterMetrics:
         self.requests.inc(tags={"specialist": specialist, "version": version, "route_source": route_source})
         self.latency.observe(latency_s, tags={"specialist": specialist})
 
-    def graded(self, specialist: str, version: str, score: float) -> None:
-        self.score.set(score, tags={"specialist": specialist, "version": version})
+    def graded(self, record: dict) -> None:
+        """`record`: an online grading's score log record."""
+        tags = {"specialist": record["specialist"], "version": record.get("version") or ""}
+        self.score.set(record["score"], tags=tags)
 
     def failed(self, specialist: str, kind: str) -> None:
         self.errors.inc(tags={"specialist": specialist, "kind": kind})

@@ -106,7 +106,8 @@ class ChatRouter:
         self._checked = time.monotonic()
         self.grader = OnlineGrader(self.cfg.grading_fraction, score_log, log_conversations=self.cfg.log_conversations,
                                    profile_reader=self.cfg.profile_reader,
-                                   grader=build_grader(grade_cfg) if grade_cfg is not None else None)
+                                   grader=build_grader(grade_cfg) if grade_cfg is not None else None,
+                                   on_graded=self.metrics.graded)
         self.token = self._read_token()
         self.first_answer = FirstAnswer(lambda: self.backend.models())
 
@@ -297,12 +298,11 @@ class ChatRouter:
         if not self.grader.should_grade():
             return None
         fields = {k: v for k, v in record.items() if k != "started"}
-        return BackgroundTask(self._grade, request_id=cid, reply=reply,
-                              latency_s=time.perf_counter() - record["started"], **fields)
+        fields.update(request_id=cid, reply=reply, latency_s=time.perf_counter() - record["started"])
+        async def submit() -> None:  # to the grading thread (`OnlineGrader.submit`), after the response is sent
+            self.grader.submit(**fields)
 
-    def _grade(self, **fields) -> None:
-        graded = self.grader.grade(**fields)
-        self.metrics.graded(graded["specialist"], graded.get("version") or "", graded["score"])
+        return BackgroundTask(submit)
 
     async def _generate(self, grounded: Grounded, sampling, target: Target) -> Generation:
         result = await self._client(target).generate(grounded.conversation, sampling, target)

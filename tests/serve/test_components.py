@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import threading
+import time
 
 import pytest
 
@@ -105,6 +107,44 @@ def test_online_grader_fraction_and_record(tmp_path):
                           reply="First, write the loop header.", specialist="base", profile=None,
                           profile_source="not read", route_source="request.model", latency_s=0.01)
     assert unread["profile_source"] == "inferred" and "rejects_metaphor" in unread["traits"]
+
+
+class _GatedGrader:
+    """A rubric grader that waits for `gate` and fails on the reply "boom"; records the grading thread's nice."""
+
+    def __init__(self):
+        from parallel_r1.grade import HeuristicRubricGrader
+
+        self.gate, self.nice, self.rubric = threading.Event(), None, HeuristicRubricGrader()
+
+    def grade_turn(self, history, reply, profile=None):
+        self.gate.wait(10)
+        self.nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        if reply == "boom":
+            raise ValueError("a grader that fails")
+        return self.rubric.grade_turn(history, reply, profile)
+
+
+def test_online_grading_runs_behind_serving_on_a_bounded_backlog(tmp_path):
+    from parallel_r1.data.profiles import StudentProfileConfig
+
+    graded, rubric = [], _GatedGrader()
+    grader = OnlineGrader(1.0, tmp_path / "scores.jsonl", grader=rubric, backlog=2, on_graded=graded.append)
+    reply = dict(history=[{"role": "user", "content": "What is a loop?"}], specialist="base",
+                 profile=StudentProfileConfig(), profile_source="body", route_source="static", latency_s=0.01)
+    assert grader.submit(request_id="r1", reply="boom", **reply)  # taken by the thread, which waits at the gate
+    deadline = time.monotonic() + 10
+    while not grader._queue.empty() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert grader.submit(request_id="r2", reply="What happens first?", **reply)
+    assert grader.submit(request_id="r3", reply="And then?", **reply)
+    assert not grader.submit(request_id="r4", reply="Lost", **reply) and grader.skipped == 1  # backlog full
+    rubric.gate.set()
+    grader.join()
+    lines = [json.loads(line) for line in (tmp_path / "scores.jsonl").read_text().splitlines()]
+    assert [r["request_id"] for r in lines] == ["r2", "r3"] == [g["request_id"] for g in graded]  # r1 failed alone
+    if sys.platform == "linux":
+        assert rubric.nice == 19 and os.getpriority(os.PRIO_PROCESS, 0) < 19  # the thread, not the process
 
 
 def test_requested_profile_sources():
