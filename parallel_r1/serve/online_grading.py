@@ -38,9 +38,9 @@ class OnlineGrader:
         self._grader = grader or HeuristicRubricGrader()  # any grader with grade_turn (`grade.grader`)
         self._queue: queue.Queue[dict] = queue.Queue(maxsize=backlog)
         self._on_graded = on_graded
-        self._started = threading.Lock()
-        self._thread: threading.Thread | None = None
         self.skipped = 0
+        if fraction > 0:
+            threading.Thread(target=self._work, name="online-grading", daemon=True).start()
 
     def should_grade(self) -> bool:
         return self.fraction > 0 and self._rng.random() < self.fraction
@@ -48,10 +48,6 @@ class OnlineGrader:
     def submit(self, **fields) -> bool:
         """Queue one reply (the keyword arguments of `grade`) for the grading thread; False, and the reply goes
         ungraded, when `backlog` replies already wait (grading cannot keep up with what serving leaves idle)."""
-        with self._started:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._work, name="online-grading", daemon=True)
-                self._thread.start()
         try:
             self._queue.put_nowait(fields)
         except queue.Full:
