@@ -125,21 +125,27 @@ class FirstAnswer:
         self._probe: asyncio.Future | None = None
         self.up = False
 
-    def answered(self) -> None:
-        """The deployment just answered another call (/ready)."""
+    async def _answered(self, fresh: bool) -> None:
+        """Await the deployment's answer for at most `probe_s`: the question in flight, or a new one after a failed
+        one (or after any finished one, when `fresh`); raises when it did not answer."""
+        if self._probe is None or (self._probe.done() and (fresh or self._probe.exception() is not None)):
+            self._probe = asyncio.ensure_future(self._ask())
+        await asyncio.wait_for(asyncio.shield(self._probe), self.probe_s)
         self.up = True
+
+    async def check(self) -> None:
+        """Whether the deployment answers now (what /ready asks), bounded by `probe_s` and not by a request's
+        timeout; raises when it does not."""
+        await self._answered(fresh=True)
 
     async def wait(self) -> None:
         if self.up:
             return
-        if self._probe is None or (self._probe.done() and self._probe.exception() is not None):
-            self._probe = asyncio.ensure_future(self._ask())  # again after a failed attempt
         try:
-            await asyncio.wait_for(asyncio.shield(self._probe), self.probe_s)
+            await self._answered(fresh=False)
         except Exception as e:  # not up yet, whatever the handle raises
             log.warning("the model deployment is not up yet (%s)", type(e).__name__)
             raise unavailable("the model deployment is starting") from None
-        self.up = True
 
 
 def backend_failure(e: Exception, request_id: str = "") -> APIError:

@@ -192,8 +192,7 @@ class ChatRouter:
     async def ready(self, request: Request) -> JSONResponse:
         """Ready when the model deployment answers; what is served (and why not) only to an authorized client."""
         try:
-            await asyncio.wait_for(self.backend.models(), self.cfg.request_timeout_s)
-            self.first_answer.answered()
+            await self.first_answer.check()
         except Exception as e:  # the backend is not up (yet): not ready, which is not a client error
             log.warning("not ready: the model deployment did not answer (%s: %s)", type(e).__name__, e)
             return JSONResponse({"status": "not ready"}, status_code=503, headers={"Retry-After": "1"})

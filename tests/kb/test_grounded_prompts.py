@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from types import SimpleNamespace
 
 import pytest
 from starlette.requests import Request
@@ -17,14 +16,13 @@ from parallel_r1.data import DialogueTask, read_dialogues, write_dialogues
 from parallel_r1.discover.openai_backend import OpenAIBackend
 from parallel_r1.discover.simulator import context_for, simulate_dialogue
 from parallel_r1.discover.stage import DiscoverStage
-from parallel_r1.inference.policy import ParallelExecutionPolicy
 from parallel_r1.kb import KBError, open_kb
 from parallel_r1.kb.grounding import Retriever
 from parallel_r1.kb.stage import collect
 from parallel_r1.serve.generation import Delta, Generation
 from parallel_r1.serve.grounding import check_store
-from parallel_r1.serve.router import ChatRouter
 from tests.fakes.openai_server import FakeOpenAIServer
+from tests.fakes.router import bare_router
 from tests.kb.servers import free_port
 
 pytestmark = pytest.mark.kb
@@ -110,13 +108,8 @@ def _router(workdir, kb: dict | None, tmp_path, context_chars: int | None = None
                 yield Delta(0, done.texts[0])
             yield done
 
-    router_cls = ChatRouter.func_or_class.__bases__[0]  # without the ingress wrapper
-    policy = ParallelExecutionPolicy.from_config(PipelineConfig().parallel.inference).model_dump()
-    handle = SimpleNamespace(options=lambda **_: None)  # never called: `backend` is replaced below
-    router = router_cls(handle, "hf", {"grpc_handles": False, "profile_reader": "cues", "grading_fraction": 0.0},
-                        policy, str(workdir), {"": "You are a patient tutor."}, str(tmp_path / "scores.jsonl"), kb=kb)
-    router.backend = Recorder()
-    return router
+    return bare_router(workdir, Recorder(), tmp_path / "scores.jsonl", kb=kb,
+                       system_prompts={"": "You are a patient tutor."})
 
 
 async def _ask(router, text: str, stream: bool = False) -> tuple[int, dict]:

@@ -374,10 +374,45 @@ def test_a_slow_first_answer_is_a_503_then_ends_the_wait_and_a_failed_one_is_ask
             with pytest.raises(APIError):
                 await failing.wait()
         assert calls == [0.3, 0.0, 0.0]  # asked again after the failure
-        failing.answered()  # /ready had an answer
-        await failing.wait()
+        answering = FirstAnswer(lambda: ask(0.05), probe_s=0.1)
+        for _ in range(2):
+            await answering.check()  # /ready asks anew each time
+        await answering.wait()  # and its answer ends a request's wait without another question
+        assert calls == [0.3, 0.0, 0.0, 0.05, 0.05]
 
     asyncio.run(run())
+
+
+def test_ready_is_bounded_by_the_probe_not_by_the_reply_timeout(tmp_path):
+    """However short serve.request_timeout_s is, /ready answers 200 when the model deployment answers within the
+    probe, and 503 with Retry-After when it does not."""
+    import asyncio
+
+    from starlette.requests import Request
+
+    from tests.fakes.router import bare_router
+
+    class Deployment:
+        delay = 0.05
+
+        async def models(self):
+            await asyncio.sleep(self.delay)
+            return ["base"]
+
+    deployment = Deployment()
+    router = bare_router(tmp_path, deployment, tmp_path / "scores.jsonl", serve={"request_timeout_s": 0.001})
+    router.first_answer.probe_s = 0.5
+    request = Request({"type": "http", "method": "GET", "path": "/ready", "query_string": b"", "headers": []})
+
+    async def run() -> list:
+        answers = [await router.ready(request)]
+        deployment.delay = 2.0
+        answers.append(await router.ready(request))
+        return answers
+
+    up, slow = asyncio.run(run())
+    assert (up.status_code, json.loads(up.body)["status"]) == (200, "ready")
+    assert slow.status_code == 503 and slow.headers["retry-after"] == "1"
 
 
 def test_a_failure_no_handler_caught_is_a_500_in_the_openai_shape_unless_the_answer_began():
