@@ -2,7 +2,8 @@
 deployment directly, in one run, with the same model work per request; and the router with the vllm backend against
 its peer, vLLM's own OpenAI-compatible server with the same model and LoRA adapters.
 
-Run: `python benchmarks/bench_serve.py [--requests 200] [--clients 16] [--rounds 3] [--parts direct peer] [--haproxy]`
+Run: `python benchmarks/bench_serve.py [--requests 200] [--clients 16] [--rounds 3] [--parts direct peer] [--haproxy]
+[--without-engine-metrics]`
 Builds a tiny base model and two random-init LoRA specialists under benchmarks/results/serve_work, deploys the
 router app (hf backend) and, as a second application at /direct, the same `HFSpecialists` deployment on its own;
 then sends the same greedy, 8-token requests three ways: through the router (validation, profile inference from
@@ -20,7 +21,8 @@ router app with `serve.backend=vllm` twice (Ray Serve LLM, multi-LoRA, as a depl
 greedy 8-token request for one adapter to the three, in rotating order `--rounds` times, with 1 and `--clients`
 clients. Goal: the router adds at most 5 ms at p50 and keeps at least 0.9× the server's requests/s with `--clients`
 clients; the rows go to benchmarks/results/summary.json. `--haproxy`: behind Ray Serve's HAProxy ingress, which
-forwards HTTP to the router replicas' own servers, instead of Serve's Python proxy.
+forwards HTTP to the router replicas' own servers, instead of Serve's Python proxy. `--without-engine-metrics`: also
+the engine in the router without Serve LLM's engine metrics (`serve.engine_metrics=false`).
 """
 
 from __future__ import annotations
@@ -243,7 +245,11 @@ def direct_part(args, work: Path, port: int) -> dict:
     return {"results": results, "target_met": target}
 
 
-SIDES = {"ours": "router + Serve LLM", "in_router": "router running the engine", "peer": "vLLM's server"}
+SIDES = {"ours": "router + Serve LLM", "in_router": "router running the engine",
+         "in_router_quiet": "router running the engine without its metrics", "peer": "vLLM's server"}
+# our sides: serve.vllm_in_router, serve.engine_metrics, and what their summary rows add to the benchmark's name
+OURS = {"ours": (False, True, ""), "in_router": (True, True, ", engine in the router"),
+        "in_router_quiet": (True, False, ", engine in the router without its metrics")}
 
 
 def rotate(runs: dict[str, Callable[[], dict]], rounds: int) -> dict[str, list[dict]]:
@@ -262,16 +268,17 @@ def peer_part(args, work: Path, port: int) -> tuple[dict, list[dict]]:
 
     from parallel_r1.serve.stage import start_local
 
-    def config(app: str, in_router: bool):
+    def config(app: str, in_router: bool, engine_metrics: bool):
         return load_config(None, {"workdir": str(work), "ray": {"num_cpus": 8}, "serve": {
             "port": port, "backend": "vllm", "app_name": app, "route_prefix": f"/{app}", "add_system_prompt": False,
-            "router_num_cpus": 0.1, "vllm_in_router": in_router}, "inference": {"engine": "vllm",
-                                                                                 "max_lora_rank": 16}})
+            "router_num_cpus": 0.1, "vllm_in_router": in_router, "engine_metrics": engine_metrics},
+            "inference": {"engine": "vllm", "max_lora_rank": 16}})
 
+    ours = [side for side in OURS if side != "in_router_quiet" or args.without_engine_metrics]
     urls, start_s = {}, {}
-    for side, in_router in (("ours", False), ("in_router", True)):
+    for side in ours:
         started = time.perf_counter()
-        urls[side] = start_local(config(f"bench_{side}", in_router))
+        urls[side] = start_local(config(f"bench_{side}", *OURS[side][:2]))
         start_s[side] = time.perf_counter() - started
     body = {"model": SPECIALISTS[0], "messages": MESSAGES, "temperature": 0.0, "max_tokens": 8, "seed": 0}
     with VLLMServer(work, load_config(None, {"inference": {"max_lora_rank": 16}}).inference, free_port()) as server:
@@ -298,15 +305,16 @@ def peer_part(args, work: Path, port: int) -> tuple[dict, list[dict]]:
 
         runs = {}
         for clients in (1, args.clients):
-            runs[clients] = rotate({side: (lambda s=side, c=clients: measure(s, c)) for side in SIDES}, args.rounds)
+            runs[clients] = rotate({side: (lambda s=side, c=clients: measure(s, c)) for side in urls}, args.rounds)
             console.print(f"peer part: {clients} client(s) done (load average {os.getloadavg()[0]:.1f})")
-    for side in ("ours", "in_router"):
+    for side in ours:
         serve.delete(f"bench_{side}")
     rows = []
     for clients, got in runs.items():
         most = clients == args.clients
         ingress = ", HAProxy ingress" if args.haproxy else ""
-        for side, suffix in (("ours", ""), ("in_router", ", engine in the router")):
+        for side in ours:
+            suffix = OURS[side][2]
             where = f"serve vLLM demo model{suffix}{ingress}, {clients} client{'s' if clients > 1 else ''}"
             cpu_ms = statistics.median(f["cpu_ms_per_request"] for f in got[side])
             limit = {"value": 1000 * os.cpu_count() / cpu_ms, "unit": "requests/s",
@@ -330,6 +338,8 @@ def main() -> None:
     ap.add_argument("--parts", nargs="+", choices=("direct", "peer"), default=["direct", "peer"])
     ap.add_argument("--haproxy", action="store_true", help="Ray Serve's HAProxy ingress instead of its proxy "
                                                           "(RAY_SERVE_ENABLE_HA_PROXY=1 for the Ray this starts)")
+    ap.add_argument("--without-engine-metrics", action="store_true",
+                    help="a fourth side: the engine in the router with serve.engine_metrics=false")
     args = ap.parse_args()
     if args.haproxy:
         os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
@@ -348,7 +358,7 @@ def main() -> None:
                          {"rows": rows})
         starts = out["peer"]["start_s"]
         console.print(f"same greedy reply from all: {out['peer']['same_reply']}; ready after "
-                      + ", ".join(f"{starts[k]:.0f} s ({what})" for k, what in SIDES.items()))
+                      + ", ".join(f"{start:.0f} s ({SIDES[k]})" for k, start in starts.items()))
         console.print(f"wrote {peer.record(rows, machine)}")
     serve.shutdown()
     out["load_after"] = list(os.getloadavg())

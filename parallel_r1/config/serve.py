@@ -50,6 +50,9 @@ class ServeConfig(_Section):
                                                     "instead of calling a Serve LLM deployment (one process and "
                                                     "one hop less per request; router_replicas are then the "
                                                     "engine's replicas, model_replicas unused).")
+    engine_metrics: bool = Field(True, description="vllm backend: the engine's metrics through Ray's metrics API "
+                                                   "(Serve LLM's log_engine_metrics); false spares every request "
+                                                   "their recording.")
     grpc_handles: bool = Field(True, description="The router calls the model deployment over Ray Serve's "
                                                  "inter-deployment gRPC (by value) instead of through Ray object "
                                                  "references.")

@@ -115,6 +115,20 @@ def unavailable(why: str) -> APIError:
                     kind="server_error", headers={"Retry-After": str(RETRY_AFTER_S)})
 
 
+class NotReady(Exception):
+    """The model deployment did not answer /ready: it is starting or unavailable (`error` None), or its last try to
+    answer failed with `error` (an engine that could not start, say)."""
+
+    def __init__(self, error: str | None) -> None:
+        super().__init__(error or "starting or unavailable")
+        self.error = error
+
+    def response(self, detail: bool) -> JSONResponse:
+        """The 503 to retry; `detail`: the error too (for an authorized caller)."""
+        body = {"status": "not ready", **({"error": self.error} if detail and self.error else {})}
+        return JSONResponse(body, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
+
+
 class FirstAnswer:
     """Whether the model deployment has answered yet: until it has, a request waits `probe_s` for its first answer
     and is then a 503 to retry, not a request that waits out its timeout behind a replica loading its model. The
@@ -124,19 +138,30 @@ class FirstAnswer:
         self._ask, self.probe_s = ask, probe_s  # `ask`: an async call the model deployment answers (its models)
         self._probe: asyncio.Future | None = None
         self.up = False
+        self.failure: Exception | None = None  # how the last question that ended failed (None: it was answered)
+
+    def _ended(self, probe: asyncio.Future) -> None:
+        if not probe.cancelled():
+            self.failure = probe.exception()
 
     async def _answered(self, fresh: bool) -> None:
         """Await the deployment's answer for at most `probe_s`: the question in flight, or a new one after a failed
         one (or after any finished one, when `fresh`); raises when it did not answer."""
         if self._probe is None or (self._probe.done() and (fresh or self._probe.exception() is not None)):
             self._probe = asyncio.ensure_future(self._ask())
+            self._probe.add_done_callback(self._ended)
         await asyncio.wait_for(asyncio.shield(self._probe), self.probe_s)
         self.up = True
 
     async def check(self) -> None:
-        """Whether the deployment answers now (what /ready asks), bounded by `probe_s` and not by a request's
-        timeout; raises when it does not."""
-        await self._answered(fresh=True)
+        """Ask whether the deployment answers now (what /ready does), bounded by `probe_s` and not by a request's
+        timeout; raises `NotReady` when it does not."""
+        try:
+            await self._answered(fresh=True)
+        except Exception as e:  # noqa: BLE001 - whatever the handle raises answers "ready?"
+            if isinstance(e, TimeoutError) and self.failure is not None:  # asked again: the last try failed
+                e = self.failure
+            raise NotReady(None if isinstance(e, (TimeoutError, *UNAVAILABLE)) else f"{type(e).__name__}: {e}") from e
 
     async def wait(self) -> None:
         if self.up:

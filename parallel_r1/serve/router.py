@@ -38,6 +38,7 @@ from parallel_r1.scoreboard.board import collect
 from parallel_r1.scoreboard.page import render
 from parallel_r1.serve.api import (
     FirstAnswer,
+    NotReady,
     api,
     backend_failure,
     error_response,
@@ -193,9 +194,9 @@ class ChatRouter:
         """Ready when the model deployment answers; what is served (and why not) only to an authorized client."""
         try:
             await self.first_answer.check()
-        except Exception as e:  # the backend is not up (yet): not ready, which is not a client error
-            log.warning("not ready: the model deployment did not answer (%s: %s)", type(e).__name__, e)
-            return JSONResponse({"status": "not ready"}, status_code=503, headers={"Retry-After": "1"})
+        except NotReady as e:  # the backend is not up (yet), or failing: not ready, which is not a client error
+            log.warning("not ready: the model deployment did not answer (%s)", e)
+            return e.response(detail=self._authorized(request))
         router = self._routes()
         served = self._served
         if not self._authorized(request):

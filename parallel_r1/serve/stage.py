@@ -8,10 +8,12 @@ its environment on to every worker, so the token is in no config or runtime_env 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
@@ -35,19 +37,35 @@ def _check_port_free(host: str, port: int) -> None:
                                   "--port or --set serve.port=...") from None
 
 
-def wait_ready(url: str, timeout_s: float) -> None:
-    """Poll `<url>/ready` until it answers 200 (the router and its backend are up)."""
+def wait_ready(url: str, timeout_s: float, token: str | None = None) -> None:
+    """Poll `<url>/ready` until it answers 200 (the router and its backend are up). With the bearer `token` the
+    router says why its model failed, if it did, and that error ends the wait at once."""
+    request = urllib.request.Request(f"{url}/ready", headers={"Authorization": f"Bearer {token}"} if token else {})
     deadline = time.monotonic() + timeout_s
     last = ""
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(f"{url}/ready", timeout=5) as response:
+            with urllib.request.urlopen(request, timeout=5) as response:
                 if response.status == 200:
                     return
+        except urllib.error.HTTPError as e:
+            last = str(e)
+            if error := _error_of(e):
+                raise UserFacingError(f"the app at {url} cannot serve: its model failed ({error}); the traceback is "
+                                      "in the router replica's log (logs/serve under the Ray session folder)") from None
         except OSError as e:
             last = str(e)
         time.sleep(0.5)
     raise TimeoutError(f"the app at {url} was not ready within {timeout_s:.0f} s ({last})")
+
+
+def _error_of(response: urllib.error.HTTPError) -> str | None:
+    """The error of the router's not-ready answer (a 503 whose JSON body names one), else None."""
+    try:
+        error = json.loads(response.read()).get("error") if response.code == 503 else None
+    except (ValueError, AttributeError, OSError):  # not the router's JSON
+        return None
+    return error if isinstance(error, str) else None
 
 
 def start_local(cfg: PipelineConfig, serve_plan: ServePlan | None = None) -> str:
@@ -71,7 +89,7 @@ def start_local(cfg: PipelineConfig, serve_plan: ServePlan | None = None) -> str
     serve.run(build_app(cfg, serve_plan), name=sc.app_name, route_prefix=sc.route_prefix)
     host = "127.0.0.1" if sc.host in ("0.0.0.0", "::") else sc.host
     url = f"http://{host}:{sc.port}{sc.route_prefix.rstrip('/')}"
-    wait_ready(url, sc.ready_timeout_s)
+    wait_ready(url, sc.ready_timeout_s, os.environ.get(sc.auth_token_env) if sc.auth_token_env else None)
     return url
 
 

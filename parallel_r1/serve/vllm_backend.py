@@ -125,6 +125,7 @@ def llm_config(cfg: PipelineConfig, base_model: str, adapters: dict[str, str]) -
         engine_kwargs={k: v for k, v in engine_kwargs.items() if v is not None},
         lora_config={"max_num_adapters_per_replica": len(adapters) + 1},  # a newly promoted version beside the rest
         deployment_config=deployment,
+        log_engine_metrics=sc.engine_metrics,
         runtime_env={"env_vars": {ADAPTERS_ENV: f"{ZERO_ADAPTER}={zero}", STORE_ENV: str(store)}},
     )
 

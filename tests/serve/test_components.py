@@ -175,6 +175,19 @@ def test_the_engine_in_the_router_is_only_for_the_vllm_backend():
     assert load_config(None, ["serve.vllm_in_router=true", "serve.backend=vllm"]).serve.vllm_in_router
 
 
+@pytest.mark.parametrize("metrics", [True, False])
+def test_the_vllm_engine_records_its_metrics_unless_configured_off(serve_workdir, tiny_base_model, metrics):
+    from parallel_r1.serve.app import plan
+    from parallel_r1.serve.vllm_backend import llm_config
+    from tests.serve.support import serve_config
+
+    assert ServeConfig().engine_metrics
+    cfg = serve_config(serve_workdir, tiny_base_model, 8000, backend="vllm", engine_metrics=metrics)
+    serve_plan = plan(cfg)
+    adapters = {v.ref: v.source for v in serve_plan.served.models.values() if v.kind == "adapter"}
+    assert llm_config(cfg, serve_plan.base_model, adapters).log_engine_metrics is metrics
+
+
 def test_the_router_calls_the_model_by_value_over_grpc_unless_configured_off():
     """`serve.grpc_handles` (on by default, so every served test goes that way) sets the router's handle to the
     model deployment to `_by_reference=False`: Ray Serve's inter-deployment gRPC."""
@@ -383,9 +396,10 @@ def test_a_slow_first_answer_is_a_503_then_ends_the_wait_and_a_failed_one_is_ask
     asyncio.run(run())
 
 
-def test_ready_is_bounded_by_the_probe_not_by_the_reply_timeout(tmp_path):
+def test_ready_is_bounded_by_the_probe_and_says_how_the_model_failed_to_an_authorized_caller(tmp_path, monkeypatch):
     """However short serve.request_timeout_s is, /ready answers 200 when the model deployment answers within the
-    probe, and 503 with Retry-After when it does not."""
+    probe, else 503 with Retry-After; once a try failed (an engine that could not start), an authorized caller is
+    told the error, also while the next try is still running, and an anonymous one only that it is not ready."""
     import asyncio
 
     from starlette.requests import Request
@@ -393,26 +407,76 @@ def test_ready_is_bounded_by_the_probe_not_by_the_reply_timeout(tmp_path):
     from tests.fakes.router import bare_router
 
     class Deployment:
-        delay = 0.05
+        delay, fails = 0.05, False
 
         async def models(self):
             await asyncio.sleep(self.delay)
+            if self.fails:
+                raise ValueError("max_model_len 4096 is over the model's 128")
             return ["base"]
 
+    monkeypatch.setenv("READY_TOKEN", "s3cret")
     deployment = Deployment()
-    router = bare_router(tmp_path, deployment, tmp_path / "scores.jsonl", serve={"request_timeout_s": 0.001})
-    router.first_answer.probe_s = 0.5
-    request = Request({"type": "http", "method": "GET", "path": "/ready", "query_string": b"", "headers": []})
+    router = bare_router(tmp_path, deployment, tmp_path / "scores.jsonl",
+                         serve={"request_timeout_s": 0.001, "auth_token_env": "READY_TOKEN"})
+    router.first_answer.probe_s = 0.3
+
+    def request(token: str | None) -> Request:
+        headers = [(b"authorization", f"Bearer {token}".encode())] if token else []
+        return Request({"type": "http", "method": "GET", "path": "/ready", "query_string": b"", "headers": headers})
 
     async def run() -> list:
-        answers = [await router.ready(request)]
-        deployment.delay = 2.0
-        answers.append(await router.ready(request))
+        answers = [await router.ready(request("s3cret"))]
+        deployment.delay = 1.0
+        answers.append(await router.ready(request("s3cret")))  # slow: still starting, no failure yet
+        await asyncio.sleep(1.0)  # the slow answer comes meanwhile
+        deployment.fails = True
+        answers.append(await router.ready(request("s3cret")))  # asked again: this try fails after 1 s
+        await asyncio.sleep(1.0)
+        for token in ("s3cret", None):  # the next try is running: the last one's failure is the answer
+            answers.append(await router.ready(request(token)))
         return answers
 
-    up, slow = asyncio.run(run())
+    up, slow, starting, failed, anonymous = asyncio.run(run())
     assert (up.status_code, json.loads(up.body)["status"]) == (200, "ready")
-    assert slow.status_code == 503 and slow.headers["retry-after"] == "1"
+    for answer in (slow, starting, failed, anonymous):
+        assert answer.status_code == 503 and answer.headers["retry-after"] == "1"
+    assert json.loads(slow.body) == json.loads(starting.body) == {"status": "not ready"}
+    assert json.loads(failed.body) == {"status": "not ready",
+                                       "error": "ValueError: max_model_len 4096 is over the model's 128"}
+    assert json.loads(anonymous.body) == {"status": "not ready"}
+
+
+@pytest.mark.parametrize("error", [None, "ValueError: the engine could not start"])
+def test_waiting_for_the_app_ends_at_once_on_the_models_error(error):
+    from fastapi import FastAPI, Header
+    from fastapi.responses import JSONResponse
+
+    from parallel_r1.serve.stage import wait_ready
+    from tests.fakes.threaded_server import ThreadedServer
+
+    class NotReadyApp(ThreadedServer):
+        tokens: list[str] = []
+
+        def _app(self) -> FastAPI:
+            app = FastAPI()
+
+            @app.get("/app/ready")
+            def ready(authorization: str = Header("")) -> JSONResponse:
+                self.tokens.append(authorization)
+                return JSONResponse({"status": "not ready", **({"error": error} if error else {})}, status_code=503)
+
+            return app
+
+    with NotReadyApp() as server:
+        url = f"http://127.0.0.1:{server.port}/app"
+        began = time.monotonic()
+        with pytest.raises(UserFacingError if error else TimeoutError) as e:
+            wait_ready(url, timeout_s=3, token="s3cret")
+        took = time.monotonic() - began
+    assert (error or "not ready within 3 s") in str(e.value)
+    assert (took < 2) if error else (took >= 3)
+    assert set(server.tokens) == {"Bearer s3cret"}
 
 
 def test_a_failure_no_handler_caught_is_a_500_in_the_openai_shape_unless_the_answer_began():

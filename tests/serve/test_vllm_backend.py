@@ -64,18 +64,39 @@ def in_router(request) -> bool:
     return request.param
 
 
+def _vllm_config(serve_port, serve_workdir, tiny_base_model, app: str, in_router: bool, **inference):
+    cfg = serve_config(serve_workdir, tiny_base_model, serve_port, backend="vllm", app_name=app,
+                       route_prefix=f"/{app}", ready_timeout_s=480, vllm_in_router=in_router)
+    cfg.inference = cfg.inference.model_copy(update={"engine": "vllm", "max_loras": 2, "max_lora_rank": 8,
+                                                     "kv_cache_memory_bytes": 64 * 1024**2, **inference})
+    return cfg
+
+
 @pytest.fixture(scope="module")
 def vllm_url(serve_port, serve_workdir, tiny_base_model, in_router):
     from ray import serve
 
     from parallel_r1.serve.stage import start_local
 
-    cfg = serve_config(serve_workdir, tiny_base_model, serve_port, backend="vllm", app_name=APP,
-                       route_prefix="/vllm", ready_timeout_s=480, vllm_in_router=in_router)
-    cfg.inference = cfg.inference.model_copy(update={"engine": "vllm", "max_loras": 2, "max_lora_rank": 8,
-                                                     "kv_cache_memory_bytes": 64 * 1024**2})
-    yield start_local(cfg)
+    yield start_local(_vllm_config(serve_port, serve_workdir, tiny_base_model, APP, in_router))
     serve.delete(APP)
+
+
+def test_an_engine_that_cannot_start_in_the_router_is_its_error_at_once(serve_port, serve_workdir, tiny_base_model):
+    """The engine in the router starts on the first `/ready`: its failure (a context over the model's 64 tokens)
+    ends `serve`'s wait with vLLM's own error, not after serve.ready_timeout_s with a bare 503."""
+    from ray import serve
+
+    from parallel_r1.errors import UserFacingError
+    from parallel_r1.serve.stage import start_local
+
+    cfg = _vllm_config(serve_port, serve_workdir, tiny_base_model, "unstartable", True, max_model_len=4096)
+    try:
+        with pytest.raises(UserFacingError, match="its model failed") as e:
+            start_local(cfg)
+    finally:
+        serve.delete("unstartable")
+    assert "4096" in str(e.value), e.value
 
 
 def test_the_engine_runs_where_the_config_puts_it(vllm_url, in_router):
