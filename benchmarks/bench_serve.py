@@ -39,6 +39,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -245,11 +246,21 @@ def direct_part(args, work: Path, port: int) -> dict:
     return {"results": results, "target_met": target}
 
 
-SIDES = {"ours": "router + Serve LLM", "in_router": "router running the engine",
-         "in_router_quiet": "router running the engine without its metrics", "peer": "vLLM's server"}
-# our sides: serve.vllm_in_router, serve.engine_metrics, and what their summary rows add to the benchmark's name
-OURS = {"ours": (False, True, ""), "in_router": (True, True, ", engine in the router"),
-        "in_router_quiet": (True, False, ", engine in the router without its metrics")}
+class Side(NamedTuple):
+    """One of our sides: what the run calls it, its serve.vllm_in_router and serve.engine_metrics, and what its
+    summary rows add to the benchmark's name."""
+
+    label: str
+    in_router: bool
+    engine_metrics: bool
+    suffix: str
+
+
+OURS = {"ours": Side("router + Serve LLM", False, True, ""),
+        "in_router": Side("router running the engine", True, True, ", engine in the router"),
+        "in_router_quiet": Side("router running the engine without its metrics", True, False,
+                                ", engine in the router without its metrics")}
+PEER_LABEL = "vLLM's server"
 
 
 def rotate(runs: dict[str, Callable[[], dict]], rounds: int) -> dict[str, list[dict]]:
@@ -278,7 +289,7 @@ def peer_part(args, work: Path, port: int) -> tuple[dict, list[dict]]:
     urls, start_s = {}, {}
     for side in ours:
         started = time.perf_counter()
-        urls[side] = start_local(config(f"bench_{side}", *OURS[side][:2]))
+        urls[side] = start_local(config(f"bench_{side}", OURS[side].in_router, OURS[side].engine_metrics))
         start_s[side] = time.perf_counter() - started
     body = {"model": SPECIALISTS[0], "messages": MESSAGES, "temperature": 0.0, "max_tokens": 8, "seed": 0}
     with VLLMServer(work, load_config(None, {"inference": {"max_lora_rank": 16}}).inference, free_port()) as server:
@@ -314,8 +325,7 @@ def peer_part(args, work: Path, port: int) -> tuple[dict, list[dict]]:
         most = clients == args.clients
         ingress = ", HAProxy ingress" if args.haproxy else ""
         for side in ours:
-            suffix = OURS[side][2]
-            where = f"serve vLLM demo model{suffix}{ingress}, {clients} client{'s' if clients > 1 else ''}"
+            where = f"serve vLLM demo model{OURS[side].suffix}{ingress}, {clients} client{'s' if clients > 1 else ''}"
             cpu_ms = statistics.median(f["cpu_ms_per_request"] for f in got[side])
             limit = {"value": 1000 * os.cpu_count() / cpu_ms, "unit": "requests/s",
                      "note": f"{os.cpu_count()} CPUs ÷ {cpu_ms:.1f} CPU ms per request of ours"}
@@ -357,8 +367,9 @@ def main() -> None:
         peer.print_table("router + Serve (vllm backend) against vLLM's OpenAI server (median of rounds, min–max)",
                          {"rows": rows})
         starts = out["peer"]["start_s"]
+        labels = {**{k: side.label for k, side in OURS.items()}, "peer": PEER_LABEL}
         console.print(f"same greedy reply from all: {out['peer']['same_reply']}; ready after "
-                      + ", ".join(f"{start:.0f} s ({SIDES[k]})" for k, start in starts.items()))
+                      + ", ".join(f"{start:.0f} s ({labels[k]})" for k, start in starts.items()))
         console.print(f"wrote {peer.record(rows, machine)}")
     serve.shutdown()
     out["load_after"] = list(os.getloadavg())

@@ -48,13 +48,11 @@ def wait_ready(url: str, timeout_s: float, token: str | None = None) -> None:
             with urllib.request.urlopen(request, timeout=5) as response:
                 if response.status == 200:
                     return
-        except urllib.error.HTTPError as e:
+        except OSError as e:  # an HTTPError too: a 503 while the app starts
             last = str(e)
-            if error := _error_of(e):
+            if isinstance(e, urllib.error.HTTPError) and (error := _error_of(e)):
                 raise UserFacingError(f"the app at {url} cannot serve: its model failed ({error}); the traceback is "
                                       "in the router replica's log (logs/serve under the Ray session folder)") from None
-        except OSError as e:
-            last = str(e)
         time.sleep(0.5)
     raise TimeoutError(f"the app at {url} was not ready within {timeout_s:.0f} s ({last})")
 
