@@ -25,3 +25,8 @@ class InferenceConfig(VLLMMemoryConfig):
     gpus_per_engine: float = Field(0.0, ge=0, description="GPUs per engine actor (cluster; fractions share one).")
     max_loras: int = Field(8, ge=1, description="vLLM: adapters held in the engine at once.")
     max_lora_rank: int = Field(16, ge=1, description="vLLM: the largest LoRA rank it accepts.")
+    vllm_cpu_reserved_cores: int | None = Field(
+        None, ge=0, description="vLLM on CPU: cores its worker leaves to the engine's scheduler process "
+                                "(VLLM_CPU_NUM_OF_RESERVED_CPU). None: none on a machine of 2 cores or fewer, where "
+                                "vLLM's one would be half of it, else vLLM's rule (one per worker). Serving keeps "
+                                "vLLM's rule (its requests are small batches).")

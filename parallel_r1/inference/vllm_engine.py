@@ -6,8 +6,11 @@ builds this engine needs the `if __name__ == "__main__":` guard: vLLM starts its
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, get_args
 
@@ -17,6 +20,32 @@ from parallel_r1.config import InferenceConfig
 from parallel_r1.errors import UserFacingError
 from parallel_r1.inference.adapters import Adapter, AdapterRegistry
 from parallel_r1.inference.engine import Completion, SamplingParams
+
+RESERVED_ENV = "VLLM_CPU_NUM_OF_RESERVED_CPU"
+
+
+def reserved_cores(setting: int | None, cores: int) -> int | None:
+    """The cores vLLM's CPU worker leaves to the scheduler on a machine of `cores`; None: vLLM's own rule."""
+    if setting is not None:
+        return setting
+    return 0 if cores <= 2 else None
+
+
+@contextlib.contextmanager
+def cpu_engine_env(setting: int | None) -> Iterator[None]:
+    """The worker's reserved cores (`reserved_cores`) in the environment vLLM's CPU engine processes start with, set
+    while they start and restored after; one already in the environment stays when `setting` is None."""
+    before = os.environ.get(RESERVED_ENV)
+    reserved = reserved_cores(setting, len(os.sched_getaffinity(0)))
+    if reserved is not None and (setting is not None or before is None):
+        os.environ[RESERVED_ENV] = str(reserved)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(RESERVED_ENV, None)
+        else:
+            os.environ[RESERVED_ENV] = before
 
 
 class VLLMEngine:
@@ -46,7 +75,8 @@ class VLLMEngine:
                   else {"kv_cache_memory_bytes": cfg.kv_cache_memory_bytes, "enable_chunked_prefill": False})
         kwargs = {"dtype": cfg.dtype, "enable_lora": True, "max_lora_rank": self._max_rank,
                   "max_loras": cfg.max_loras, "max_model_len": cfg.max_model_len, **memory, **llm_kwargs}
-        self._llm: Any = LLM(model=str(base_model), **kwargs)
+        with contextlib.nullcontext() if torch.cuda.is_available() else cpu_engine_env(cfg.vllm_cpu_reserved_cores):
+            self._llm: Any = LLM(model=str(base_model), **kwargs)
         self._lock = threading.Lock()
         self._registry = AdapterRegistry()
         try:

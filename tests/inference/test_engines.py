@@ -4,6 +4,7 @@ that both engines give the same greedy replies."""
 from __future__ import annotations
 
 import importlib.util
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -12,6 +13,7 @@ from parallel_r1.errors import UserFacingError
 from parallel_r1.inference import SamplingParams, build_engine, factory, vllm_available
 from parallel_r1.inference.adapters import UnknownAdapterError
 from parallel_r1.inference.hf_engine import HFEngine
+from parallel_r1.inference.vllm_engine import RESERVED_ENV, cpu_engine_env, reserved_cores
 
 OPENINGS = ["I don't understand fractions.", "Why does the moon change shape?", "Can you help me with loops?",
             "What is a variable?", "hi", "I keep getting recursion wrong."]
@@ -19,6 +21,7 @@ CONVERSATIONS = [[{"role": "user", "content": text}] for text in OPENINGS]
 CONVERSATIONS[3] = [{"role": "system", "content": "You are a patient tutor."}, *CONVERSATIONS[3]]
 GREEDY = SamplingParams(temperature=0, max_tokens=24)
 SAMPLED = SamplingParams(n=2, temperature=0.8, max_tokens=16, seed=11)
+ENVIRONMENT_AT_IMPORT = os.environ.get(RESERVED_ENV)
 
 
 @pytest.fixture(scope="module")
@@ -220,3 +223,36 @@ def test_generate_each_batches_adapters_with_the_results_of_separate_calls(vllm,
 @needs_vllm
 def test_vllm_concurrent_requests(vllm):
     _assert_concurrent_routes(vllm, CONVERSATIONS[:2], requests=6, workers=3)
+
+
+@pytest.mark.slow
+@needs_vllm
+def test_the_vllm_worker_computes_on_the_cores_left_to_it(vllm, tiny_inference_config):
+    """On CPU the worker pins its OpenMP threads to every core but the reserved ones (on 2 cores: both; vLLM's own
+    rule keeps one for the scheduler); this process's environment is as it was."""
+    import psutil
+
+    workers = [p for p in psutil.Process().children(recursive=True) if p.cmdline()[:1] == ["VLLM::Worker"]]
+    assert len(workers) == 1
+    cores = sorted(os.sched_getaffinity(0))
+    reserved = reserved_cores(tiny_inference_config.vllm_cpu_reserved_cores, len(cores))
+    pinned = {next(iter(a)) for a in (os.sched_getaffinity(t.id) for t in workers[0].threads()) if len(a) == 1}
+    assert sorted(pinned) == cores[:len(cores) - (1 if reserved is None else reserved)]
+    assert os.environ.get(RESERVED_ENV) == ENVIRONMENT_AT_IMPORT
+
+
+@pytest.mark.parametrize(("setting", "cores", "already", "expected"), [
+    (None, 2, None, "0"), (None, 1, None, "0"), (None, 8, None, None), (3, 8, None, "3"),
+    (None, 2, "1", "1"), (0, 2, "1", "0")])
+def test_the_reserved_cores_are_set_while_the_engine_starts_and_restored(monkeypatch, setting, cores, already,
+                                                                          expected):
+    """The setting, else none on 2 cores or fewer, else vLLM's rule (nothing set); one in the environment stays
+    unless the config says otherwise; the environment is as before afterwards."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _: set(range(cores)))
+    if already is None:
+        monkeypatch.delenv(RESERVED_ENV, raising=False)
+    else:
+        monkeypatch.setenv(RESERVED_ENV, already)
+    with cpu_engine_env(setting):
+        assert os.environ.get(RESERVED_ENV) == expected
+    assert os.environ.get(RESERVED_ENV) == already
