@@ -139,6 +139,7 @@ class FirstAnswer:
         self._probe: asyncio.Future | None = None
         self.up = False
         self.failure: Exception | None = None  # how the last question that ended failed (None: it was answered)
+        self._logged: str | None = None  # the not-ready reason logged last (None: ready, or never asked)
 
     def _ended(self, probe: asyncio.Future) -> None:
         if not probe.cancelled():
@@ -155,13 +156,20 @@ class FirstAnswer:
 
     async def check(self) -> None:
         """Ask whether the deployment answers now (what /ready does), bounded by `probe_s` and not by a request's
-        timeout; raises `NotReady` when it does not."""
+        timeout; raises `NotReady` when it does not. Logs a change of the answer, not every poll's."""
         try:
             await self._answered(fresh=True)
         except Exception as e:  # noqa: BLE001 - whatever the handle raises answers "ready?"
             if isinstance(e, TimeoutError) and self.failure is not None:  # asked again: the last try failed
                 e = self.failure
-            raise NotReady(None if isinstance(e, (TimeoutError, *UNAVAILABLE)) else f"{type(e).__name__}: {e}") from e
+            not_ready = NotReady(None if isinstance(e, (TimeoutError, *UNAVAILABLE)) else f"{type(e).__name__}: {e}")
+            if str(not_ready) != self._logged:
+                self._logged = str(not_ready)
+                log.warning("not ready: the model deployment did not answer (%s)", not_ready)
+            raise not_ready from e
+        if self._logged is not None:
+            self._logged = None
+            log.info("ready: the model deployment answers")
 
     async def wait(self) -> None:
         if self.up:

@@ -195,7 +195,6 @@ class ChatRouter:
         try:
             await self.first_answer.check()
         except NotReady as e:  # the backend is not up (yet), or failing: not ready, which is not a client error
-            log.warning("not ready: the model deployment did not answer (%s)", e)
             return e.response(detail=self._authorized(request))
         router = self._routes()
         served = self._served

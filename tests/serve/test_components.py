@@ -4,6 +4,7 @@ run directory and the wait for a stop signal (profile reading is tested in tests
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import sys
@@ -396,10 +397,12 @@ def test_a_slow_first_answer_is_a_503_then_ends_the_wait_and_a_failed_one_is_ask
     asyncio.run(run())
 
 
-def test_ready_is_bounded_by_the_probe_and_says_how_the_model_failed_to_an_authorized_caller(tmp_path, monkeypatch):
+def test_ready_is_bounded_by_the_probe_and_says_how_the_model_failed_to_an_authorized_caller(tmp_path, monkeypatch,
+                                                                                              caplog):
     """However short serve.request_timeout_s is, /ready answers 200 when the model deployment answers within the
     probe, else 503 with Retry-After; once a try failed (an engine that could not start), an authorized caller is
-    told the error, also while the next try is still running, and an anonymous one only that it is not ready."""
+    told the error, also while the next try is still running, and an anonymous one only that it is not ready. The
+    log says each change of the answer once, not every poll."""
     import asyncio
 
     from starlette.requests import Request
@@ -435,9 +438,18 @@ def test_ready_is_bounded_by_the_probe_and_says_how_the_model_failed_to_an_autho
         await asyncio.sleep(1.0)
         for token in ("s3cret", None):  # the next try is running: the last one's failure is the answer
             answers.append(await router.ready(request(token)))
+        deployment.fails, deployment.delay = False, 0.05
+        await asyncio.sleep(1.1)  # the running try is answered
+        answers.append(await router.ready(request(None)))
         return answers
 
-    up, slow, starting, failed, anonymous = asyncio.run(run())
+    with caplog.at_level(logging.INFO, logger="parallel_r1.serve.api"):
+        up, slow, starting, failed, anonymous, again = asyncio.run(run())
+    assert [r.getMessage() for r in caplog.records if r.name == "parallel_r1.serve.api"] == [
+        "not ready: the model deployment did not answer (starting or unavailable)",
+        "not ready: the model deployment did not answer (ValueError: max_model_len 4096 is over the model's 128)",
+        "ready: the model deployment answers"]
+    assert again.status_code == 200
     assert (up.status_code, json.loads(up.body)["status"]) == (200, "ready")
     for answer in (slow, starting, failed, anonymous):
         assert answer.status_code == 503 and answer.headers["retry-after"] == "1"
