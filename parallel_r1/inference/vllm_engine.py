@@ -71,11 +71,12 @@ class VLLMEngine:
         # On CPU the KV cache is given in bytes (a fraction of host memory would look at one NUMA node only), and
         # prefills are never split across steps: vLLM rewinds a seeded request's generator after a partial
         # prefill with `set_offset`, which CPU generators lack ("CPU Generator does not use offset").
-        memory = ({"gpu_memory_utilization": cfg.gpu_memory_utilization} if torch.cuda.is_available()
+        on_gpu = torch.cuda.is_available()
+        memory = ({"gpu_memory_utilization": cfg.gpu_memory_utilization} if on_gpu
                   else {"kv_cache_memory_bytes": cfg.kv_cache_memory_bytes, "enable_chunked_prefill": False})
         kwargs = {"dtype": cfg.dtype, "enable_lora": True, "max_lora_rank": self._max_rank,
                   "max_loras": cfg.max_loras, "max_model_len": cfg.max_model_len, **memory, **llm_kwargs}
-        with contextlib.nullcontext() if torch.cuda.is_available() else cpu_engine_env(cfg.vllm_cpu_reserved_cores):
+        with contextlib.nullcontext() if on_gpu else cpu_engine_env(cfg.vllm_cpu_reserved_cores):
             self._llm: Any = LLM(model=str(base_model), **kwargs)
         self._lock = threading.Lock()
         self._registry = AdapterRegistry()
