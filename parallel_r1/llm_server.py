@@ -28,6 +28,7 @@ from parallel_r1.console import console
 from parallel_r1.errors import UserFacingError
 from parallel_r1.paths import RunPaths
 from parallel_r1.recipe import run_recipe
+from parallel_r1.watchdog import Watchdog, group_alive
 
 ENDPOINT_USERS = ("discover", "judge")
 _ERROR_LINE = re.compile(r"\b\w*(?:Error|Exception)\b:|\berror:", re.IGNORECASE)
@@ -105,6 +106,7 @@ class LLMServer:
         self.workdir = workdir
         self.log = RunPaths(workdir).workdir / "llm_server" / "server.log"
         self.proc: subprocess.Popen | None = None
+        self.watchdog: Watchdog | None = None
 
     def start(self) -> ServedModel:
         cfg = self.cfg
@@ -116,6 +118,8 @@ class LLMServer:
         with self.log.open("w") as log:
             self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                          env={**os.environ, **cfg.env}, start_new_session=True)
+        # its own session keeps it from Ctrl-C; the guard stops it should this process die without stop()
+        self.watchdog = Watchdog(groups=[self.proc.pid], grace_s=cfg.stop_timeout_s)
         try:
             return self._wait_ready(name, port)
         except BaseException:
@@ -161,21 +165,10 @@ class LLMServer:
                 proc.wait(timeout=grace)
             except subprocess.TimeoutExpired:
                 continue
-            if not _group_alive(proc.pid, grace):
+            if not group_alive(proc.pid, grace):
+                self.watchdog.release()
                 return
         raise LLMServerError(f"llm-server: process group {proc.pid} did not stop")
-
-
-def _group_alive(pgid: int, grace: float) -> bool:
-    """Whether processes of the group outlive its leader for `grace` seconds (engine workers exiting)."""
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return False
-        time.sleep(0.1)
-    return True
 
 
 @contextmanager

@@ -11,7 +11,7 @@ MAX_LINES = 400
 
 # Each package (a top-level module by its stem) and its layer: 0 is the foundation, 8 the entry points.
 LAYERS = {
-    **dict.fromkeys(["errors", "console", "config", "recipe", "paths", "data", "ray_runtime", "jobs"], 0),
+    **dict.fromkeys(["errors", "console", "config", "recipe", "paths", "data", "ray_runtime", "jobs", "watchdog"], 0),
     **dict.fromkeys(["llm_client", "llm_server", "grade", "profiles", "inference", "registry"], 1),
     **dict.fromkeys(["discover", "transcripts", "batch", "base_model", "kb"], 2),
     "finetune": 3,

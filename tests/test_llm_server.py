@@ -113,7 +113,8 @@ def test_a_server_that_never_answers_times_out_and_is_stopped(tmp_path, monkeypa
 
     def spy(*args, **kwargs):  # the pid from Popen: a loaded machine may stop the fake before it logs its own
         proc = popen(*args, **kwargs)
-        started.append(proc.pid)
+        if "parallel_r1.watchdog" not in args[0]:  # not the server's guard
+            started.append(proc.pid)
         return proc
 
     monkeypatch.setattr(subprocess, "Popen", spy)
@@ -172,7 +173,9 @@ def test_cli_bad_model_path_is_one_line_and_exit_2(tmp_path):
     assert "Traceback" not in result.output
 
 
-def test_cli_serves_until_ctrl_c(tmp_path):
+def start_cli(tmp_path: Path) -> tuple[subprocess.Popen, str, str]:
+    """`parallel-r1 llm-server` on the fake server, as a script's background job, once it serves: the process, its
+    output so far and the server's base URL."""
     model = model_dir(tmp_path / "elsewhere")
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
     proc = subprocess.Popen(
@@ -180,7 +183,7 @@ def test_cli_serves_until_ctrl_c(tmp_path):
          "--workdir", str(tmp_path), "--set", "llm_server.module=tests.fakes.vllm_server",
          "--set", "llm_server.max_model_len=256"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))  # as a script's background job
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     lines: list[str] = []
     try:
         deadline = time.monotonic() + 60
@@ -189,8 +192,16 @@ def test_cli_serves_until_ctrl_c(tmp_path):
             assert line or proc.poll() is None, "".join(lines)
             assert time.monotonic() < deadline, "".join(lines)
             lines.append(line)
-        out = "".join(lines)
-        url = re.search(r"base_url: (\S+)", out).group(1)
+    except BaseException:
+        proc.kill()
+        raise
+    out = "".join(lines)
+    return proc, out, re.search(r"base_url: (\S+)", out).group(1)
+
+
+def test_cli_serves_until_ctrl_c(tmp_path):
+    proc, out, url = start_cli(tmp_path)
+    try:
         assert "model: base" in out and "max_model_len: 256" in out
         assert [m["id"] for m in httpx.get(f"{url}/models").json()["data"]] == ["base"]
         pid = fake_pid(tmp_path / "llm_server" / "server.log")
@@ -201,6 +212,19 @@ def test_cli_serves_until_ctrl_c(tmp_path):
             proc.kill()
     assert "llm-server: stopping" in proc.stdout.read()
     assert not listening(url) and gone(pid)
+
+
+def test_the_server_stops_when_the_cli_is_killed(tmp_path):
+    """SIGKILL runs none of the CLI's cleanup; the server runs in its own session, so only the watchdog stops it."""
+    proc, _, url = start_cli(tmp_path)
+    pid = fake_pid(tmp_path / "llm_server" / "server.log")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 30
+    while not gone(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert gone(pid) and not listening(url)
+    assert "fake vLLM: stopped" in (tmp_path / "llm_server" / "server.log").read_text()  # SIGTERM first
 
 
 @pytest.mark.slow

@@ -14,12 +14,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, get_args
 
+import psutil
 import torch
 
 from parallel_r1.config import InferenceConfig
 from parallel_r1.errors import UserFacingError
 from parallel_r1.inference.adapters import Adapter, AdapterRegistry
 from parallel_r1.inference.engine import Completion, SamplingParams
+from parallel_r1.watchdog import Watchdog
 
 RESERVED_ENV = "VLLM_CPU_NUM_OF_RESERVED_CPU"
 
@@ -76,8 +78,11 @@ class VLLMEngine:
                   else {"kv_cache_memory_bytes": cfg.kv_cache_memory_bytes, "enable_chunked_prefill": False})
         kwargs = {"dtype": cfg.dtype, "enable_lora": True, "max_lora_rank": self._max_rank,
                   "max_loras": cfg.max_loras, "max_model_len": cfg.max_model_len, **memory, **llm_kwargs}
+        before = {p.pid for p in psutil.Process().children()}
         with contextlib.nullcontext() if on_gpu else cpu_engine_env(cfg.vllm_cpu_reserved_cores):
             self._llm: Any = LLM(model=str(base_model), **kwargs)
+        # vLLM's engine processes outlive this one when it dies without closing the engine (SIGKILL, say)
+        self._watchdog = Watchdog(pids=[p.pid for p in psutil.Process().children() if p.pid not in before])
         self._lock = threading.Lock()
         self._registry = AdapterRegistry()
         try:
@@ -158,6 +163,7 @@ class VLLMEngine:
             llm, self._llm = self._llm, None
             if llm is not None:
                 llm.llm_engine.engine_core.shutdown()
+            self._watchdog.release()
         del llm
         gc.collect()
         if torch.cuda.is_available():

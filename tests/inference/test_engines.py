@@ -241,6 +241,51 @@ def test_the_vllm_worker_computes_on_the_cores_left_to_it(vllm, tiny_inference_c
     assert os.environ.get(RESERVED_ENV) == ENVIRONMENT_AT_IMPORT
 
 
+HOLDER = """
+import json, sys, time
+import psutil
+from parallel_r1.config import InferenceConfig
+from parallel_r1.inference.vllm_engine import VLLMEngine
+
+if __name__ == "__main__":
+    engine = VLLMEngine(InferenceConfig.model_validate_json(sys.argv[1]), sys.argv[2])
+    helpers = [p.pid for p in psutil.Process().children(recursive=True) if p.pid != engine._watchdog.pid]
+    print("helpers:", json.dumps(helpers), flush=True)
+    time.sleep(600)
+"""
+
+
+@pytest.mark.slow
+@needs_vllm
+def test_the_vllm_engine_processes_stop_when_their_holder_is_killed(tiny_inference_config, tiny_base_model):
+    """SIGTERM under Python's default handler runs no cleanup: vLLM's EngineCore and Worker would be left running
+    (and holding memory) without the engine's watchdog."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, tiny_inference_config.model_dump_json(),
+                               str(tiny_base_model)], stdout=subprocess.PIPE, text=True)
+    try:
+        while not (line := holder.stdout.readline()).startswith("helpers:"):  # vLLM logs on stdout too
+            assert line, f"the holder exited with {holder.wait()}"
+        helpers = [psutil.Process(pid) for pid in json.loads(line.removeprefix("helpers:"))]
+        assert {p.cmdline()[0] for p in helpers} >= {"VLLM::EngineCore", "VLLM::Worker"}
+        holder.send_signal(signal.SIGTERM)
+        assert holder.wait(timeout=30) == -signal.SIGTERM
+        deadline = time.monotonic() + 30
+        while (left := [p for p in helpers if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]) \
+                and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert left == []
+    finally:
+        holder.kill()
+
+
 @pytest.mark.parametrize(("setting", "cores", "already", "expected"), [
     (None, 2, None, "0"), (None, 1, None, "0"), (None, 8, None, None), (3, 8, None, "3"),
     (None, 2, "1", "1"), (0, 2, "1", "0")])
