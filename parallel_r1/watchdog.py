@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from contextlib import suppress
 
 import psutil
@@ -26,7 +27,7 @@ class Watchdog:
     """Guards `pids` (each with the processes under it) and the process groups `groups` of this process: they get
     SIGTERM, then SIGKILL after `grace_s`, once this process is gone, unless `release()` was called first."""
 
-    def __init__(self, pids: list[int] = (), groups: list[int] = (), grace_s: float = 10.0) -> None:
+    def __init__(self, pids: Sequence[int] = (), groups: Sequence[int] = (), grace_s: float = 10.0) -> None:
         command = [sys.executable, "-m", "parallel_r1.watchdog", "--grace", str(grace_s),
                    *(arg for pgid in groups for arg in ("--group", str(pgid))), *map(str, pids)]
         # its own session: Ctrl-C or a signal to this process group must not stop the guard before the owner

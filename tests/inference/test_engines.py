@@ -249,7 +249,7 @@ from parallel_r1.inference.vllm_engine import VLLMEngine
 
 if __name__ == "__main__":
     engine = VLLMEngine(InferenceConfig.model_validate_json(sys.argv[1]), sys.argv[2])
-    helpers = [p.pid for p in psutil.Process().children(recursive=True) if p.pid != engine._watchdog.pid]
+    helpers = [p.pid for p in psutil.Process().children(recursive=True) if "parallel_r1.watchdog" not in p.cmdline()]
     print("helpers:", json.dumps(helpers), flush=True)
     time.sleep(600)
 """
