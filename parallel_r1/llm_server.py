@@ -22,13 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import psutil
 
 from parallel_r1.config import LLMServerConfig, PipelineConfig
 from parallel_r1.console import console
 from parallel_r1.errors import UserFacingError
 from parallel_r1.paths import RunPaths
 from parallel_r1.recipe import run_recipe
-from parallel_r1.watchdog import Watchdog, group_alive
+from parallel_r1.watchdog import Watchdog, stop_processes
 
 ENDPOINT_USERS = ("discover", "judge")
 _ERROR_LINE = re.compile(r"\b\w*(?:Error|Exception)\b:|\berror:", re.IGNORECASE)
@@ -158,17 +159,14 @@ class LLMServer:
         proc, self.proc = self.proc, None
         if proc is None:
             return
-        for sig, grace in ((signal.SIGTERM, self.cfg.stop_timeout_s), (signal.SIGKILL, 10.0)):
-            with suppress(ProcessLookupError):
-                os.killpg(proc.pid, sig)
-            try:
-                proc.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                continue
-            if not group_alive(proc.pid, grace):
-                self.watchdog.release()
-                return
-        raise LLMServerError(f"llm-server: process group {proc.pid} did not stop")
+        leader = []
+        with suppress(psutil.NoSuchProcess):  # reaped already when it exited at start
+            leader.append(psutil.Process(proc.pid))  # reaped by the stop: a zombie would keep the group alive
+        stopped = stop_processes(leader, [proc.pid], self.cfg.stop_timeout_s)
+        proc.poll()  # the Popen learns that its process is gone
+        if not stopped:
+            raise LLMServerError(f"llm-server: process group {proc.pid} did not stop")
+        self.watchdog.release()
 
 
 @contextmanager

@@ -53,9 +53,9 @@ class Watchdog:
             proc.wait()
 
 
-def stop(processes: list[psutil.Process], groups: list[int], grace_s: float) -> None:
+def stop_processes(processes: list[psutil.Process], groups: list[int], grace_s: float) -> bool:
     """SIGTERM to the still-running `processes` and everything under them and to `groups`, SIGKILL to what is left
-    after `grace_s`."""
+    after `grace_s`; whether all of it ended. A child of this process among `processes` is reaped."""
     alive = [p for p in processes if p.is_running()]  # is_running compares start times: a reused PID is not ours
     tree = {p.pid: p for p in alive}
     for p in alive:
@@ -71,12 +71,13 @@ def stop(processes: list[psutil.Process], groups: list[int], grace_s: float) -> 
                 os.killpg(pgid, sig)
         _, still = psutil.wait_procs(list(tree.values()), timeout=wait_s)
         tree = {p.pid: p for p in still}
-        groups = [g for g in groups if group_alive(g, max(0.0, deadline - time.monotonic()))]
+        groups = [g for g in groups if _group_alive(g, max(0.0, deadline - time.monotonic()))]
         if not tree and not groups:
-            return
+            return True
+    return False
 
 
-def group_alive(pgid: int, wait_s: float) -> bool:
+def _group_alive(pgid: int, wait_s: float) -> bool:
     """Whether the process group still has a process of ours after waiting up to `wait_s` seconds for it to end."""
     deadline = time.monotonic() + wait_s
     while True:
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
             processes.append(psutil.Process(pid))  # remembers the start time, against PID reuse
     message = sys.stdin.buffer.read()  # until the owner closes the pipe, or dies
     if message != RELEASE:
-        stop(processes, args.group, args.grace)
+        stop_processes(processes, args.group, args.grace)
 
 
 if __name__ == "__main__":
