@@ -49,6 +49,7 @@ bench: install
 	$(PY) benchmarks/bench_discover_nodes.py
 	$(PY) benchmarks/bench_finetune.py
 	$(PY) benchmarks/bench_inference.py --model smollm2-135m-instruct --max-tokens 32
+	$(PY) benchmarks/bench_inference.py --model smollm2-135m-instruct --max-tokens 32 --dtype bfloat16
 	$(PY) benchmarks/bench_serve.py --parts peer
 	$(PY) benchmarks/bench_serve.py --parts peer --haproxy
 	$(PY) benchmarks/bench_grpo.py

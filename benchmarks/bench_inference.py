@@ -1,9 +1,9 @@
 """Generation throughput: the vLLM engine against the HF (transformers + PEFT) engine, on the same prompts with
 the same sampling parameters and seeds, through the base model and through a LoRA adapter.
 
-Run: `python benchmarks/bench_inference.py [--n 32] [--max-tokens 64] [--repeats 3] [--model MODEL]` (a few
-minutes on 2 cores). Builds the demo-size base model (the cost of a token does not depend on its training), or with
-`--model smollm2-135m-instruct` converts the real one, and a random-init rank-16 adapter under
+Run: `python benchmarks/bench_inference.py [--n 32] [--max-tokens 64] [--repeats 3] [--model MODEL] [--dtype D]`
+(a few minutes on 2 cores). Builds the demo-size base model (the cost of a token does not depend on its training),
+or with `--model smollm2-135m-instruct` converts the real one, and a random-init rank-16 adapter under
 benchmarks/results/inference_work, takes the openings of procedural dialogues as prompts, and times both engines'
 `generate` over all of them, alternating, through the base and through the adapter; a row per route goes into
 benchmarks/results/summary.json (goal: vLLM at 2× HF's tokens/s at batch 32).
@@ -54,6 +54,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--hf-batch-size", type=int, default=InferenceConfig().max_batch_size)
     ap.add_argument("--model", choices=MODELS, default="demo", help="the demo-size model or a real pretrained one")
+    ap.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32", help="both engines' weights")
+    ap.add_argument("--vllm-cpu-lora", choices=("grouped", "vllm"), default="grouped",
+                    help="vLLM's CPU LoRA ops (inference.vllm_cpu_lora)")
     args = ap.parse_args()
 
     from parallel_r1.inference.vllm_engine import VLLMEngine
@@ -66,7 +69,8 @@ def main() -> None:
     # Openings of dialogues the base model was not pre-trained on (another corpus seed).
     conversations = [d.messages()[:1] for d in generate_corpus(args.n, seed=1)]
     sampling = SamplingParams(temperature=args.temperature, max_tokens=args.max_tokens, seed=0)
-    cfg = InferenceConfig(max_batch_size=args.hf_batch_size, max_loras=1, max_lora_rank=16)
+    cfg = InferenceConfig(max_batch_size=args.hf_batch_size, max_loras=1, max_lora_rank=16, dtype=args.dtype,
+                          vllm_cpu_lora=args.vllm_cpu_lora)
 
     started = time.perf_counter()
     hf = HFEngine(cfg, base, adapters)
@@ -75,22 +79,24 @@ def main() -> None:
     vllm = VLLMEngine(cfg, base, adapters)
     vllm_start = time.perf_counter() - started
     results, rows = {}, []
+    label = "" if args.dtype == "float32" else f", {args.dtype}"
     for route, adapter in ROUTES.items():
         for engine in (hf, vllm):
             engine.generate(conversations[:4], SamplingParams(max_tokens=8), adapter=adapter)  # warm-up
         ours, theirs = peer.alternate(generate_rate(vllm, conversations, sampling, adapter),
                                       generate_rate(hf, conversations, sampling, adapter), args.repeats)
         results[route] = {"vllm_tokens_per_s": ours, "hf_tokens_per_s": theirs}
-        rows.append(peer.row(f"generate {args.model}, batch {args.n}, {route}: vLLM vs HF", ours, theirs,
+        rows.append(peer.row(f"generate {args.model}, batch {args.n}, {route}: vLLM vs HF{label}", ours, theirs,
                              "tokens/s", peer.Goal("ratio", ">=", 2.0)))
         console.print(f"{route}: vLLM {statistics.median(ours):,.0f} tokens/s, HF {statistics.median(theirs):,.0f}")
     hf.close()
     vllm.close()
-    title = (f"generation, {args.n} prompts × {args.max_tokens} tokens max, temperature {args.temperature} "
+    title = (f"generation, {args.n} prompts × {args.max_tokens} tokens max, temperature {args.temperature}, "
+             f"{args.dtype}, vLLM's CPU LoRA ops: {args.vllm_cpu_lora} "
              f"({params:,}-parameter model; HF on {torch.get_num_threads()} threads; engine start: HF "
              f"{hf_start:.1f} s, vLLM {vllm_start:.1f} s)")
     peer.print_table(title, {"rows": rows})
-    suffix = "" if args.model == "demo" else f"_{args.model}"
+    suffix = ("" if args.model == "demo" else f"_{args.model}") + label.replace(", ", "_")
     out = ROOT / "benchmarks" / "results" / f"bench_inference{suffix}.json"
     atomic_write_json(out, {"args": vars(args), "model_params": params,
                             "results": {"hf_start_s": hf_start, "vllm_start_s": vllm_start, **results}})

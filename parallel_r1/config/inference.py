@@ -30,3 +30,9 @@ class InferenceConfig(VLLMMemoryConfig):
                                 "(VLLM_CPU_NUM_OF_RESERVED_CPU). None: none on a machine of 2 cores or fewer, where "
                                 "vLLM's one would be half of it, else vLLM's rule (one per worker). Serving keeps "
                                 "vLLM's rule (its requests are small batches).")
+    vllm_cpu_lora: Literal["grouped", "vllm"] = Field(
+        "grouped", description="vLLM on CPU: the LoRA products. grouped: one matrix product per adapter in a batch, "
+                               "and no LoRA term for a request without an adapter (a vLLM plugin of this package, "
+                               "parallel_r1/inference/vllm_cpu_lora.py); vllm: vLLM's own ops, which copy an "
+                               "adapter's weights for every token and give a request without an adapter the last "
+                               "adapter slot's term.")

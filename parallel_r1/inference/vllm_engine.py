@@ -21,6 +21,7 @@ from parallel_r1.config import InferenceConfig
 from parallel_r1.errors import UserFacingError
 from parallel_r1.inference.adapters import Adapter, AdapterRegistry
 from parallel_r1.inference.engine import Completion, SamplingParams
+from parallel_r1.inference.vllm_cpu_lora import LORA_ENV
 from parallel_r1.watchdog import Watchdog
 
 RESERVED_ENV = "VLLM_CPU_NUM_OF_RESERVED_CPU"
@@ -34,20 +35,24 @@ def reserved_cores(setting: int | None, cores: int) -> int | None:
 
 
 @contextlib.contextmanager
-def cpu_engine_env(setting: int | None) -> Iterator[None]:
-    """The worker's reserved cores (`reserved_cores`) in the environment vLLM's CPU engine processes start with, set
-    while they start and restored after; one already in the environment stays when `setting` is None."""
-    before = os.environ.get(RESERVED_ENV)
+def cpu_engine_env(cfg: InferenceConfig) -> Iterator[None]:
+    """The environment vLLM's CPU engine processes start with, set while they start and restored after: the worker's
+    reserved cores (`reserved_cores`; one already in the environment stays when the config leaves it None) and the
+    LoRA ops `inference.vllm_cpu_lora` picks (`vllm_cpu_lora.register`)."""
+    before = {name: os.environ.get(name) for name in (RESERVED_ENV, LORA_ENV)}
+    setting = cfg.vllm_cpu_reserved_cores
     reserved = reserved_cores(setting, len(os.sched_getaffinity(0)))
-    if reserved is not None and (setting is not None or before is None):
+    if reserved is not None and (setting is not None or before[RESERVED_ENV] is None):
         os.environ[RESERVED_ENV] = str(reserved)
+    os.environ[LORA_ENV] = cfg.vllm_cpu_lora
     try:
         yield
     finally:
-        if before is None:
-            os.environ.pop(RESERVED_ENV, None)
-        else:
-            os.environ[RESERVED_ENV] = before
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 class VLLMEngine:
@@ -79,10 +84,11 @@ class VLLMEngine:
         kwargs = {"dtype": cfg.dtype, "enable_lora": True, "max_lora_rank": self._max_rank,
                   "max_loras": cfg.max_loras, "max_model_len": cfg.max_model_len, **memory, **llm_kwargs}
         before = {p.pid for p in psutil.Process().children()}
-        with contextlib.nullcontext() if on_gpu else cpu_engine_env(cfg.vllm_cpu_reserved_cores):
+        with contextlib.nullcontext() if on_gpu else cpu_engine_env(cfg):
             self._llm: Any = LLM(model=str(base_model), **kwargs)
         # vLLM's engine processes outlive this one when it dies without closing the engine (SIGKILL, say)
         self._watchdog = Watchdog(pids=[p.pid for p in psutil.Process().children() if p.pid not in before])
+        self._mixed_batches = on_gpu or cfg.vllm_cpu_lora == "grouped"
         self._lock = threading.Lock()
         self._registry = AdapterRegistry()
         try:
@@ -113,9 +119,12 @@ class VLLMEngine:
 
     def generate_each(self, requests: list[tuple[list[list[dict]], str | None]],
                       sampling: SamplingParams) -> list[list[Completion]]:
-        """The adapters' requests in one `LLM.chat` call (a LoRARequest per prompt), so vLLM batches them together,
-        and the base model's in another: on the CPU build a prompt without a LoRARequest in a batch with LoRA
-        prompts is answered through a stale adapter slot. Prompt i of each request keeps the seed `seed + i`."""
+        """Every request in one `LLM.chat` call (a LoRARequest per prompt), so vLLM batches them together. vLLM's own
+        CPU LoRA ops (`inference.vllm_cpu_lora: vllm`) answer a prompt without a LoRARequest in a batch with LoRA
+        prompts through an adapter slot: there the base model's requests go in a call of their own. Prompt i of each
+        request keeps the seed `seed + i`."""
+        if self._mixed_batches:
+            return self._chat(requests, sampling)
         done: list[list[Completion] | None] = [None] * len(requests)
         for with_adapter in (False, True):
             group = [i for i, (_, adapter) in enumerate(requests) if (adapter is not None) == with_adapter]

@@ -35,6 +35,7 @@ from parallel_r1.errors import UserFacingError
 from parallel_r1.inference.adapters import ADAPTER_CONFIG
 from parallel_r1.inference.chat_text import defuse
 from parallel_r1.inference.engine import SamplingParams
+from parallel_r1.inference.vllm_cpu_lora import LORA_ENV
 from parallel_r1.serve.deployment import deployment_options
 from parallel_r1.serve.generation import Delta, Generation, StreamedChoices
 from parallel_r1.serve.routing import BASE
@@ -126,7 +127,8 @@ def llm_config(cfg: PipelineConfig, base_model: str, adapters: dict[str, str]) -
         lora_config={"max_num_adapters_per_replica": len(adapters) + 1},  # a newly promoted version beside the rest
         deployment_config=deployment,
         log_engine_metrics=sc.engine_metrics,
-        runtime_env={"env_vars": {ADAPTERS_ENV: f"{ZERO_ADAPTER}={zero}", STORE_ENV: str(store)}},
+        runtime_env={"env_vars": {ADAPTERS_ENV: f"{ZERO_ADAPTER}={zero}", STORE_ENV: str(store),
+                                  **({} if sc.use_gpu else {LORA_ENV: inf.vllm_cpu_lora})}},
     )
 
 

@@ -9,10 +9,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from parallel_r1.config import InferenceConfig
 from parallel_r1.errors import UserFacingError
 from parallel_r1.inference import SamplingParams, build_engine, factory, vllm_available
 from parallel_r1.inference.adapters import UnknownAdapterError
 from parallel_r1.inference.hf_engine import HFEngine
+from parallel_r1.inference.vllm_cpu_lora import LORA_ENV
 from parallel_r1.inference.vllm_engine import RESERVED_ENV, cpu_engine_env, reserved_cores
 
 OPENINGS = ["I don't understand fractions.", "Why does the moon change shape?", "Can you help me with loops?",
@@ -205,8 +207,10 @@ def test_vllm_many_seeded_prompts_beyond_one_steps_token_budget(vllm):
 @pytest.mark.slow
 @needs_vllm
 def test_generate_each_batches_adapters_with_the_results_of_separate_calls(vllm, hf):
-    """Greedy replies match separate calls (vLLM: a different batch may flip a near-tie of this random-weights
-    model, as in the engines' agreement test, so one reply in six may differ); sampled ones are reproducible."""
+    """One batch of the base model's and the adapters' prompts (vLLM: one `LLM.chat`, through the grouped CPU LoRA
+    ops, where vLLM's own would give the base prompts an adapter's term: none of six matched then). Greedy replies
+    match separate calls (vLLM: a different batch may flip a near-tie of this random-weights model, as in the
+    engines' agreement test, so one reply in six may differ); sampled ones are reproducible."""
     requests = [(CONVERSATIONS, None), (CONVERSATIONS[:3], "style"), (CONVERSATIONS, "other"), ([], "style")]
     for engine in (vllm, hf):
         together = engine.generate_each(requests, GREEDY)
@@ -298,6 +302,9 @@ def test_the_reserved_cores_are_set_while_the_engine_starts_and_restored(monkeyp
         monkeypatch.delenv(RESERVED_ENV, raising=False)
     else:
         monkeypatch.setenv(RESERVED_ENV, already)
-    with cpu_engine_env(setting):
+    monkeypatch.delenv(LORA_ENV, raising=False)
+    with cpu_engine_env(InferenceConfig(vllm_cpu_reserved_cores=setting, vllm_cpu_lora="vllm")):
         assert os.environ.get(RESERVED_ENV) == expected
+        assert os.environ[LORA_ENV] == "vllm"
     assert os.environ.get(RESERVED_ENV) == already
+    assert LORA_ENV not in os.environ

@@ -178,6 +178,7 @@ def test_the_engine_in_the_router_is_only_for_the_vllm_backend():
 
 @pytest.mark.parametrize("metrics", [True, False])
 def test_the_vllm_engine_records_its_metrics_unless_configured_off(serve_workdir, tiny_base_model, metrics):
+    from parallel_r1.inference.vllm_cpu_lora import LORA_ENV
     from parallel_r1.serve.app import plan
     from parallel_r1.serve.vllm_backend import llm_config
     from tests.serve.support import serve_config
@@ -186,7 +187,9 @@ def test_the_vllm_engine_records_its_metrics_unless_configured_off(serve_workdir
     cfg = serve_config(serve_workdir, tiny_base_model, 8000, backend="vllm", engine_metrics=metrics)
     serve_plan = plan(cfg)
     adapters = {v.ref: v.source for v in serve_plan.served.models.values() if v.kind == "adapter"}
-    assert llm_config(cfg, serve_plan.base_model, adapters).log_engine_metrics is metrics
+    config = llm_config(cfg, serve_plan.base_model, adapters)
+    assert config.log_engine_metrics is metrics
+    assert config.runtime_env["env_vars"][LORA_ENV] == cfg.inference.vllm_cpu_lora == "grouped"  # its CPU LoRA ops
 
 
 def test_the_router_calls_the_model_by_value_over_grpc_unless_configured_off():
