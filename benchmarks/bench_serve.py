@@ -22,7 +22,8 @@ greedy 8-token request for one adapter to the three, in rotating order `--rounds
 clients. Goal: the router adds at most 5 ms at p50 and keeps at least 0.9× the server's requests/s with `--clients`
 clients; the rows go to benchmarks/results/summary.json. `--haproxy`: behind Ray Serve's HAProxy ingress, which
 forwards HTTP to the router replicas' own servers, instead of Serve's Python proxy. `--without-engine-metrics`: also
-the engine in the router without Serve LLM's engine metrics (`serve.engine_metrics=false`).
+the engine in the router without Serve LLM's engine metrics (`serve.engine_metrics=false`); `--with-vllm-lora-ops`:
+also the engine in the router with vLLM's own CPU LoRA ops (`inference.vllm_cpu_lora=vllm`).
 """
 
 from __future__ import annotations
@@ -247,19 +248,23 @@ def direct_part(args, work: Path, port: int) -> dict:
 
 
 class Side(NamedTuple):
-    """One of our sides: what the run calls it, its serve.vllm_in_router and serve.engine_metrics, and what its
-    summary rows add to the benchmark's name."""
+    """One of our sides: what the run calls it, its serve.vllm_in_router, serve.engine_metrics and
+    inference.vllm_cpu_lora, and what its summary rows add to the benchmark's name."""
 
     label: str
     in_router: bool
     engine_metrics: bool
     suffix: str
+    lora_ops: str = "grouped"
 
 
 OURS = {"ours": Side("router + Serve LLM", False, True, ""),
         "in_router": Side("router running the engine", True, True, ", engine in the router"),
         "in_router_quiet": Side("router running the engine without its metrics", True, False,
-                                ", engine in the router without its metrics")}
+                                ", engine in the router without its metrics"),
+        "in_router_vllm_ops": Side("router running the engine with vLLM's CPU LoRA ops", True, True,
+                                   ", engine in the router, vLLM's CPU LoRA ops", "vllm")}
+OPTIONAL = {"in_router_quiet": "without_engine_metrics", "in_router_vllm_ops": "with_vllm_lora_ops"}
 PEER_LABEL = "vLLM's server"
 
 
@@ -279,17 +284,17 @@ def peer_part(args, work: Path, port: int) -> tuple[dict, list[dict]]:
 
     from parallel_r1.serve.stage import start_local
 
-    def config(app: str, in_router: bool, engine_metrics: bool):
+    def config(app: str, side: Side):
         return load_config(None, {"workdir": str(work), "ray": {"num_cpus": 8}, "serve": {
             "port": port, "backend": "vllm", "app_name": app, "route_prefix": f"/{app}", "add_system_prompt": False,
-            "router_num_cpus": 0.1, "vllm_in_router": in_router, "engine_metrics": engine_metrics},
-            "inference": {"engine": "vllm", "max_lora_rank": 16}})
+            "router_num_cpus": 0.1, "vllm_in_router": side.in_router, "engine_metrics": side.engine_metrics},
+            "inference": {"engine": "vllm", "max_lora_rank": 16, "vllm_cpu_lora": side.lora_ops}})
 
-    ours = [side for side in OURS if side != "in_router_quiet" or args.without_engine_metrics]
+    ours = [side for side in OURS if side not in OPTIONAL or getattr(args, OPTIONAL[side])]
     urls, start_s = {}, {}
     for side in ours:
         started = time.perf_counter()
-        urls[side] = start_local(config(f"bench_{side}", OURS[side].in_router, OURS[side].engine_metrics))
+        urls[side] = start_local(config(f"bench_{side}", OURS[side]))
         start_s[side] = time.perf_counter() - started
     body = {"model": SPECIALISTS[0], "messages": MESSAGES, "temperature": 0.0, "max_tokens": 8, "seed": 0}
     with VLLMServer(work, load_config(None, {"inference": {"max_lora_rank": 16}}).inference, free_port()) as server:
@@ -349,7 +354,9 @@ def main() -> None:
     ap.add_argument("--haproxy", action="store_true", help="Ray Serve's HAProxy ingress instead of its proxy "
                                                           "(RAY_SERVE_ENABLE_HA_PROXY=1 for the Ray this starts)")
     ap.add_argument("--without-engine-metrics", action="store_true",
-                    help="a fourth side: the engine in the router with serve.engine_metrics=false")
+                    help="a further side: the engine in the router with serve.engine_metrics=false")
+    ap.add_argument("--with-vllm-lora-ops", action="store_true",
+                    help="a further side: the engine in the router with inference.vllm_cpu_lora=vllm")
     args = ap.parse_args()
     if args.haproxy:
         os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1"

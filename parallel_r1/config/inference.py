@@ -12,7 +12,8 @@ from parallel_r1.config.groups import VLLMMemoryConfig
 class InferenceConfig(VLLMMemoryConfig):
     engine: Literal["auto", "hf", "vllm"] = Field("auto", description="auto: vLLM where it imports, else HF.")
     dtype: Literal["float32", "bfloat16", "float16"] = Field(
-        "float32", description="Weights dtype (float32 on CPU, where bf16 is slower).")
+        "float32", description="Weights dtype. bfloat16 pays on a CPU with AMX or AVX512-BF16 (vLLM most: "
+                               "benchmarks/README.md, bench_inference) and on GPUs; float32 elsewhere on CPU.")
     max_batch_size: int = Field(32, ge=1, description="HF engine: conversations per generate() call.")
     hf_cache: Literal["static", "dynamic"] = Field(
         "static", description="HF engine KV cache. static: preallocated for a batch's prompt + max_tokens and written "
