@@ -79,7 +79,11 @@ def main() -> None:
     vllm = VLLMEngine(cfg, base, adapters)
     vllm_start = time.perf_counter() - started
     results, rows = {}, []
-    label = "" if args.dtype == "float32" else f", {args.dtype}"
+    # A run off the defaults names its rows and file apart, so that it replaces none of the defaults' figures.
+    variant = [(args.dtype, args.dtype)] if args.dtype != "float32" else []
+    if args.vllm_cpu_lora != "grouped":
+        variant.append(("vLLM's CPU LoRA ops", "vllm_lora_ops"))
+    label = "".join(f", {name}" for name, _ in variant)
     for route, adapter in ROUTES.items():
         for engine in (hf, vllm):
             engine.generate(conversations[:4], SamplingParams(max_tokens=8), adapter=adapter)  # warm-up
@@ -96,7 +100,7 @@ def main() -> None:
              f"({params:,}-parameter model; HF on {torch.get_num_threads()} threads; engine start: HF "
              f"{hf_start:.1f} s, vLLM {vllm_start:.1f} s)")
     peer.print_table(title, {"rows": rows})
-    suffix = ("" if args.model == "demo" else f"_{args.model}") + label.replace(", ", "_")
+    suffix = ("" if args.model == "demo" else f"_{args.model}") + "".join(f"_{tag}" for _, tag in variant)
     out = ROOT / "benchmarks" / "results" / f"bench_inference{suffix}.json"
     atomic_write_json(out, {"args": vars(args), "model_params": params,
                             "results": {"hf_start_s": hf_start, "vllm_start_s": vllm_start, **results}})
